@@ -1,0 +1,262 @@
+"""Typed errors of the Omni client.
+
+Every error carries what a person needs to act (HTTP status, Omni's own message, the user involved) and
+nothing that must not leak: never the API key, never a whole response body (a SCIM body holds other
+people's emails and attributes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+#: Longest slice of Omni's message we repeat; longer text is cut, since it may echo request data.
+MAX_MESSAGE_CHARS = 300
+
+
+class OmniError(Exception):
+    """Base of every error raised by omni_provider."""
+
+
+class OmniConfigurationError(OmniError, ValueError):
+    """The client was configured wrongly (bad URL, insecure transport, no key)."""
+
+
+class OmniValidationError(OmniError, ValueError):
+    """Input refused before any request was sent."""
+
+    def __init__(self, message: str, *, user: str | None = None, attribute: str | None = None) -> None:
+        self.user = user
+        self.attribute = attribute
+        prefix = []
+        if user:
+            prefix.append(f"user {user}")
+        if attribute:
+            prefix.append(f"attribute {attribute!r}")
+        super().__init__(f"{', '.join(prefix)}: {message}" if prefix else message)
+        self.reason = message
+
+
+class AttributeValueError(OmniValidationError):
+    """An attribute value cannot be sent to Omni (wrong type, not finite, nested, too long...)."""
+
+
+class InvalidAttributesError(OmniValidationError):
+    """Several attribute problems found at once; ``problems`` lists each as ``(attribute, reason)``."""
+
+    def __init__(
+        self, problems: list[tuple[str, str]] | tuple[tuple[str, str], ...], *, user: str | None = None
+    ) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        listed = "; ".join(f"{name}: {reason}" for name, reason in self.problems)
+        count = len(self.problems)
+        super().__init__(f"{count} invalid attribute{'s' if count != 1 else ''}: {listed}", user=user)
+
+
+class PlanTooLargeError(OmniError):
+    """A sync plan would write more users than the configured blast-radius guard allows."""
+
+    def __init__(self, message: str, *, changes: int, limit: int | None, total_users: int) -> None:
+        self.changes = changes
+        self.limit = limit
+        self.total_users = total_users
+        super().__init__(message)
+
+
+class AmbiguousUserError(OmniError):
+    """More than one Omni user matches an email case-insensitively."""
+
+    def __init__(self, email: str, count: int) -> None:
+        self.user = email
+        self.count = count
+        super().__init__(f"{count} Omni users match email {email!r} (case-insensitively); refusing to guess")
+
+
+class UserNotFoundError(OmniError, LookupError):
+    """No Omni user matches the given id or email."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"no Omni user matches {user!r}")
+
+
+class OmniTransportError(OmniError):
+    """The request never got an HTTP answer (connection refused, reset, timed out) after retries."""
+
+    def __init__(self, method: str, path: str, cause: BaseException, *, user: str | None = None) -> None:
+        self.method = method
+        self.path = path
+        self.user = user
+        self.cause_type = type(cause).__name__
+        about = f" (user {user})" if user else ""
+        super().__init__(f"{method} {path}{about}: no answer from Omni: {self.cause_type}")
+
+
+class OmniResponseError(OmniError):
+    """Omni answered 2xx but the body is not what the API documents (not JSON, truncated, fields missing)."""
+
+
+class OmniUnexpectedStateError(OmniError):
+    """After a write, Omni reports values other than the ones we sent or kept (checked on every update)."""
+
+
+class OmniRedirectError(OmniError):
+    """Omni answered with a redirect we refuse to follow (it would carry the key elsewhere)."""
+
+
+class OmniApiError(OmniError):
+    """Omni answered with an HTTP error status."""
+
+    status_code: int = 0
+    hint: str = ""
+
+    def __init__(
+        self,
+        status_code: int,
+        omni_message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        user: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.omni_message = omni_message
+        self.method = method
+        self.path = path
+        self.user = user
+        self.retry_after = retry_after
+        where = f"{method} {path}".strip()
+        about = f" (user {user})" if user else ""
+        text = f"{where}{about}: HTTP {status_code}"
+        if omni_message:
+            text += f": {omni_message}"
+        if self.hint:
+            text += f". {self.hint}"
+        super().__init__(text)
+
+
+class OmniBadRequestError(OmniApiError):
+    status_code = 400
+
+
+class OmniAuthenticationError(OmniApiError):
+    status_code = 401
+    hint = (
+        "Omni's SCIM API needs an Organization API key (Settings > API access); "
+        "personal access tokens are refused"
+    )
+
+
+class OmniPermissionError(OmniApiError):
+    status_code = 403
+    hint = "The key is valid but not allowed to do this; SCIM needs an Organization API key"
+
+
+class OmniNotFoundError(OmniApiError):
+    status_code = 404
+
+
+class OmniConflictError(OmniApiError):
+    status_code = 409
+
+
+class OmniRateLimitError(OmniApiError):
+    status_code = 429
+
+
+class OmniServerError(OmniApiError):
+    """Any 5xx answer."""
+
+
+_BY_STATUS: dict[int, type[OmniApiError]] = {
+    400: OmniBadRequestError,
+    401: OmniAuthenticationError,
+    403: OmniPermissionError,
+    404: OmniNotFoundError,
+    409: OmniConflictError,
+    429: OmniRateLimitError,
+}
+
+
+def error_class_for(status_code: int) -> type[OmniApiError]:
+    if status_code >= 500:
+        return OmniServerError
+    return _BY_STATUS.get(status_code, OmniApiError)
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def extract_omni_message(response: httpx.Response) -> str:
+    """Omni's error message, read defensively from whatever body came back.
+
+    Omni documents only ``{"error", "message"}``; SCIM servers use ``{"detail", "scimType"}``; proxies send
+    plain text or HTML. We keep the message fields only, never the rest of the body.
+    """
+    try:
+        raw = response.read()
+    except httpx.HTTPError:
+        return ""
+    if not raw:
+        return ""
+    try:
+        body: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        text = raw.decode("utf-8", errors="replace").strip()
+        if "<" in text[:50]:  # an HTML error page says nothing useful and may be large
+            return f"(non-JSON {response.headers.get('content-type', 'body')}, {len(raw)} bytes)"
+        return _clip(text)
+    if isinstance(body, dict):
+        parts: list[str] = []
+        for key in ("message", "detail", "error", "scimType"):
+            value = body.get(key)
+            if isinstance(value, str | int) and str(value) and str(value) not in parts:
+                parts.append(str(value))
+        if parts:
+            return _clip(": ".join(parts[:2]))
+        return "(JSON body without a message)"
+    if isinstance(body, str):
+        return _clip(body)
+    return "(JSON body without a message)"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC, datetime
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def error_from_response(
+    response: httpx.Response, *, method: str, path: str, user: str | None = None
+) -> OmniApiError:
+    status = response.status_code
+    cls = error_class_for(status)
+    return cls(
+        status,
+        extract_omni_message(response),
+        method=method,
+        path=path,
+        user=user,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )

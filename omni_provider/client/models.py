@@ -1,0 +1,127 @@
+"""Pydantic models of Omni's SCIM payloads.
+
+Hand-written rather than taken from scim2-models: Omni's attribute map is an open set of snake_case keys
+whose ``null`` means "unset", which typed SCIM models camel-case, reject or drop (see
+shared/reference/sync-tools-and-peers.md section 1.1). Here the map is a plain dict and unknown fields
+are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+USER_ATTRIBUTES_URN = "urn:omni:params:1.0:UserAttribute"
+OMNI_USER_EXTENSION_URN = "urn:omni:params:scim:schemas:extension:user:2.0"
+LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+AttributeScalar = str | int | float
+#: What Omni accepts as one user-attribute value; ``None`` unsets the attribute.
+AttributeValue = AttributeScalar | list[AttributeScalar] | None
+
+
+class _ScimModel(BaseModel):
+    # Omni adds fields over time; a client that refuses unknown fields breaks on the next release.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class OmniUser(_ScimModel):
+    """A user as Omni returns it (GET, POST, PUT, PATCH)."""
+
+    id: str
+    user_name: str = Field(alias="userName")
+    display_name: str | None = Field(default=None, alias="displayName")
+    active: bool = True
+    emails: list[dict[str, Any]] | None = None
+    groups: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] | None = None
+    schemas: list[str] = Field(default_factory=list)
+    #: Attribute reference name -> value. Absent in some responses (Omni's PATCH example), so optional.
+    attributes: dict[str, Any] = Field(default_factory=dict, alias="urn:omni:params:1.0:UserAttribute")
+    #: Whether the response carried the attribute map at all (a missing map is not an empty one).
+    attributes_present: bool = Field(default=False, exclude=True)
+
+    def model_post_init(self, __context: Any) -> None:
+        self.attributes_present = USER_ATTRIBUTES_URN in self.model_fields_set or "attributes" in (
+            self.model_fields_set
+        )
+
+    def to_scim(self) -> dict[str, Any]:
+        """SCIM JSON: empty top-level fields left out, ``null`` attribute values kept (they unset)."""
+        body = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        body[USER_ATTRIBUTES_URN] = dict(self.attributes)
+        return body
+
+
+class UserListPage(_ScimModel):
+    """One page of a SCIM ListResponse."""
+
+    resources: list[OmniUser] = Field(default_factory=list, alias="Resources")
+    total_results: int = Field(alias="totalResults")
+    start_index: int = Field(default=1, alias="startIndex")
+    items_per_page: int | None = Field(default=None, alias="itemsPerPage")
+    schemas: list[str] = Field(default_factory=lambda: [LIST_RESPONSE_SCHEMA])
+
+
+class AttributeDefinition(_ScimModel):
+    """A user-attribute definition from ``GET /api/v1/user-attributes``."""
+
+    name: str
+    label: str | None = None
+    id: str | None = None
+    type: str = "String"
+    multiple_values: bool = False
+    default_value: Any = None
+    description: str | None = None
+    system: bool = False
+
+    @property
+    def is_number(self) -> bool:
+        return self.type.lower() == "number"
+
+
+class PatchOperation(_ScimModel):
+    op: Literal["add", "replace", "remove"]
+    path: str | None = None
+    # Omni's published schema requires ``value`` on every op, remove included, so it is always sent.
+    value: Any = None
+
+    def to_scim(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"op": self.op}
+        if self.path is not None:
+            body["path"] = self.path
+        body["value"] = self.value
+        return body
+
+
+class PatchRequest(_ScimModel):
+    schemas: list[str] = Field(default_factory=lambda: [PATCH_OP_SCHEMA])
+    operations: list[PatchOperation] = Field(alias="Operations", min_length=1)
+
+    def to_scim(self) -> dict[str, Any]:
+        return {"schemas": list(self.schemas), "Operations": [op.to_scim() for op in self.operations]}
+
+
+def attributes_patch(
+    attributes: Mapping[str, AttributeValue] | None = None,
+    *,
+    display_name: str | None = None,
+    active: bool | None = None,
+) -> PatchRequest:
+    """A PatchOp that changes exactly the given fields.
+
+    Uses the no-path ``replace`` whose value nests the attribute map under its URN: the form Omni's own CLI
+    sends, which the server merges key by key (``null`` clears a key). See omni-api.md section 5.
+    """
+    value: dict[str, Any] = {}
+    if display_name is not None:
+        value["displayName"] = display_name
+    if active is not None:
+        value["active"] = active
+    if attributes:
+        value[USER_ATTRIBUTES_URN] = dict(attributes)
+    return PatchRequest(Operations=[PatchOperation(op="replace", value=value)])

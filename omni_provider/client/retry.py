@@ -1,0 +1,116 @@
+"""Which failures are retried, and how long to wait, on top of tenacity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import tenacity
+
+from omni_provider.client.errors import OmniApiError, OmniRateLimitError
+
+log = logging.getLogger("omni_provider.client")
+
+#: Answers worth another try. 500 is included for idempotent requests only (see ``is_retryable``).
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Caps that keep one outage from turning into a storm: attempts and total wait both bound a call."""
+
+    max_attempts: int = 5
+    max_total_wait: float = 120.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    #: Longest ``Retry-After`` we obey; a larger one fails the call instead of hanging a worker.
+    max_retry_after: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+def is_retryable(exc: BaseException, method: str) -> bool:
+    """Transport failures, 429 and 502/503/504 always; 500 when repeating the request is harmless.
+
+    POST never reaches here: ``OmniScimClient.create_user`` looks the user up before sending it again.
+    """
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if isinstance(exc, OmniApiError):
+        if exc.status_code in RETRYABLE_STATUS:
+            return True
+        return exc.status_code == 500 and method in IDEMPOTENT_METHODS
+    return False
+
+
+def backoff_wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+    jitter = tenacity.wait_random_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        backoff = float(jitter(state))
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            # The server knows best; jitter on top so many workers do not come back at the same instant.
+            return min(policy.max_retry_after, max(float(retry_after), backoff))
+        return backoff
+
+    return wait
+
+
+class _StopOnHugeRetryAfter(tenacity.stop.stop_base):
+    """Give up at once when Omni asks us to wait longer than we are willing to hold a worker."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return (
+            isinstance(exc, OmniRateLimitError)
+            and exc.retry_after is not None
+            and exc.retry_after > self.limit
+        )
+
+
+def make_retrying(
+    policy: RetryPolicy,
+    method: str,
+    path: str,
+    *,
+    sleep: Callable[[float], None],
+    on_retry: Callable[[BaseException | None], None] | None = None,
+) -> tenacity.Retrying:
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None:
+            on_retry(exc)
+        why = f"HTTP {exc.status_code}" if isinstance(exc, OmniApiError) else type(exc).__name__
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "Omni %s %s failed (%s); retry %d/%d in %.1fs",
+            method,
+            path,
+            why,
+            state.attempt_number,
+            policy.max_attempts - 1,
+            wait,
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda e: is_retryable(e, method)),
+        wait=backoff_wait(policy),
+        stop=(
+            tenacity.stop_after_attempt(policy.max_attempts)
+            | tenacity.stop_after_delay(policy.max_total_wait)
+            | _StopOnHugeRetryAfter(policy.max_retry_after)
+        ),
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )

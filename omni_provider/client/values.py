@@ -1,0 +1,398 @@
+"""Attribute values: from what warehouse drivers and templates give to what Omni accepts.
+
+Two steps, so callers without attribute definitions still get safe values:
+
+* ``coerce_value``: type level (Decimal, datetime, numpy scalars, sets...), no definition needed;
+* ``conform_value``: applies one ``AttributeDefinition`` (String/Number, multiple values, read-only system).
+
+``values_equal`` is the diff comparison; it tolerates Omni storing Number values as strings and treats every
+unset form (``None``, missing, ``""``, ``[]``) alike, so an unchanged value never causes a write.
+Nothing here does I/O or imports Airflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from omni_provider.client.errors import AttributeValueError, InvalidAttributesError, OmniValidationError
+from omni_provider.client.models import AttributeDefinition, AttributeScalar, AttributeValue
+
+MAX_STRING_LENGTH = 10_000
+MAX_LIST_LENGTH = 1_000
+#: Integers this large are refused: no attribute needs them, and Python refuses to print ints of more than
+#: 4300 digits, so JSON encoding would fail later, far from the bad row.
+MAX_INT_DIGITS = 100
+_INT_LIMIT = 10**MAX_INT_DIGITS
+#: Attribute reference names as Omni's UI generates them; also keeps `/`, spaces and dots out of payloads.
+ATTRIBUTE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+#: The only system attribute Omni lets clients set (omni-api.md section 9).
+WRITABLE_SYSTEM_ATTRIBUTES = frozenset({"omni_user_timezone"})
+
+_BOOL_REASON = "booleans are ambiguous for Omni attributes (String or Number); send 'true'/'false' or 1/0"
+# Plain decimal notation only: float() would also take "nan", "inf", "1_000" and surrounding junk.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER_RE = re.compile(r"[+-]?\d+")
+_LIST_TYPES = (list, tuple, set, frozenset)
+_BAD_NAME_REASON = "not a valid attribute reference name (letters, digits, _; not starting with a digit)"
+_MAX_SHOWN_CHARS = 40
+
+
+def is_valid_attribute_name(name: object) -> bool:
+    return isinstance(name, str) and ATTRIBUTE_NAME_RE.fullmatch(name) is not None
+
+
+def _show(value: object) -> str:
+    """A short repr for messages: the value may be long or personal, so only its start is repeated."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN_CHARS else text[: _MAX_SHOWN_CHARS - 1] + "…"
+
+
+def _error(reason: str, attribute: str, user: str | None, where: str = "") -> AttributeValueError:
+    return AttributeValueError(f"{where}: {reason}" if where else reason, user=user, attribute=attribute)
+
+
+def _is_numpy(value: object) -> bool:
+    # Detected by module so numpy stays an optional, never-imported dependency.
+    return type(value).__module__ == "numpy" and hasattr(value, "item")
+
+
+def _is_pandas_missing(value: object) -> bool:
+    # pd.NA / pd.NaT mean SQL NULL; pd.NaT is even a datetime whose isoformat() is "NaT".
+    cls = type(value)
+    return cls.__module__.startswith("pandas") and cls.__name__ in {"NAType", "NaTType"}
+
+
+def _from_numpy(value: object) -> object:
+    if getattr(value, "ndim", 0):  # an array (e.g. a Postgres array column via pandas), not a scalar
+        return value.tolist()  # type: ignore[attr-defined]
+    return value.item()  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------- coercion
+
+
+def coerce_value(value: object, *, attribute: str, user: str | None = None) -> AttributeValue:
+    """What a driver or template gives -> a value Omni accepts; raises ``AttributeValueError``."""
+    if _is_numpy(value):
+        value = _from_numpy(value)
+    if value is None or _is_pandas_missing(value):
+        return None
+    if isinstance(value, _LIST_TYPES):
+        return _coerce_list(value, attribute, user)
+    return _coerce_scalar(value, attribute, user)
+
+
+def _coerce_list(
+    values: Sequence[object] | set[object] | frozenset[object], attribute: str, user: str | None
+) -> list[AttributeScalar]:
+    if len(values) > MAX_LIST_LENGTH:
+        raise _error(f"list has {len(values)} items; at most {MAX_LIST_LENGTH} are allowed", attribute, user)
+    items: list[AttributeScalar] = []
+    for index, item in enumerate(values):
+        where = f"list item {index}"
+        if _is_numpy(item):
+            item = _from_numpy(item)
+        if item is None or _is_pandas_missing(item):
+            raise _error("null inside a list; remove it (send None or [] to unset)", attribute, user, where)
+        if isinstance(item, (*_LIST_TYPES, dict)):
+            kind = type(item).__name__
+            raise _error(f"nested {kind} inside a list is not supported", attribute, user, where)
+        items.append(_coerce_scalar(item, attribute, user, where))
+    if isinstance(values, set | frozenset):  # set order is arbitrary; sort so plans are deterministic
+        items.sort(key=_sort_key)
+    return items
+
+
+def _sort_key(item: AttributeScalar) -> tuple[int, float | str]:
+    return (1, item) if isinstance(item, str) else (0, item)
+
+
+def _coerce_scalar(value: object, attribute: str, user: str | None, where: str = "") -> AttributeScalar:
+    # bool before int: bool is an int subclass.
+    if isinstance(value, bool):
+        raise _error(_BOOL_REASON, attribute, user, where)
+    if isinstance(value, str):
+        return _check_string(str.__str__(value), attribute, user, where)  # drops str subclasses/enums
+    if isinstance(value, int):
+        if abs(value) >= _INT_LIMIT:
+            raise _error(f"integer has more than {MAX_INT_DIGITS} digits", attribute, user, where)
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _error(
+                f"{value!r} is not a finite number (if it stands for a missing value, send None)",
+                attribute,
+                user,
+                where,
+            )
+        return float(value)
+    if isinstance(value, Decimal):
+        return _coerce_decimal(value, attribute, user, where)
+    # datetime before date: datetime is a date subclass.
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise _error(f"unsupported value type {type(value).__name__}", attribute, user, where)
+
+
+def _check_string(value: str, attribute: str, user: str | None, where: str) -> str:
+    if len(value) > MAX_STRING_LENGTH:
+        raise _error(
+            f"string of {len(value)} characters is longer than {MAX_STRING_LENGTH}", attribute, user, where
+        )
+    if "\x00" in value:
+        raise _error("string contains a NUL character", attribute, user, where)
+    return value
+
+
+def _coerce_decimal(value: Decimal, attribute: str, user: str | None, where: str) -> int | float:
+    if not value.is_finite():
+        raise _error(f"{value} is not a finite number", attribute, user, where)
+    # adjusted() reads the exponent without arithmetic: abs() or int() of 1E+999999999 would overflow or hang.
+    if value.adjusted() >= MAX_INT_DIGITS:
+        raise _error(f"number has more than {MAX_INT_DIGITS} digits", attribute, user, where)
+    try:
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        # repr(float) is the shortest text reading back as the same float: this is the exact round trip.
+        if math.isfinite(as_float) and Decimal(repr(as_float)) == value:
+            return as_float
+    except ArithmeticError:  # decimal context traps (Overflow, InvalidOperation) on extreme exponents
+        pass
+    raise _error(
+        f"Decimal {_show(str(value))} cannot be sent as a JSON number without losing precision",
+        attribute,
+        user,
+        where,
+    )
+
+
+# --------------------------------------------------------------------------------------------- conforming
+
+
+def conform_value(
+    value: AttributeValue, definition: AttributeDefinition, *, user: str | None = None
+) -> AttributeValue:
+    """Apply ``definition`` to an already coerced value (type, multiplicity, read-only system attributes).
+
+    ``None``, ``""`` and ``[]`` all come back as ``None``: Omni treats each as "unset", and one spelling keeps
+    plans and diffs simple.
+    """
+    name = definition.name
+    if definition.system and name not in WRITABLE_SYSTEM_ATTRIBUTES:
+        raise _error("is a read-only system attribute", name, user)
+    if value is None or (isinstance(value, str) and value == ""):
+        return None
+    if isinstance(value, list | tuple):
+        if not definition.multiple_values:
+            raise _error(f"is single-valued; got a list of {len(value)}", name, user)
+        if not value:
+            return None
+        return [_conform_item(item, definition, user, f"list item {i}") for i, item in enumerate(value)]
+    scalar = _conform_scalar(value, definition, user)
+    return [scalar] if definition.multiple_values else scalar
+
+
+def _conform_item(
+    item: object, definition: AttributeDefinition, user: str | None, where: str
+) -> AttributeScalar:
+    if item is None or (isinstance(item, str) and item == ""):
+        # Inside a list there is no "unset" meaning; dropping it silently would change the data.
+        raise _error("empty value inside a list", definition.name, user, where)
+    return _conform_scalar(item, definition, user, where)
+
+
+def _conform_scalar(
+    value: object, definition: AttributeDefinition, user: str | None, where: str = ""
+) -> AttributeScalar:
+    name = definition.name
+    if isinstance(value, bool):
+        raise _error(_BOOL_REASON, name, user, where)
+    if definition.is_number:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _error(f"{value!r} is not a finite number", name, user, where)
+            return value
+        if isinstance(value, str):
+            number = parse_number_text(value)
+            if number is None:
+                raise _error(f"is a Number attribute; {_show(value)} is not a number", name, user, where)
+            return number
+        raise _error(f"is a Number attribute; got {type(value).__name__}", name, user, where)
+    if definition.type.lower() == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float):
+            return number_text(value)
+        raise _error(f"is a String attribute; got {type(value).__name__}", name, user, where)
+    # A type this code does not know yet: pass coerced values through rather than guess a conversion.
+    if isinstance(value, str | int | float):
+        return value
+    raise _error(f"unsupported value type {type(value).__name__}", name, user, where)
+
+
+def parse_number_text(text: str) -> int | float | None:
+    """``"12"`` -> 12, ``" 1.5 "`` -> 1.5; None when not plain decimal text or not exactly representable."""
+    text = text.strip()
+    if len(text) > MAX_INT_DIGITS + 20 or not _NUMBER_RE.fullmatch(text):
+        return None
+    if _INTEGER_RE.fullmatch(text):
+        number = int(text)
+        return number if abs(number) < _INT_LIMIT else None
+    as_float = float(text)
+    if not math.isfinite(as_float) or Decimal(repr(as_float)) != Decimal(text):
+        return None  # would silently lose precision or overflow
+    return as_float
+
+
+def number_text(value: int | float) -> str:
+    """A number as String-attribute text; integral floats drop ``.0`` (12.0 from a FLOAT column -> "12")."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------- whole maps
+
+
+def normalize_attributes(
+    raw: Mapping[str, object] | str,
+    *,
+    definitions: Mapping[str, AttributeDefinition] | None = None,
+    user: str | None = None,
+) -> dict[str, AttributeValue]:
+    """Validate a whole attribute map (or its JSON text); one InvalidAttributesError lists every problem."""
+    mapping = _parse_mapping(raw, user)
+    problems: list[tuple[str, str]] = []
+    result: dict[str, AttributeValue] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not is_valid_attribute_name(key):
+            problems.append((_show(key), _BAD_NAME_REASON))
+            continue
+        definition = None
+        if definitions is not None:
+            definition = definitions.get(key)
+            if definition is None:
+                problems.append((key, unknown_attribute_reason(key, definitions)))
+                continue
+        try:
+            coerced = coerce_value(value, attribute=key, user=user)
+            result[key] = conform_value(coerced, definition, user=user) if definition else coerced
+        except AttributeValueError as exc:
+            problems.append((key, exc.reason))
+    if problems:
+        raise InvalidAttributesError(problems, user=user)
+    return result
+
+
+def unknown_attribute_reason(name: str, known: Mapping[str, object] | Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown attribute (not defined in Omni){hint}"
+
+
+def _parse_mapping(raw: Mapping[str, object] | str, user: str | None) -> Mapping[Any, object]:
+    if isinstance(raw, str):
+        try:
+            parsed: object = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            # Position only: the text itself may be long or hold other people's data.
+            raise OmniValidationError(
+                f"attributes are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", user=user
+            ) from None
+        except (ValueError, RecursionError) as exc:  # e.g. an integer too long to parse, absurd nesting
+            reason = f"attributes are not valid JSON: {type(exc).__name__}"
+            raise OmniValidationError(reason, user=user) from None
+        if not isinstance(parsed, dict):
+            raise OmniValidationError(
+                f"attributes JSON must be an object, got {type(parsed).__name__}", user=user
+            )
+        return parsed
+    if not isinstance(raw, Mapping):
+        raise OmniValidationError(
+            f"attributes must be a mapping or a JSON object string, got {type(raw).__name__}", user=user
+        )
+    return raw
+
+
+# --------------------------------------------------------------------------------------------- comparison
+
+
+def is_unset(value: object) -> bool:
+    """Omni treats ``None``, ``""`` and ``[]`` as "no value"; a missing key reads as ``None``."""
+    if value is None:
+        return True
+    if isinstance(value, str | list | tuple):
+        return len(value) == 0
+    return False
+
+
+def values_equal(
+    current: object, desired: AttributeValue, definition: AttributeDefinition | None = None
+) -> bool:
+    """Would sending ``desired`` leave the stored ``current`` value as it is?"""
+    current_unset, desired_unset = is_unset(current), is_unset(desired)
+    if current_unset or desired_unset:
+        return current_unset and desired_unset
+    many = isinstance(current, list | tuple) or isinstance(desired, list | tuple)
+    if many or (definition is not None and definition.multiple_values):
+        left = list(current) if isinstance(current, list | tuple) else [current]
+        right: list[object] = list(desired) if isinstance(desired, list | tuple) else [desired]
+        return len(left) == len(right) and _multisets_equal(left, right, definition)
+    return _multisets_equal([current], [desired], definition)
+
+
+def _multisets_equal(left: list[object], right: list[object], definition: AttributeDefinition | None) -> bool:
+    if definition is not None and definition.is_number:
+        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+    if definition is not None and definition.type.lower() == "string":
+        return Counter(map(_string_key, left)) == Counter(map(_string_key, right))
+    if Counter(map(_exact_key, left)) == Counter(map(_exact_key, right)):
+        return True
+    # No definition: numeric text matches a number only when one side actually holds a number.
+    if any(map(_is_number, left)) or any(map(_is_number, right)):
+        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+    return False
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _exact_key(value: object) -> Hashable:
+    if isinstance(value, bool):
+        return ("bool", value)  # True == 1 in Python, but not for Omni
+    if isinstance(value, Hashable):
+        return ("value", value)
+    return ("repr", repr(value))  # dicts and other unhashable JSON from Omni: compare by content
+
+
+def _numeric_key(value: object) -> Hashable:
+    # Numerically equal Decimals hash equally, so "1.50", 1.5 and Decimal("1.5") share one key.
+    if _is_number(value):
+        if isinstance(value, float):
+            return Decimal(repr(value)) if math.isfinite(value) else _exact_key(value)
+        return Decimal(value)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) <= MAX_INT_DIGITS + 20 and _NUMBER_RE.fullmatch(text):
+            try:
+                return Decimal(text)
+            except InvalidOperation:  # pragma: no cover - the pattern only admits valid literals
+                pass
+    return _exact_key(value)
+
+
+def _string_key(value: object) -> Hashable:
+    # What Omni would store for a number sent to a String attribute (see conform_value).
+    return _exact_key(number_text(value) if _is_number(value) else value)  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""Runtime settings of the emulator.
+
+Everything a test or benchmark may want to vary lives here, so one object describes a run.
+The admin endpoint ``POST /_emulator/config`` patches a live instance through ``apply_patch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+PutMode = Literal["merge", "replace"]
+PUT_MODES: tuple[PutMode, ...] = ("merge", "replace")
+
+# Fault kinds drawn independently for every /api request (see faults.py).
+FAULT_KINDS: tuple[str, ...] = (
+    "error_500",
+    "error_502",
+    "error_503",
+    "error_504",
+    "burst_429",
+    "drop_connection",
+    "slow",
+    "lost_response",
+)
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+# Keys that the admin endpoint may change at runtime. Credentials and the state file are
+# deliberately absent: the admin routes are unauthenticated.
+PATCHABLE_FIELDS = frozenset(
+    {
+        "put_mode",
+        "max_page_size",
+        "strict_attributes",
+        "rate_limit",
+        "rate_window",
+        "rate_limit_enabled",
+        "retry_after_header",
+        "faults",
+        "fault_seed",
+        "fault_methods",
+        "burst_429_length",
+        "slow_seconds",
+    }
+)
+
+
+@dataclasses.dataclass
+class EmulatorConfig:
+    """Behaviour switches of one emulator instance.
+
+    ``api_keys`` are Organization API keys (accepted everywhere); ``personal_tokens`` are
+    personal access tokens (rejected on SCIM routes, accepted on ``/api/v1``).
+    ``put_mode`` picks between the legacy ("merge") and current ("replace") PUT semantics.
+    ``faults`` maps a kind from ``FAULT_KINDS`` to a per-request probability.
+    """
+
+    api_keys: list[str] = dataclasses.field(default_factory=lambda: ["omni-emulator-key"])
+    personal_tokens: list[str] = dataclasses.field(default_factory=list)
+    put_mode: PutMode = "replace"
+    max_page_size: int = 100
+    strict_attributes: bool = True
+    rate_limit: int = 60
+    rate_window: float = 60.0
+    rate_limit_enabled: bool = True
+    retry_after_header: bool = False
+    faults: dict[str, float] = dataclasses.field(default_factory=dict)
+    fault_seed: int | None = None
+    # None means every method; otherwise only these (upper-case) methods see faults.
+    fault_methods: frozenset[str] | None = None
+    burst_429_length: int = 3
+    slow_seconds: float = 0.5
+    state_file: Path | None = None
+    # How often (seconds) the background saver checks for unsaved writes.
+    persist_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError on settings that would make the emulator misbehave silently."""
+        if not self.api_keys or any(not isinstance(k, str) or not k for k in self.api_keys):
+            raise ValueError("api_keys must be a non-empty list of non-empty strings")
+        if any(not isinstance(t, str) or not t for t in self.personal_tokens):
+            raise ValueError("personal_tokens must be non-empty strings")
+        if set(self.api_keys) & set(self.personal_tokens):
+            raise ValueError("a token cannot be both an API key and a personal token")
+        if self.put_mode not in PUT_MODES:
+            raise ValueError(f"put_mode must be one of {PUT_MODES}")
+        _check_int(self.max_page_size, "max_page_size", minimum=1)
+        _check_int(self.rate_limit, "rate_limit", minimum=1)
+        _check_int(self.burst_429_length, "burst_429_length", minimum=1)
+        _check_positive(self.rate_window, "rate_window")
+        _check_positive(self.persist_interval, "persist_interval")
+        if not _is_number(self.slow_seconds) or self.slow_seconds < 0:
+            raise ValueError("slow_seconds must be >= 0")
+        for name in ("strict_attributes", "rate_limit_enabled", "retry_after_header"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a boolean")
+        for kind, prob in self.faults.items():
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+            if not _is_number(prob) or not 0.0 <= prob <= 1.0:
+                raise ValueError(f"fault probability for {kind} must be within [0, 1]")
+        if self.fault_seed is not None and (
+            not isinstance(self.fault_seed, int) or isinstance(self.fault_seed, bool)
+        ):
+            raise ValueError("fault_seed must be an integer or null")
+        if self.fault_methods is not None:
+            unknown = set(self.fault_methods) - HTTP_METHODS
+            if unknown:
+                raise ValueError(f"unknown fault_methods: {sorted(unknown)}")
+
+    def apply_patch(self, patch: Mapping[str, Any]) -> None:
+        """Apply a partial update (from the admin endpoint); all-or-nothing."""
+        unknown = set(patch) - PATCHABLE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)} at runtime")
+        changes: dict[str, Any] = dict(patch)
+        if "faults" in changes:
+            faults = changes["faults"]
+            if not isinstance(faults, Mapping):
+                raise ValueError("faults must be an object of kind -> probability")
+            changes["faults"] = dict(faults)
+        if "fault_methods" in changes and changes["fault_methods"] is not None:
+            methods = changes["fault_methods"]
+            if not isinstance(methods, list | tuple | set | frozenset):
+                raise ValueError("fault_methods must be a list of HTTP methods or null")
+            changes["fault_methods"] = frozenset(str(m).upper() for m in methods)
+        candidate = dataclasses.replace(self, **changes)  # runs validate() via __post_init__
+        for name in changes:
+            setattr(self, name, getattr(candidate, name))
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to expose on the unauthenticated admin routes (no secrets)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in ("api_keys", "personal_tokens"):
+                out[f"{field.name}_count"] = len(value)
+            elif isinstance(value, frozenset):
+                out[field.name] = sorted(value)
+            elif isinstance(value, Path):
+                out[field.name] = str(value)
+            else:
+                out[field.name] = value
+        return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_int(value: object, name: str, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}")
+
+
+def _check_positive(value: object, name: str) -> None:
+    if not _is_number(value) or cast(float, value) <= 0:
+        raise ValueError(f"{name} must be a positive number")

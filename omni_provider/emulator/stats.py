@@ -1,0 +1,75 @@
+"""Request counters for tests and benchmarks (served at ``GET /_emulator/stats``)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from typing import Any
+
+
+def key_id(token: str) -> str:
+    """A short, non-reversible label for a token; stats never expose the token itself."""
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class EmulatorStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._zero()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._zero()
+
+    def _zero(self) -> None:
+        # One field list shared by __init__ and reset().
+        self.requests_total = 0
+        self.requests_by_method: Counter[str] = Counter()
+        self.requests_by_key: Counter[str] = Counter()
+        self.responses_by_status: Counter[int] = Counter()
+        self.rate_limited = 0  # 429s from the sliding window
+        self.responses_429 = 0  # every 429 sent, injected ones included
+        self.faults: Counter[str] = Counter()
+        self.writes_applied = 0
+        self.users_created = 0
+        self.users_deleted = 0
+        self.auth_failures = 0
+
+    def request(self, method: str, token: str | None) -> None:
+        with self._lock:
+            self.requests_total += 1
+            self.requests_by_method[method] += 1
+            if token:
+                self.requests_by_key[key_id(token)] += 1
+
+    def response(self, status: int) -> None:
+        with self._lock:
+            self.responses_by_status[status] += 1
+            if status == 429:
+                self.responses_429 += 1
+
+    def fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+
+    def bump(self, name: str, amount: int = 1) -> None:
+        """Increase one of the plain integer counters (e.g. ``writes_applied``)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests_total": self.requests_total,
+                "requests_by_method": dict(self.requests_by_method),
+                "requests_by_key": dict(self.requests_by_key),
+                "responses_by_status": {str(k): v for k, v in sorted(self.responses_by_status.items())},
+                "rate_limited": self.rate_limited,
+                "responses_429": self.responses_429,
+                "faults_injected": dict(self.faults),
+                "writes_applied": self.writes_applied,
+                "users_created": self.users_created,
+                "users_deleted": self.users_deleted,
+                "auth_failures": self.auth_failures,
+            }

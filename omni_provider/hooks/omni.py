@@ -1,0 +1,203 @@
+"""``OmniScimHook``: the Airflow connection type ``omni`` and a configured ``OmniScimClient``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from omni_provider._compat import AirflowNotFoundException, BaseHook, Connection, mask_secret
+from omni_provider.client import (
+    OmniApiError,
+    OmniAuthenticationError,
+    OmniConfigurationError,
+    OmniError,
+    OmniPermissionError,
+    OmniScimClient,
+    OmniTransportError,
+    RetryPolicy,
+)
+from omni_provider.client.client import USER_ATTRIBUTES_PATH
+from omni_provider.get_provider_info import CONNECTION_FORM
+
+DEFAULT_RATE_LIMIT = 60.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 4
+
+
+def _extra(extras: Mapping[str, Any], name: str) -> Any:
+    """A connection extra under its plain name (Airflow 3 UI, JSON) or ``extra__omni__`` (older forms)."""
+    value = extras.get(name)
+    if value in (None, ""):
+        value = extras.get(f"extra__omni__{name}")
+    return None if value == "" else value
+
+
+def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
+    value = _extra(extras, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)  # URI-style connections deliver every extra as a string
+    except (TypeError, ValueError):
+        raise OmniConfigurationError(f"connection extra {name!r} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise OmniConfigurationError(f"connection extra {name!r} must be at least {minimum:g}")
+    return number
+
+
+class OmniScimHook(BaseHook):
+    """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
+
+    Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
+    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60), ``timeout`` (30 s),
+    ``max_retries`` (4), ``additional_api_keys`` (comma-separated; load is spread over all keys),
+    ``ca_bundle``. Arguments given here override the extras.
+    """
+
+    conn_name_attr = "omni_conn_id"
+    default_conn_name = "omni_default"
+    conn_type = "omni"
+    hook_name = "Omni"
+
+    def __init__(
+        self,
+        omni_conn_id: str = default_conn_name,
+        *,
+        rate_limit_per_minute: float | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.omni_conn_id = omni_conn_id
+        self._rate_limit_per_minute = rate_limit_per_minute
+        self._timeout = timeout
+        self._max_retries = max_retries
+        # For tests and special set-ups (e.g. an httpx transport); never a key: keys come from the connection.
+        self._client_options = dict(client_options or {})
+        if "api_key" in self._client_options:
+            raise OmniConfigurationError("pass the API key through the Airflow connection, not the hook")
+
+    def __repr__(self) -> str:
+        return f"OmniScimHook(omni_conn_id={self.omni_conn_id!r})"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow 2 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
+        return {
+            "hidden_fields": list(CONNECTION_FORM["hidden-fields"]),
+            "relabeling": dict(CONNECTION_FORM["relabeling"]),
+            "placeholders": dict(CONNECTION_FORM["placeholders"]),
+        }
+
+    @cached_property
+    def connection(self) -> Connection:
+        return self.get_connection(self.omni_conn_id)
+
+    def _client_settings(self) -> dict[str, Any]:
+        conn = self.connection
+        extras = conn.extra_dejson or {}
+        keys = [conn.password or ""]
+        more = _extra(extras, "additional_api_keys")
+        if isinstance(more, str):
+            keys += [k.strip() for k in more.split(",") if k.strip()]
+        elif isinstance(more, list | tuple):
+            keys += [str(k).strip() for k in more if str(k).strip()]
+        keys = [k for k in keys if k]
+        if not keys:
+            raise AirflowNotFoundException(
+                f"connection {self.omni_conn_id!r} has no Organization API key (put it in the password field)"
+            )
+        for key in keys:
+            # Airflow masks the password itself; the derived header and extra keys are ours to mask.
+            mask_secret(key)
+            mask_secret("Bearer " + key)
+        rate = self._rate_limit_per_minute or _number(
+            extras, "rate_limit_per_minute", DEFAULT_RATE_LIMIT, minimum=0.001
+        )
+        timeout = self._timeout or _number(extras, "timeout", DEFAULT_TIMEOUT, minimum=0.1)
+        retries = (
+            self._max_retries
+            if self._max_retries is not None
+            else int(_number(extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0))
+        )
+        settings: dict[str, Any] = {
+            "base_url": conn.host or "",
+            "api_key": keys,
+            "timeout": timeout,
+            "rate_limit_per_minute": rate,
+            "retry_policy": RetryPolicy(max_attempts=retries + 1),
+        }
+        ca_bundle = _extra(extras, "ca_bundle")
+        if ca_bundle:
+            settings["verify"] = str(ca_bundle)
+        settings.update(self._client_options)
+        return settings
+
+    @cached_property
+    def client(self) -> OmniScimClient:
+        return OmniScimClient(**self._client_settings())
+
+    def get_conn(self) -> OmniScimClient:
+        """The hook's one client (one connection pool, one pacer for all calls of this hook)."""
+        return self.client
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap read (``GET /scim/v2/users?count=1``); never raises, never echoes the key."""
+        try:
+            settings = self._client_settings()
+        except (OmniError, AirflowNotFoundException, ValueError) as exc:
+            return False, f"Invalid Omni connection: {exc}"
+        settings.update(
+            timeout=min(float(settings["timeout"]), 15.0), retry_policy=RetryPolicy(max_attempts=1)
+        )
+        try:
+            with OmniScimClient(**settings) as client:
+                return self._probe(client)
+        except OmniConfigurationError as exc:
+            return False, f"Invalid Omni URL or key: {exc}"
+        except Exception as exc:  # the Test button must get an answer, whatever happened
+            return False, f"Connection test failed: {type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _probe(client: OmniScimClient) -> tuple[bool, str]:
+        host = client.base_url
+        try:
+            page = client.list_users_page(1, 1)
+        except OmniTransportError as exc:
+            return (
+                False,
+                f"Cannot reach Omni at {host} ({exc.cause_type}); check the instance URL and network",
+            )
+        except OmniAuthenticationError:
+            if OmniScimHook._is_personal_token(client):
+                return False, (
+                    "Omni accepted the key on /api/v1 but refused it on SCIM: it looks like a personal "
+                    "access token. SCIM needs an Organization API key (Settings > API access)."
+                )
+            return False, "Omni rejected the API key (HTTP 401); check the Organization API key"
+        except OmniPermissionError:
+            return False, "Omni refused access (HTTP 403); SCIM needs an Organization API key of an Org Admin"
+        except OmniApiError as exc:
+            if exc.status_code == 404:
+                return False, f"No Omni SCIM API at {host} (HTTP 404); check the instance URL"
+            return False, f"Omni answered HTTP {exc.status_code}: {exc.omni_message or 'no message'}"
+        except OmniError as exc:
+            return False, f"Unexpected answer from {host}: {exc}"
+        return True, f"Connected to Omni at {host}; the SCIM API answered ({page.total_results} users)"
+
+    @staticmethod
+    def _is_personal_token(client: OmniScimClient) -> bool:
+        try:
+            client.request("GET", USER_ATTRIBUTES_PATH, retry=False)
+        except OmniPermissionError:
+            return True  # a valid token without admin rights on /v1: still not an org key
+        except OmniError:
+            return False
+        return True

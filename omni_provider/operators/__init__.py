@@ -1,0 +1,1 @@
+"""Airflow operators of omni-provider (import the modules directly; this package stays light)."""

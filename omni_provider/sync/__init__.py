@@ -1,0 +1,36 @@
+"""Pure sync planning: warehouse rows + current Omni users -> a plan of writes. No I/O, no Airflow."""
+
+from omni_provider.sync.guards import (
+    FailureVerdict,
+    check_max_changes,
+    evaluate_failures,
+    resolve_max_changes,
+)
+from omni_provider.sync.plan import (
+    WRITE_ACTIONS,
+    AttributeChange,
+    PlanItem,
+    RowAction,
+    SyncPlan,
+    build_plan,
+    check_managed_attributes,
+    definitions_by_name,
+)
+from omni_provider.sync.spec import SyncMode, SyncSpec
+
+__all__ = [
+    "WRITE_ACTIONS",
+    "AttributeChange",
+    "FailureVerdict",
+    "PlanItem",
+    "RowAction",
+    "SyncMode",
+    "SyncPlan",
+    "SyncSpec",
+    "build_plan",
+    "check_managed_attributes",
+    "check_max_changes",
+    "definitions_by_name",
+    "evaluate_failures",
+    "resolve_max_changes",
+]

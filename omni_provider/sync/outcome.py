@@ -1,0 +1,99 @@
+"""Per-row outcomes of a sync run and their tally: what the report file and the XCom summary are made of."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import IO, Any
+
+from omni_provider.sync.plan import PlanItem, RowAction
+
+
+class RowStatus(StrEnum):
+    #: The write was sent and Omni confirmed it.
+    APPLIED = "applied"
+    #: Nothing differed; nothing was sent.
+    UNCHANGED = "unchanged"
+    #: Refused before sending (bad key, bad value, duplicate, user missing in update mode...).
+    REJECTED = "rejected"
+    #: Sent (or due to be sent) and not confirmed: an error, or the run was stopped first. A re-run retries.
+    FAILED = "failed"
+    #: Dry run: would be written.
+    PLANNED = "planned"
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    row: int | None
+    key: str
+    action: str
+    status: RowStatus
+    user_id: str | None = None
+    changed: tuple[str, ...] = ()
+    error: str | None = None
+    changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_item(
+        cls, item: PlanItem, status: RowStatus, *, error: str | None = None, user_id: str | None = None
+    ) -> RowOutcome:
+        return cls(
+            row=item.row_number,
+            key=item.key,
+            action=item.action.value,
+            status=status,
+            user_id=user_id or item.user_id,
+            changed=tuple(c.attribute for c in item.changes),
+            error=error if error is not None else item.reason,
+            changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = self.status.value
+        record["changed"] = list(self.changed)
+        record["changes"] = list(self.changes)
+        return record
+
+
+def outcome_without_write(item: PlanItem, *, dry_run: bool) -> RowOutcome | None:
+    """The outcome of an item that needs no request, or None when it must be written."""
+    if item.action is RowAction.REJECTED:
+        return RowOutcome.from_item(item, RowStatus.REJECTED)
+    if item.action is RowAction.UNCHANGED:
+        return RowOutcome.from_item(item, RowStatus.UNCHANGED)
+    if dry_run:
+        return RowOutcome.from_item(item, RowStatus.PLANNED)
+    return None
+
+
+def tally(outcomes: Iterable[RowOutcome]) -> dict[str, int]:
+    counts = Counter(o.status for o in outcomes)
+    return {status.value: counts.get(status, 0) for status in RowStatus}
+
+
+def tally_by_action(outcomes: Iterable[RowOutcome]) -> dict[str, dict[str, int]]:
+    table: dict[str, Counter[str]] = {}
+    for o in outcomes:
+        table.setdefault(o.action, Counter())[o.status.value] += 1
+    return {action: dict(counter) for action, counter in sorted(table.items())}
+
+
+def write_jsonl(outcomes: Iterable[RowOutcome], stream: IO[str]) -> int:
+    n = 0
+    for outcome in outcomes:
+        stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def format_table(summary: Mapping[str, Mapping[str, int]]) -> str:
+    """A small fixed-width table of action x status counts, for the task log."""
+    statuses = [s.value for s in RowStatus]
+    lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
+    for action, counts in summary.items():
+        lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
+    return "\n".join(lines)

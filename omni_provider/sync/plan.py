@@ -1,0 +1,289 @@
+"""The sync plan: warehouse rows + current Omni users -> one item per row (plus mirror unsets). No I/O.
+
+Target-state semantics: each item says what to send so the user ends up with the row's values; an unchanged
+user gets no write, so a crashed run is simply re-run (the diff against live state picks up what is left).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from omni_provider.client.errors import InvalidAttributesError
+from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
+from omni_provider.client.values import (
+    WRITABLE_SYSTEM_ATTRIBUTES,
+    is_unset,
+    unknown_attribute_reason,
+    values_equal,
+)
+from omni_provider.sync.keys import KeyProblem, UserIndex, normalize_key
+from omni_provider.sync.rows import desired_values, display_name_of
+from omni_provider.sync.spec import SyncMode, SyncSpec
+
+#: Rejected-row reasons repeated in a summary (XCom): enough to act on, small enough to keep XCom light.
+SUMMARY_SAMPLE_SIZE = 20
+_MAX_ROWS_LISTED = 10
+
+
+class RowAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    #: Every change clears an attribute (a row of NULLs, or a mirror user absent from the input).
+    UNSET = "unset"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+WRITE_ACTIONS = frozenset({RowAction.CREATE, RowAction.UPDATE, RowAction.UNSET})
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeChange:
+    attribute: str
+    old: Any
+    new: AttributeValue
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    #: 1-based position of the input row; None for mirror unsets of users absent from the input.
+    row_number: int | None
+    #: The normalised match key (casefolded email or lower-case id); the raw text when it was invalid.
+    key: str
+    action: RowAction
+    user_id: str | None = None
+    user_name: str | None = None
+    display_name: str | None = None
+    #: Exactly what to send: changed keys for update/unset, all non-null managed values for create.
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    changes: tuple[AttributeChange, ...] = ()
+    reason: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.action in WRITE_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    items: tuple[PlanItem, ...]
+    mode: SyncMode
+    managed_attributes: tuple[str, ...]
+    row_count: int
+    #: Mirror mode with no input rows: the plan unsets everyone's managed attributes. Callers must refuse
+    #: unless explicitly allowed; an empty source table is far more often a broken query than intent.
+    empty_input: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """Items per action, every action present (zeros included) so reports have a stable shape."""
+        tally = Counter(item.action for item in self.items)
+        return {action.value: tally.get(action, 0) for action in RowAction}
+
+    def writes(self) -> list[PlanItem]:
+        return [item for item in self.items if item.action in WRITE_ACTIONS]
+
+    def rejected(self) -> list[PlanItem]:
+        return [item for item in self.items if item.action is RowAction.REJECTED]
+
+    @property
+    def change_count(self) -> int:
+        """Users to be written (one request each); what the max_changes guard limits."""
+        return sum(1 for item in self.items if item.action in WRITE_ACTIONS)
+
+    @property
+    def attribute_change_count(self) -> int:
+        return sum(len(item.changes) for item in self.items if item.action in WRITE_ACTIONS)
+
+    def to_summary(self, *, sample_size: int = SUMMARY_SAMPLE_SIZE) -> dict[str, Any]:
+        """A JSON-ready summary (for XCom and logs): counts and reasons, never emails or attribute values."""
+        by_attribute: dict[str, dict[str, int]] = {a: {"set": 0, "unset": 0} for a in self.managed_attributes}
+        for item in self.items:
+            if item.action in WRITE_ACTIONS:
+                for change in item.changes:
+                    by_attribute[change.attribute]["unset" if change.new is None else "set"] += 1
+        rejected = self.rejected()
+        return {
+            "mode": self.mode.value,
+            "rows": self.row_count,
+            "counts": self.counts(),
+            "writes": self.change_count,
+            "attribute_changes": self.attribute_change_count,
+            "changes_by_attribute": by_attribute,
+            "empty_input": self.empty_input,
+            "rejected_sample": [
+                {"row": item.row_number, "reason": item.reason} for item in rejected[:sample_size]
+            ],
+        }
+
+
+def definitions_by_name(definitions: Iterable[AttributeDefinition]) -> dict[str, AttributeDefinition]:
+    return {definition.name: definition for definition in definitions}
+
+
+def check_managed_attributes(
+    spec: SyncSpec, definitions: Mapping[str, AttributeDefinition] | None
+) -> dict[str, AttributeDefinition | None]:
+    """Managed attribute -> its definition; unknown or read-only ones are a config error, raised at once."""
+    if definitions is None:
+        return dict.fromkeys(spec.managed_attributes)
+    problems: list[tuple[str, str]] = []
+    found: dict[str, AttributeDefinition | None] = {}
+    for attribute in spec.managed_attributes:
+        definition = definitions.get(attribute)
+        if definition is None:
+            problems.append((attribute, unknown_attribute_reason(attribute, definitions)))
+        elif definition.system and attribute not in WRITABLE_SYSTEM_ATTRIBUTES:
+            problems.append((attribute, "is a read-only system attribute"))
+        found[attribute] = definition
+    if problems:
+        raise InvalidAttributesError(problems)
+    return found
+
+
+def build_plan(
+    rows: Iterable[Mapping[str, Any]],
+    current_users: Iterable[OmniUser],
+    spec: SyncSpec,
+    definitions: Mapping[str, AttributeDefinition] | None = None,
+) -> SyncPlan:
+    """One PlanItem per input row, in input order, then (mirror) one unset per absent user with values."""
+    managed = check_managed_attributes(spec, definitions)
+    index = UserIndex(current_users, spec.match_on)
+
+    # Pass 1: keys only, so duplicates are known before any row is planned.
+    keyed: list[tuple[Mapping[str, Any], str | KeyProblem]] = []
+    rows_by_key: dict[str, list[int]] = {}
+    seen_keys: set[str] = set()  # also malformed keys: a mirror must not unset a user whose row was bad
+    for number, row in enumerate(rows, start=1):
+        key = normalize_key(row, spec)
+        keyed.append((row, key))
+        if isinstance(key, KeyProblem):
+            if key.loose_key:
+                seen_keys.add(key.loose_key)
+        else:
+            rows_by_key.setdefault(key, []).append(number)
+
+    items = [
+        _plan_row(number, row, key, rows_by_key, index, spec, managed)
+        for number, (row, key) in enumerate(keyed, start=1)
+    ]
+    if spec.mode is SyncMode.MIRROR:
+        seen_keys.update(rows_by_key)
+        items.extend(_mirror_unsets(index, seen_keys, managed))
+    return SyncPlan(
+        items=tuple(items),
+        mode=spec.mode,
+        managed_attributes=spec.managed_attributes,
+        row_count=len(keyed),
+        empty_input=spec.mode is SyncMode.MIRROR and not keyed,
+    )
+
+
+def _plan_row(
+    number: int,
+    row: Mapping[str, Any],
+    key: str | KeyProblem,
+    rows_by_key: Mapping[str, list[int]],
+    index: UserIndex,
+    spec: SyncSpec,
+    managed: Mapping[str, AttributeDefinition | None],
+) -> PlanItem:
+    if isinstance(key, KeyProblem):
+        return PlanItem(number, key.shown, RowAction.REJECTED, reason=key.reason)
+    same_key = rows_by_key[key]
+    if len(same_key) > 1:
+        return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, same_key))
+    desired, problems = desired_values(row, spec, managed)
+    if problems:
+        # A user is never partially written: one bad value rejects the whole row.
+        return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
+    users = index.get(key)
+    what = "email" if spec.match_on == "userName" else "id"
+    if len(users) > 1:
+        reason = f"ambiguous: {len(users)} Omni users have this {what} (case-insensitively); not guessing"
+        return PlanItem(number, key, RowAction.REJECTED, reason=reason)
+    if not users:
+        if spec.mode is not SyncMode.UPSERT:
+            return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
+        return _create_item(number, key, row, spec, desired)
+    return _update_item(number, key, users[0], desired, managed)
+
+
+def _duplicate_reason(number: int, same_key: list[int]) -> str:
+    others = [n for n in same_key if n != number]
+    listed = ", ".join(map(str, others[:_MAX_ROWS_LISTED]))
+    more = f" and {len(others) - _MAX_ROWS_LISTED} more" if len(others) > _MAX_ROWS_LISTED else ""
+    return f"duplicate key, also in row{'s' if len(others) > 1 else ''} {listed}{more}"
+
+
+def _create_item(
+    number: int, key: str, row: Mapping[str, Any], spec: SyncSpec, desired: Mapping[str, AttributeValue]
+) -> PlanItem:
+    display_name, problem = display_name_of(row, spec)
+    if problem is not None:
+        return PlanItem(number, key, RowAction.REJECTED, reason=problem)
+    send: dict[str, AttributeValue] = {a: value for a, value in desired.items() if value is not None}
+    changes = tuple(AttributeChange(a, None, value) for a, value in send.items())
+    user_name = str(row[spec.key]).strip()  # as written (Omni keeps the case given); matched casefolded
+    return PlanItem(
+        number, key, RowAction.CREATE, None, user_name, display_name, send, changes, "not in Omni; create"
+    )
+
+
+def _update_item(
+    number: int,
+    key: str,
+    user: OmniUser,
+    desired: Mapping[str, AttributeValue],
+    managed: Mapping[str, AttributeDefinition | None],
+) -> PlanItem:
+    current = user.attributes
+    send: dict[str, AttributeValue] = {}
+    changes: list[AttributeChange] = []
+    for attribute, value in desired.items():
+        old = current.get(attribute)
+        if not values_equal(old, value, managed[attribute]):
+            send[attribute] = value
+            changes.append(AttributeChange(attribute, old, value))
+    if not changes:
+        action = RowAction.UNCHANGED
+    elif all(value is None for value in send.values()):
+        action = RowAction.UNSET
+    else:
+        action = RowAction.UPDATE
+    return PlanItem(
+        number, key, action, user.id, user.user_name, user.display_name, send, tuple(changes), None
+    )
+
+
+def _mirror_unsets(
+    index: UserIndex, seen_keys: set[str], managed: Mapping[str, AttributeDefinition | None]
+) -> list[PlanItem]:
+    items: list[PlanItem] = []
+    for key, users in index.items():
+        if key in seen_keys:
+            continue
+        for user in users:
+            current = user.attributes
+            # Only managed keys that are set; unmanaged keys are never touched.
+            cleared = [a for a in managed if not is_unset(current.get(a))]
+            if not cleared:
+                continue
+            items.append(
+                PlanItem(
+                    None,
+                    key,
+                    RowAction.UNSET,
+                    user.id,
+                    user.user_name,
+                    user.display_name,
+                    dict.fromkeys(cleared),
+                    tuple(AttributeChange(a, current.get(a), None) for a in cleared),
+                    "absent from the input (mirror)",
+                )
+            )
+    return items

@@ -1,0 +1,57 @@
+"""Reading one input row: its desired attribute values and, for creates, its display name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omni_provider.client.errors import AttributeValueError
+from omni_provider.client.models import AttributeDefinition, AttributeValue
+from omni_provider.client.values import MAX_STRING_LENGTH, coerce_value, conform_value, is_unset
+from omni_provider.sync.spec import SyncSpec
+
+_MISSING = object()
+
+
+def desired_values(
+    row: Mapping[str, Any], spec: SyncSpec, managed: Mapping[str, AttributeDefinition | None]
+) -> tuple[dict[str, AttributeValue], list[str]]:
+    """Managed attribute -> value to hold (``None`` = unset), and every problem found in the row."""
+    desired: dict[str, AttributeValue] = {}
+    problems: list[str] = []
+    for attribute, definition in managed.items():
+        column = spec.columns_by_attribute[attribute]
+        raw = row.get(column, _MISSING)
+        if raw is _MISSING:
+            problems.append(f"missing column {column!r}")
+            continue
+        try:
+            value = coerce_value(raw, attribute=attribute)
+            if definition is not None:
+                value = conform_value(value, definition)
+            elif is_unset(value):
+                value = None  # "" and [] mean unset to Omni; one spelling keeps plans comparable
+        except AttributeValueError as exc:
+            where = f"column {column!r}" if column == attribute else f"column {column!r} ({attribute})"
+            problems.append(f"{where}: {exc.reason}")
+            continue
+        desired[attribute] = value
+    return desired, problems
+
+
+def display_name_of(row: Mapping[str, Any], spec: SyncSpec) -> tuple[str | None, str | None]:
+    """(display name, None) or (None, why the row cannot create a user)."""
+    column = spec.display_name_column
+    if column is None:  # SyncSpec refuses upsert without it; kept for type narrowing
+        return None, "no display_name_column configured"
+    raw = row.get(column, _MISSING)
+    if raw is _MISSING:
+        return None, f"missing column {column!r}"
+    if raw is not None and not isinstance(raw, str):
+        return None, f"display name (column {column!r}) must be text, got {type(raw).__name__}"
+    text = (raw or "").strip()
+    if not text:
+        return None, f"display name (column {column!r}) is empty; Omni requires one to create a user"
+    if len(text) > MAX_STRING_LENGTH or "\x00" in text:
+        return None, f"display name (column {column!r}) is too long or contains NUL"
+    return text, None

@@ -1,0 +1,216 @@
+"""`make demo`: the example DAGs end to end against the local Omni emulator, through Airflow itself.
+
+1. A fresh ``.demo/`` folder: an Airflow home on SQLite and a small "warehouse" (SQLite) of user attributes.
+2. The emulator on a free loopback port, seeded with users, its state kept in ``.demo/omni-state.json``.
+3. ``airflow dags test`` of ``omni_warehouse_attributes`` (a task per user), then ``omni_warehouse_sync``
+   (one diffing, paced task), then the users' attributes before and after and the task summaries.
+
+The API key is random for each run and is never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+PYTHON = sys.executable
+AIRFLOW = str(Path(PYTHON).with_name("airflow"))
+
+#: The warehouse's truth. Emails differ in case from Omni's on purpose: matching is case-insensitive.
+WAREHOUSE_ROWS = [
+    ("User00001@Example.com", "EMEA", "Finance", "pro", 4100, 1),
+    ("user00002@example.com", "AMER", "Sales", "standard", 4200, 1),
+    ("USER00003@EXAMPLE.COM", "APAC", "Engineering", "pro", 4300, 1),
+    ("user00004@example.com", "EMEA", "Marketing", "viewer", 4400, 1),
+    ("user00005@example.com", "AMER", "Engineering", "pro", 4300, 1),
+    ("user00006@example.com", "APAC", "Support", "standard", 4500, 1),
+    ("user00007@example.com", "EMEA", "Finance", "standard", 4100, 1),
+    ("user00008@example.com", "AMER", "Sales", "viewer", 4200, 0),
+]
+SHOWN = ["region", "department", "seat_tier", "cost_centre"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_warehouse(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE user_attributes (email TEXT PRIMARY KEY, region TEXT, department TEXT, "
+            "seat_tier TEXT, cost_centre INTEGER, active INTEGER)"
+        )
+        db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE_ROWS)
+
+
+def wait_until_up(base_url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the emulator exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{base_url}/_emulator/stats", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit("the emulator did not start within 30 s")
+
+
+def snapshot(base_url: str) -> dict[str, dict[str, Any]]:
+    users = httpx.get(f"{base_url}/_emulator/users", timeout=10).json()
+    if isinstance(users, dict):
+        users = users.get("users") or users.get("Resources") or []
+    wanted = {row[0].casefold() for row in WAREHOUSE_ROWS}
+    return {
+        u["userName"]: dict(u.get("urn:omni:params:1.0:UserAttribute") or {})
+        for u in users
+        if u["userName"].casefold() in wanted
+    }
+
+
+def show(
+    title: str, state: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]] | None = None
+) -> None:
+    print(f"\n{title}")
+    print(f"  {'user':<24}" + "".join(f"{name:<14}" for name in SHOWN) + "other attributes")
+    for email in sorted(state):
+        attrs = state[email]
+        cells = []
+        for name in SHOWN:
+            value = attrs.get(name, "-")
+            changed = before is not None and before.get(email, {}).get(name) != attrs.get(name)
+            cells.append(f"{str(value) + (' *' if changed else ''):<14}")
+        others = {k: v for k, v in attrs.items() if k not in SHOWN}
+        print(f"  {email:<24}" + "".join(cells) + (json.dumps(others) if others else ""))
+    if before is not None:
+        print("  (* = changed by this run)")
+
+
+def run(cmd: list[str], env: dict[str, str], log_name: str) -> None:
+    log_path = DEMO / log_name
+    print(f"\n$ {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}   (log: {log_path})")
+    with log_path.open("w") as log:
+        result = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        print(log_path.read_text()[-4000:])
+        raise SystemExit(f"{cmd[1:4]} failed with exit code {result.returncode}")
+
+
+def task_summaries(airflow_db: Path, dag_id: str) -> list[tuple[str, int, Any]]:
+    with sqlite3.connect(airflow_db) as db:
+        rows = db.execute(
+            "SELECT task_id, map_index, value FROM xcom WHERE dag_id = ? AND key = 'return_value' "
+            "ORDER BY task_id, map_index",
+            (dag_id,),
+        ).fetchall()
+    out = []
+    for task_id, map_index, value in rows:
+        try:
+            decoded = json.loads(value) if isinstance(value, str | bytes) else value
+        except ValueError:
+            decoded = value
+        out.append((task_id, map_index, decoded))
+    return out
+
+
+def main() -> None:
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    airflow_home = DEMO / "airflow"
+    warehouse = DEMO / "warehouse.db"
+    make_warehouse(warehouse)
+    api_key = "demo-" + secrets.token_urlsafe(24)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW_CONN_OMNI_DEFAULT": json.dumps(
+                {
+                    "conn_type": "omni",
+                    "host": base_url,
+                    "password": api_key,
+                    # The emulator answers in microseconds; the limit is kept so pacing is visible.
+                    "extra": {"rate_limit_per_minute": 600},
+                }
+            ),
+            "AIRFLOW_CONN_OMNI_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
+            "OMNI_SYNC_REPORT_DIR": str(DEMO / "reports"),
+            "OMNI_EMULATOR_API_KEY": api_key,
+        }
+    )
+    print(f"Starting the Omni emulator on {base_url} (state: {DEMO / 'omni-state.json'})")
+    emulator = subprocess.Popen(
+        [
+            PYTHON, "-m", "omni_provider.emulator", "serve",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--seed-users", "25",
+            "--state-file", str(DEMO / "omni-state.json"),
+            "--put-mode", "replace",
+            "--rate-limit", "600",
+        ],
+        env=env,
+        stdout=(DEMO / "emulator.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_up(base_url, emulator)
+        before = snapshot(base_url)
+        show("Omni before (users named in the warehouse):", before)
+        print("\nSetting up Airflow's metadata DB (SQLite, first run takes a few seconds)")
+        run([AIRFLOW, "db", "migrate"], env, "airflow-db-migrate.log")
+
+        run([AIRFLOW, "dags", "test", "omni_warehouse_attributes"], env, "omni_warehouse_attributes.log")
+        middle = snapshot(base_url)
+        show("Omni after omni_warehouse_attributes (a task per user):", middle, before)
+        print("\nTask summaries (XCom):")
+        for task_id, map_index, value in task_summaries(
+            airflow_home / "airflow.db", "omni_warehouse_attributes"
+        ):
+            if task_id == "update_user":
+                print(f"  {task_id}[{map_index}]: {json.dumps(value)}")
+
+        if (ROOT / "dags" / "omni_warehouse_sync.py").exists():
+            run([AIRFLOW, "dags", "test", "omni_warehouse_sync"], env, "omni_warehouse_sync.log")
+            after = snapshot(base_url)
+            show("Omni after omni_warehouse_sync (one diffing task):", after, middle)
+            for task_id, _map_index, value in task_summaries(
+                airflow_home / "airflow.db", "omni_warehouse_sync"
+            ):
+                if task_id == "sync_attributes":
+                    print(f"\nSync summary (XCom): {json.dumps(value, indent=2)}")
+            reports = sorted((DEMO / "reports").glob("*.jsonl"))
+            if reports:
+                print(f"\nPer-row report: {reports[-1]}")
+                for line in reports[-1].read_text().splitlines()[:12]:
+                    print(f"  {line}")
+        print("\nDemo finished: both DAG runs succeeded.")
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+
+
+if __name__ == "__main__":
+    main()
