@@ -32,5 +32,5 @@ with DAG(
         mode="update",
         max_changes="50%",  # a broken query must not rewrite most of the company
         max_failed_rows=0,
-        report_path=REPORT_DIR + "/{{ run_id }}.jsonl",
+        report_path=REPORT_DIR + "/omni_sync_{{ run_id | replace(':', '') | replace('+', '_') }}.jsonl",
     )

@@ -227,7 +227,8 @@ class OmniScimClient:
             self.stats.by_status[response.status_code] += 1
         log.debug("Omni %s %s -> %d (key #%d)", method, path, response.status_code, index + 1)
         if response.status_code >= 400:
-            error = error_from_response(response, method=method, path=path, user=user)
+            secrets = [k.get_secret_value() for k in self._keys]
+            error = error_from_response(response, method=method, path=path, user=user, secrets=secrets)
             if isinstance(error, OmniRateLimitError):
                 with self.stats._lock:
                     self.stats.rate_limited += 1

@@ -8,6 +8,7 @@ people's emails and attributes).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -187,12 +188,15 @@ def error_class_for(status_code: int) -> type[OmniApiError]:
     return _BY_STATUS.get(status_code, OmniApiError)
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:  # a server may echo the key it refused; never repeat it
+        if secret:
+            text = text.replace(secret, "***")
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
-def extract_omni_message(response: httpx.Response) -> str:
+def extract_omni_message(response: httpx.Response, secrets: Iterable[str] = ()) -> str:
     """Omni's error message, read defensively from whatever body came back.
 
     Omni documents only ``{"error", "message"}``; SCIM servers use ``{"detail", "scimType"}``; proxies send
@@ -210,7 +214,7 @@ def extract_omni_message(response: httpx.Response) -> str:
         text = raw.decode("utf-8", errors="replace").strip()
         if "<" in text[:50]:  # an HTML error page says nothing useful and may be large
             return f"(non-JSON {response.headers.get('content-type', 'body')}, {len(raw)} bytes)"
-        return _clip(text)
+        return _clip(text, secrets)
     if isinstance(body, dict):
         parts: list[str] = []
         for key in ("message", "detail", "error", "scimType"):
@@ -218,10 +222,10 @@ def extract_omni_message(response: httpx.Response) -> str:
             if isinstance(value, str | int) and str(value) and str(value) not in parts:
                 parts.append(str(value))
         if parts:
-            return _clip(": ".join(parts[:2]))
+            return _clip(": ".join(parts[:2]), secrets)
         return "(JSON body without a message)"
     if isinstance(body, str):
-        return _clip(body)
+        return _clip(body, secrets)
     return "(JSON body without a message)"
 
 
@@ -248,13 +252,18 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def error_from_response(
-    response: httpx.Response, *, method: str, path: str, user: str | None = None
+    response: httpx.Response,
+    *,
+    method: str,
+    path: str,
+    user: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> OmniApiError:
     status = response.status_code
     cls = error_class_for(status)
     return cls(
         status,
-        extract_omni_message(response),
+        extract_omni_message(response, secrets),
         method=method,
         path=path,
         user=user,

@@ -192,10 +192,10 @@ def conform_value(
     if value is None or (isinstance(value, str) and value == ""):
         return None
     if isinstance(value, list | tuple):
+        if not value:  # [] unsets any attribute, like "" (no data can be lost by accepting it)
+            return None
         if not definition.multiple_values:
             raise _error(f"is single-valued; got a list of {len(value)}", name, user)
-        if not value:
-            return None
         return [_conform_item(item, definition, user, f"list item {i}") for i, item in enumerate(value)]
     scalar = _conform_scalar(value, definition, user)
     return [scalar] if definition.multiple_values else scalar

@@ -104,7 +104,8 @@ def test_match_among_lenient_results_on_later_page(make_client) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "   ", "no-at-sign", "@example.com", "a@", "a@b", "a b@example.com", "a@exa\nmple.com", 42, None]
+    "bad",
+    ["", "   ", "no-at-sign", "@example.com", "a@", "a@b", "a b@example.com", "a@exa\nmple.com", 42, None],
 )
 def test_bad_emails_refused_before_any_request(make_client, bad: object) -> None:
     client, rec = make_client(FakeOmni())

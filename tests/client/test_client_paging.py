@@ -25,7 +25,9 @@ def test_clamped_count_pages_to_the_end(make_client) -> None:
     assert {r.url.path for r in rec.requests} == {USERS}
 
 
-@pytest.mark.parametrize(("total", "clamp", "ask"), [(1, 100, 100), (100, 100, 100), (101, 100, 1000), (7, 1, 5)])
+@pytest.mark.parametrize(
+    ("total", "clamp", "ask"), [(1, 100, 100), (100, 100, 100), (101, 100, 1000), (7, 1, 5)]
+)
 def test_request_count_is_ceil_total_over_page(make_client, total: int, clamp: int, ask: int) -> None:
     omni = FakeOmni(max_page_size=clamp)
     for i in range(total):

@@ -174,6 +174,7 @@ CONFORM_OK: list[tuple[object, AttributeDefinition, object]] = [
     ("", STRING, None),
     ("", MULTI_STRING, None),
     ([], MULTI_STRING, None),
+    ([], STRING, None),
     ("eu", STRING, "eu"),
     (12, STRING, "12"),
     (12.0, STRING, "12"),
