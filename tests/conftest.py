@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+_ROOT = Path(__file__).resolve().parent.parent
 _HOME = Path(tempfile.mkdtemp(prefix="omni-provider-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_ROOT / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+# dag.test() only runs DAGs it finds in a configured bundle: the example DAGs, plus the test DAGs.
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(_ROOT / "dags")},
+        },
+        {
+            "name": "test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(_ROOT / "tests" / "dag_fixtures")},
+        },
+    ]
+)
+
+import pytest  # noqa: E402 - after the environment above is set
+
+from omni_provider.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
 #: Long enough for Airflow's masker (min 5 chars) and distinctive enough to grep for.
 TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
 TEST_API_KEY_2 = "omni-test-key-2-d41c8e0b77"
-
-
-import json  # noqa: E402 - after the environment above is set
-from collections.abc import Iterator  # noqa: E402
-
-import pytest  # noqa: E402
-
-from omni_provider.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
 
 @pytest.fixture
@@ -48,14 +64,6 @@ def omni_connection(omni_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
-    """A migrated metadata DB in the test AIRFLOW_HOME (needed by dag.test())."""
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env={**os.environ},
-    )
+    """A migrated metadata DB in the test AIRFLOW_HOME (dag.test() needs one)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     return _HOME / "airflow.db"

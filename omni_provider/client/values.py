@@ -81,6 +81,9 @@ def _from_numpy(value: object) -> object:
 
 def coerce_value(value: object, *, attribute: str, user: str | None = None) -> AttributeValue:
     """What a driver or template gives -> a value Omni accepts; raises ``AttributeValueError``."""
+    cls = type(value)
+    if cls is str or cls is int or cls is float:  # fast path for the common plain types (sync hot loop)
+        return _coerce_scalar(value, attribute, user)
     if _is_numpy(value):
         value = _from_numpy(value)
     if value is None or _is_pandas_missing(value):
@@ -341,6 +344,8 @@ def values_equal(
     current: object, desired: AttributeValue, definition: AttributeDefinition | None = None
 ) -> bool:
     """Would sending ``desired`` leave the stored ``current`` value as it is?"""
+    if _plainly_equal(current, desired):
+        return True
     current_unset, desired_unset = is_unset(current), is_unset(desired)
     if current_unset or desired_unset:
         return current_unset and desired_unset
@@ -350,6 +355,22 @@ def values_equal(
         right: list[object] = list(desired) if isinstance(desired, list | tuple) else [desired]
         return len(left) == len(right) and _multisets_equal(left, right, definition)
     return _multisets_equal([current], [desired], definition)
+
+
+def _plainly_equal(current: object, desired: object) -> bool:
+    """Cheap sufficient test for the common unchanged case: true only when equal under every rule below."""
+    cls = type(current)
+    if cls is type(desired):
+        if cls is str or cls is int or cls is float:
+            return current == desired
+        if cls is list:
+            # List == compares items with ==, where True == 1; so only when no item is a bool.
+            return current == desired and not any(type(item) is bool for item in current)  # type: ignore[attr-defined]
+        return False
+    # Omni's Number-as-text: "12" against 12 is the same in Number, String and untyped comparisons.
+    if cls is str and type(desired) is int:
+        return current == str(desired)
+    return False
 
 
 def _multisets_equal(left: list[object], right: list[object], definition: AttributeDefinition | None) -> bool:
@@ -372,9 +393,11 @@ def _is_number(value: object) -> bool:
 def _exact_key(value: object) -> Hashable:
     if isinstance(value, bool):
         return ("bool", value)  # True == 1 in Python, but not for Omni
-    if isinstance(value, Hashable):
-        return ("value", value)
-    return ("repr", repr(value))  # dicts and other unhashable JSON from Omni: compare by content
+    try:
+        hash(value)
+    except TypeError:
+        return ("repr", repr(value))  # dicts and other unhashable JSON from Omni: compare by content
+    return ("value", value)
 
 
 def _numeric_key(value: object) -> Hashable:

@@ -37,5 +37,18 @@ class EmulatorContext:
             ),
         )
 
+    def reset(self, *, seed_users: int = 0, seed: int = 0, keep_users: bool = False) -> int:
+        """Clear users (unless ``keep_users``), counters, rate-limit windows and pending faults.
+
+        Optionally seed ``seed_users`` deterministic users; returns how many were created.
+        """
+        if not keep_users:
+            self.state.clear()
+        created = len(self.state.seed_users(seed_users, seed=seed)) if seed_users else 0
+        self.stats.reset()
+        self.limiter.reset()
+        self.faults.reset()
+        return created
+
     def attribute_rules(self) -> AttributeRules:
         return AttributeRules(self.state.attribute_definitions, strict=self.config.strict_attributes)

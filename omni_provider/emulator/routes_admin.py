@@ -89,13 +89,8 @@ class AdminRoutes:
         seed_users, seed = body.get("seed_users", 0), body.get("seed", 0)
         if not isinstance(seed_users, int) or seed_users < 0 or not isinstance(seed, int):
             raise bad_request("seed_users and seed must be non-negative integers")
-        if not body.get("keep_users", False):
-            self.ctx.state.clear()
-        created = self.ctx.state.seed_users(seed_users, seed=seed) if seed_users else []
-        self.ctx.stats.reset()
-        self.ctx.limiter.reset()
-        self.ctx.faults.reset()
-        return JSONResponse({"users": self.ctx.state.user_count(), "seeded": len(created)})
+        created = self.ctx.reset(seed_users=seed_users, seed=seed, keep_users=bool(body.get("keep_users")))
+        return JSONResponse({"users": self.ctx.state.user_count(), "seeded": created})
 
     async def users(self, request: Request) -> Response:
         return JSONResponse(

@@ -90,6 +90,10 @@ class EmulatorServer:
         """Base URL for API clients (Omni's is ``https://<instance>.omniapp.co/api``)."""
         return self.base_url + "/api"
 
+    def reset(self, *, seed_users: int = 0, seed: int = 0) -> int:
+        """Same as ``POST /_emulator/reset``: clear users, counters, windows, pending faults."""
+        return self.context.reset(seed_users=seed_users, seed=seed)
+
     # ---------------------------------------------------------------- lifecycle
     def bind(self) -> None:
         """Open the listening socket (so the port is known before serving starts)."""

@@ -46,6 +46,20 @@ def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: fl
     return number
 
 
+def _with_port(host: str, port: int | None) -> str:
+    """The host field plus the connection's port when the host names none (URI-form connections such as
+    ``omni://:key@acme.omniapp.co:8443`` put the port in its own field)."""
+    if not port or not host.strip():
+        return host
+    scheme, sep, rest = host.strip().partition("://")
+    if not sep:
+        scheme, rest = "", scheme
+    netloc, slash, path = rest.partition("/")
+    if ":" in netloc.rsplit("]", 1)[-1]:
+        return host  # the host already carries a port
+    return f"{scheme}{sep}{netloc}:{port}{slash}{path}"
+
+
 class OmniScimHook(BaseHook):
     """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
 
@@ -123,7 +137,7 @@ class OmniScimHook(BaseHook):
             else int(_number(extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0))
         )
         settings: dict[str, Any] = {
-            "base_url": conn.host or "",
+            "base_url": _with_port(conn.host or "", conn.port),
             "api_key": keys,
             "timeout": timeout,
             "rate_limit_per_minute": rate,

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from omni_fakes import BASE, TEST_API_KEY, FakeOmni, Handler, Recorder
+from omni_fakes import BASE, PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2, FakeOmni, Handler, Recorder
 
 from omni_provider.client import OmniScimClient, RetryPolicy
 
@@ -49,6 +49,63 @@ def make_client(sleeps: list[float]) -> Iterable[Callable[..., tuple[OmniScimCli
         client = OmniScimClient(base_url, keys, transport=httpx.MockTransport(recorder), **kwargs)
         clients.append(client)
         return client, recorder
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------------- emulator
+
+#: What every test starts from; a test changes what it needs through ``config.apply_patch``.
+EMULATOR_DEFAULTS: dict[str, Any] = {
+    "put_mode": "replace",
+    "max_page_size": 100,
+    "strict_attributes": True,
+    "rate_limit": 60,
+    "rate_window": 60.0,
+    "rate_limit_enabled": False,
+    "retry_after_header": False,
+    "faults": {},
+    "fault_seed": 0,
+    "fault_methods": None,
+}
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterable[Any]:
+    emulator = pytest.importorskip("omni_provider.emulator")
+    config = emulator.EmulatorConfig(
+        api_keys=[TEST_API_KEY, TEST_API_KEY_2], personal_tokens=[PERSONAL_TOKEN], rate_limit_enabled=False
+    )
+    with emulator.EmulatorServer(config, host="127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: Any) -> Any:
+    """The shared emulator, emptied and set back to the defaults above."""
+    emulator_server.config.apply_patch(EMULATOR_DEFAULTS)
+    emulator_server.reset()
+    return emulator_server
+
+
+@pytest.fixture
+def emu_client(emulator: Any, sleeps: list[float]) -> Iterable[Callable[..., OmniScimClient]]:
+    """``emu_client(**client_kwargs)``: a client of the emulator over loopback, unpaced, instant retries."""
+    clients: list[OmniScimClient] = []
+
+    def factory(
+        *, keys: str | list[str] = TEST_API_KEY, max_attempts: int = 4, **kwargs: Any
+    ) -> OmniScimClient:
+        kwargs.setdefault("rate_limit_per_minute", 1e6)
+        kwargs.setdefault("sleep", sleeps.append)
+        kwargs.setdefault("clock", itertools.count(0.0, 1000.0).__next__)
+        kwargs.setdefault("retry_policy", RetryPolicy(max_attempts=max_attempts))
+        kwargs.setdefault("timeout", 10.0)
+        client = OmniScimClient(emulator.base_url, keys, **kwargs)
+        clients.append(client)
+        return client
 
     yield factory
     for client in clients:

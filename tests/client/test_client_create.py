@@ -23,7 +23,11 @@ def test_create_posts_once_with_body(make_client, fake_omni: FakeOmni) -> None:
     assert rec.requests[0].url.path == USERS
     assert rec.requests[0].headers["content-type"] == "application/json"
     assert rec.bodies("POST") == [
-        {"userName": "new@example.com", "displayName": "New Person", USER_ATTRIBUTES_URN: {"region": "eu", "level": 3}}
+        {
+            "userName": "new@example.com",
+            "displayName": "New Person",
+            USER_ATTRIBUTES_URN: {"region": "eu", "level": 3},
+        }
     ]
     assert user.user_name == "new@example.com"
     assert user.attributes == {"region": "eu", "level": 3}
@@ -148,8 +152,12 @@ def test_transport_failure_every_time_raises_transport_error(make_client, fake_o
     assert rec.count("POST") == 1
 
 
-@pytest.mark.parametrize(("email", "name"), [("not-an-email", "N"), ("ok@example.com", ""), ("ok@example.com", " ")])
-def test_invalid_input_refused_before_request(make_client, fake_omni: FakeOmni, email: str, name: str) -> None:
+@pytest.mark.parametrize(
+    ("email", "name"), [("not-an-email", "N"), ("ok@example.com", ""), ("ok@example.com", " ")]
+)
+def test_invalid_input_refused_before_request(
+    make_client, fake_omni: FakeOmni, email: str, name: str
+) -> None:
     client, rec = make_client(fake_omni)
     with pytest.raises(OmniValidationError):
         client.create_user(email, name)

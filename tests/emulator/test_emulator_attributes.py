@@ -12,7 +12,9 @@ from omni_provider.emulator import EmulatorServer
 
 
 def _set(client: httpx.Client, user_id: str, attrs: dict[str, Any]) -> httpx.Response:
-    return client.patch(f"/scim/v2/users/{user_id}", json=patch_body({"op": "replace", "value": {ATTRS: attrs}}))
+    return client.patch(
+        f"/scim/v2/users/{user_id}", json=patch_body({"op": "replace", "value": {ATTRS: attrs}})
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,12 +88,26 @@ def test_attribute_definitions_endpoint(emulator: EmulatorServer) -> None:
     by_name = {r["name"]: r for r in records}
     for record in records:
         assert set(record) == {
-            "name", "label", "id", "type", "multiple_values", "default_value", "description", "system",
+            "name",
+            "label",
+            "id",
+            "type",
+            "multiple_values",
+            "default_value",
+            "description",
+            "system",
         }
     assert by_name["cost_centre"]["type"] == "Number"
     assert by_name["regions"]["multiple_values"] is True
     assert by_name["allowed_ids"]["type"] == "Number" and by_name["allowed_ids"]["multiple_values"]
-    for name in ("omni_is_org_admin", "omni_user_email", "omni_user_embed_entity", "omni_user_groups",
-                 "omni_user_id", "omni_user_name", "omni_user_timezone"):
+    for name in (
+        "omni_is_org_admin",
+        "omni_user_email",
+        "omni_user_embed_entity",
+        "omni_user_groups",
+        "omni_user_id",
+        "omni_user_name",
+        "omni_user_timezone",
+    ):
         assert by_name[name]["system"] is True and by_name[name]["id"] == ""
     assert by_name["region"]["system"] is False and len(by_name["region"]["id"]) == 36

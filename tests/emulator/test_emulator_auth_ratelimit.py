@@ -20,7 +20,12 @@ RATE_LIMITED = {"error": "Too Many Requests", "message": "Rate limit exceeded"}
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {API_KEY}"}, {"Authorization": "Token abc"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {API_KEY}"},
+        {"Authorization": "Token abc"},
+    ],
 )
 def test_missing_or_bad_token(emulator: EmulatorServer, headers: dict[str, str]) -> None:
     for path in ("/api/scim/v2/users", "/api/v1/user-attributes", "/api/scim/v2/embed/users"):

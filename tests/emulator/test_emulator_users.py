@@ -44,7 +44,7 @@ def test_paging_defaults_and_odd_parameters(make_emulator: MakeEmulator) -> None
         assert (default["startIndex"], default["itemsPerPage"]) == (1, 50)
         zero = client.get("/scim/v2/users", params={"startIndex": 0, "count": 3}).json()
         assert zero["startIndex"] == 1
-        assert [u["userName"] for u in zero["Resources"]][0] == "user00001@example.com"
+        assert zero["Resources"][0]["userName"] == "user00001@example.com"
         tail = client.get("/scim/v2/users", params={"startIndex": 119, "count": 10}).json()
         assert tail["itemsPerPage"] == 2
         past = client.get("/scim/v2/users", params={"startIndex": 500}).json()
@@ -181,7 +181,9 @@ def test_put_requires_matching_user_name(make_emulator: MakeEmulator, mode: str)
         url = f"/scim/v2/users/{user['id']}"
         assert client.put(url, json={"displayName": "X"}).status_code == 400
         assert client.put(url, json={"userName": "other@example.com"}).status_code == 400
-        missing = client.put("/scim/v2/users/00000000-0000-4000-8000-000000000000", json={"userName": "a@b.c"})
+        missing = client.put(
+            "/scim/v2/users/00000000-0000-4000-8000-000000000000", json={"userName": "a@b.c"}
+        )
         assert missing.status_code == 404
         assert missing.json() == {"error": "Not Found", "message": "User not found"}
 
@@ -299,7 +301,9 @@ def test_embed_users(emulator: EmulatorServer, client: httpx.Client) -> None:
     assert [u["id"] for u in by_id["Resources"]] == [first.id]
     wrong_case = client.get("/scim/v2/embed/users", params={"filter": 'embedExternalId eq "sales-42"'})
     assert wrong_case.json()["totalResults"] == 0
-    by_name = client.get("/scim/v2/embed/users", params={"filter": f'USERNAME eq "{first.user_name.upper()}"'})
+    by_name = client.get(
+        "/scim/v2/embed/users", params={"filter": f'USERNAME eq "{first.user_name.upper()}"'}
+    )
     assert by_name.json()["totalResults"] == 1
     assert client.get(f"/scim/v2/embed/users/{first.id}").json()["embedExternalId"] == "Sales-42"
     assert client.delete(f"/scim/v2/embed/users/{first.id}").status_code == 204

@@ -64,7 +64,7 @@ def test_update_sends_only_changed_managed_keys() -> None:
         user(ID1, "ann@x.co", region="eu", level="3", secret="keep"),
         user(ID2, "bob@x.co", region="us", level=1),
     ]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"userName": "ann@x.co", "region": "us", "level": 3},  # level "3" == 3: not a change
         {"userName": "bob@x.co", "region": "us", "level": "1"},
     ]
@@ -311,7 +311,7 @@ def test_match_on_id_unknown_id() -> None:
 
 def test_upsert_creates_missing_users_with_non_null_values() -> None:
     s = spec("upsert", display_name_column="name")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"userName": " New.Person@X.co ", "name": " New Person ", "region": "eu", "level": None},
         {"userName": "other@x.co", "name": "", "region": "eu", "level": 1},
         {"userName": "third@x.co", "region": "eu", "level": 1},
@@ -386,7 +386,7 @@ def test_empty_input_in_update_mode_is_not_flagged() -> None:
 
 def test_every_row_appears_once_in_order_and_summary_has_no_personal_data() -> None:
     users = [user(ID1, "ann@x.co", region="eu")]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"userName": "ann@x.co", "region": "zz-secret", "level": 1},
         {"userName": "nobody@x.co", "region": "zz-secret", "level": 1},
         {"userName": None, "region": "zz-secret", "level": 1},

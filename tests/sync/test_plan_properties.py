@@ -73,9 +73,13 @@ def row_value(draw: st.DrawFn, attribute: str) -> Any:
     if attribute == "region":
         return draw(st.one_of(words, ints))
     if attribute == "level":
-        return draw(st.one_of(ints, ints.map(Decimal), ints.map(str), st.sampled_from([1.5, Decimal("0.25")])))
+        return draw(
+            st.one_of(ints, ints.map(Decimal), ints.map(str), st.sampled_from([1.5, Decimal("0.25")]))
+        )
     if attribute == "tags":
-        return draw(st.one_of(words, st.lists(words, min_size=1, max_size=3), st.frozensets(words, min_size=1)))
+        return draw(
+            st.one_of(words, st.lists(words, min_size=1, max_size=3), st.frozensets(words, min_size=1))
+        )
     return draw(st.lists(st.one_of(ints, ints.map(Decimal)), min_size=1, max_size=3).map(tuple))
 
 
@@ -113,7 +117,12 @@ def input_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
 def to_users(state: dict[str, dict[str, Any]]) -> list[OmniUser]:
     return [
         OmniUser.model_validate(
-            {"id": i, "userName": u["userName"], "displayName": u["displayName"], USER_ATTRIBUTES_URN: u["attributes"]}
+            {
+                "id": i,
+                "userName": u["userName"],
+                "displayName": u["displayName"],
+                USER_ATTRIBUTES_URN: u["attributes"],
+            }
         )
         for i, u in state.items()
     ]
@@ -169,7 +178,9 @@ class Case:
         return SyncSpec(attributes={a: a for a in MANAGED}, mode=self.mode, display_name_column=name)
 
     def plan(self, state: dict[str, dict[str, Any]] | None = None) -> SyncPlan:
-        return build_plan(self.rows, to_users(self.state if state is None else state), self.spec, self.definitions)
+        return build_plan(
+            self.rows, to_users(self.state if state is None else state), self.spec, self.definitions
+        )
 
 
 cases = st.builds(
@@ -226,15 +237,15 @@ def test_applying_the_plan_reaches_the_desired_state(case: Case) -> None:
         key = norm(before["userName"])
         # Unmanaged keys: untouched, present or not.
         for attribute in UNMANAGED:
-            assert now["attributes"].get(attribute, "<absent>") == before["attributes"].get(attribute, "<absent>")
-        row = rows_by_key.get(key)
-        accepted = row is not None and key_counts[key] == 1 and not has_bad_value(row)
-        if accepted:
-            assert row is not None
-            for attribute, value in desired_of(row, definitions).items():
+            assert now["attributes"].get(attribute, "<absent>") == before["attributes"].get(
+                attribute, "<absent>"
+            )
+        match = rows_by_key.get(key)
+        if match is not None and key_counts[key] == 1 and not has_bad_value(match):
+            for attribute, value in desired_of(match, definitions).items():
                 definition = definitions[attribute] if definitions else None
                 assert values_equal(now["attributes"].get(attribute), value, definition), attribute
-        elif row is None and case.mode is SyncMode.MIRROR:
+        elif match is None and case.mode is SyncMode.MIRROR:
             assert not any(now["attributes"].get(a) not in (None, "", []) for a in MANAGED)
         else:
             assert now == before  # a rejected row never partially writes its user
