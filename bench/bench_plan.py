@@ -12,7 +12,10 @@ run:
 * "naive scan": per row, a linear search of the user list. Measured at a small N and extrapolated as N**2
   (labelled as such); it shows what a quadratic planner would cost at full size.
 * "input size": traced bytes of the generated rows + users; peak / input says how much the plan adds.
-* "scaling": build_plan at N/10 vs N; about 10x means linear.
+* "scaling": build_plan at N/10 vs N; about 10x means linear. Shown with the cyclic GC on (real life) and
+  off: CPython's full collections walk every live object (here 2N inputs), which alone bends the curve.
+* "process RSS": untraced, before any tracemalloc run: after generating the inputs, and the high-water mark
+  once build_plan has run (resource.getrusage), i.e. the real footprint against the 500 MB budget.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import resource
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -70,6 +74,10 @@ def make_data(n: int, changed_pct: float, seed: int) -> tuple[list[dict[str, Any
         key = email.upper() if i % 7 == 0 else email
         rows.append({"EMAIL": key, "REGION": region, "LEVEL": Decimal(level), "TAGS": set(reversed(tags))})
     return rows, users
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def cpu_time(fn: Callable[[], object], repeat: int) -> float:
@@ -130,15 +138,15 @@ def main() -> None:
     args = parser.parse_args()
     n = args.users
 
-    tracemalloc.start()
+    rss_start = _max_rss_mib()
     rows, users = make_data(n, args.changed_pct, args.seed)
-    input_bytes = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+    rss_inputs = _max_rss_mib()
 
     def plan_full() -> SyncPlan:
         return build_plan(rows, users, SPEC, DEFS)
 
     plan = plan_full()
+    rss_planned = _max_rss_mib()
     counts = plan.counts()
     plan_cpu = cpu_time(plan_full, args.repeat)
     plan_peak = peak_memory(plan_full)
@@ -147,6 +155,16 @@ def main() -> None:
     tenth = n // 10
     small_rows, small_users = rows[:tenth], users[:tenth]
     tenth_cpu = cpu_time(lambda: build_plan(small_rows, small_users, SPEC, DEFS), args.repeat)
+    gc.disable()
+    try:
+        tenth_cpu_nogc = cpu_time(lambda: build_plan(small_rows, small_users, SPEC, DEFS), args.repeat)
+        plan_cpu_nogc = cpu_time(plan_full, args.repeat)
+    finally:
+        gc.enable()
+    tracemalloc.start()  # inputs traced last, on a fresh copy: tracing bookkeeping inflates the RSS figures
+    make_data(n, args.changed_pct, args.seed)
+    input_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     m = min(args.naive_n, n)
     naive_cpu_small = cpu_time(lambda: naive_scan(rows[:m], users[:m]), 1)
     naive_cpu_extrapolated = naive_cpu_small * (n / m) ** 2
@@ -174,6 +192,14 @@ def main() -> None:
     print(
         f"  scaling: build_plan at N/10 = {tenth_cpu:.3f} s; N / (N/10) = {plan_cpu / tenth_cpu:.1f}x "
         "(10x = linear)"
+    )
+    print(
+        f"  scaling with gc disabled: {tenth_cpu_nogc:.3f} s -> {plan_cpu_nogc:.3f} s = "
+        f"{plan_cpu_nogc / tenth_cpu_nogc:.1f}x"
+    )
+    print(
+        f"  process max RSS, untraced: {rss_start:.0f} MiB at start, {rss_inputs:.0f} MiB with inputs, "
+        f"{rss_planned:.0f} MiB after build_plan (+{rss_planned - rss_inputs:.0f} MiB)"
     )
 
 

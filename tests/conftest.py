@@ -36,10 +36,7 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 import pytest  # noqa: E402 - after the environment above is set
 
 from omni_provider.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
-
-#: Long enough for Airflow's masker (min 5 chars) and distinctive enough to grep for.
-TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
-TEST_API_KEY_2 = "omni-test-key-2-d41c8e0b77"
+from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json  # noqa: E402
 
 
 @pytest.fixture
@@ -48,11 +45,6 @@ def omni_emulator() -> Iterator[EmulatorServer]:
     config = EmulatorConfig(api_keys=[TEST_API_KEY, TEST_API_KEY_2], rate_limit_enabled=False)
     with EmulatorServer(config) as server:
         yield server
-
-
-def omni_connection_json(base_url: str, key: str = TEST_API_KEY, **extra: object) -> str:
-    extras = {"rate_limit_per_minute": 1_000_000, **extra}
-    return json.dumps({"conn_type": "omni", "host": base_url, "password": key, "extra": extras})
 
 
 @pytest.fixture

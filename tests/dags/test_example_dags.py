@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TEST_API_KEY
+from omni_testkit import TEST_API_KEY
 from omni_provider.emulator import EmulatorServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

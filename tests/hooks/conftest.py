@@ -11,11 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-
-# Same values as tests/conftest.py (conftest modules cannot be imported by name reliably).
-TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
-TEST_API_KEY_2 = "omni-test-key-2-d41c8e0b77"
-PERSONAL_TOKEN = "omni-personal-token-5c2e9d1f"
+from hook_helpers import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2
 
 
 @pytest.fixture
@@ -109,7 +105,7 @@ def tiny_server() -> Iterable[Callable[..., str]]:
         server.paths = []  # type: ignore[attr-defined]
         if tls is not None:
             server.socket = tls.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         scheme = "https" if tls is not None else "http"
         return f"{scheme}://127.0.0.1:{server.server_address[1]}"

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import TEST_API_KEY, TEST_API_KEY_2
+from hook_helpers import TEST_API_KEY, TEST_API_KEY_2
 
 from omni_provider._compat import AirflowNotFoundException
 from omni_provider.client import OmniConfigurationError, OmniScimClient
@@ -162,7 +162,7 @@ def test_named_connection(set_conn) -> None:
 def test_missing_password_is_clear_error(set_conn) -> None:
     set_conn(password=None)
     hook = OmniScimHook()
-    with pytest.raises(AirflowNotFoundException, match="no Organization API key.*password"):
+    with pytest.raises(AirflowNotFoundException, match=r"no Organization API key.*password"):
         hook.get_conn()
 
 

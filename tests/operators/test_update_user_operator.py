@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from conftest import TEST_API_KEY
+from omni_testkit import TEST_API_KEY
 from omni_provider import UpdateOmniUserOperator
 from omni_provider.emulator import EmulatorServer
 
@@ -178,7 +178,7 @@ def test_ambiguous_email_is_refused(omni_connection: EmulatorServer, monkeypatch
 def test_transient_errors_are_retryable_and_permanent_ones_are_not(
     omni_connection: EmulatorServer, ada: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import omni_connection_json
+    from omni_testkit import omni_connection_json
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(omni_connection.base_url, max_retries=0)
