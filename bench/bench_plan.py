@@ -162,9 +162,10 @@ def main() -> None:
     finally:
         gc.enable()
     tracemalloc.start()  # inputs traced last, on a fresh copy: tracing bookkeeping inflates the RSS figures
-    make_data(n, args.changed_pct, args.seed)
+    fresh = make_data(n, args.changed_pct, args.seed)
     input_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
+    del fresh
     m = min(args.naive_n, n)
     naive_cpu_small = cpu_time(lambda: naive_scan(rows[:m], users[:m]), 1)
     naive_cpu_extrapolated = naive_cpu_small * (n / m) ** 2

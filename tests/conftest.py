@@ -34,9 +34,9 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 )
 
 import pytest  # noqa: E402 - after the environment above is set
+from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json  # noqa: E402
 
 from omni_provider.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
-from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json  # noqa: E402
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from omni_testkit import TEST_API_KEY
+
 from omni_provider.emulator import EmulatorServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-
 from omni_testkit import TEST_API_KEY
+
 from omni_provider import UpdateOmniUserOperator
 from omni_provider.emulator import EmulatorServer
 
@@ -72,7 +72,9 @@ def test_by_user_id_with_display_name_active_and_unset(omni_connection: Emulator
 
 
 def test_no_write_when_nothing_changes(omni_connection: EmulatorServer, ada: Any) -> None:
-    result = run(user_name="ada.lovelace@example.com", attributes={"region": "us-east", "cost_centre": "4100"})
+    result = run(
+        user_name="ada.lovelace@example.com", attributes={"region": "us-east", "cost_centre": "4100"}
+    )
     assert result["action"] == "unchanged" and result["changes"] == {}
     assert writes(omni_connection) == 0
 
@@ -94,7 +96,9 @@ def test_dry_run_reports_without_writing(omni_connection: EmulatorServer, ada: A
         {"region": "EMEA", "cost_centre": "4200"},  # numeric text into a Number attribute
     ],
 )
-def test_attribute_forms_all_land_the_same(omni_connection: EmulatorServer, ada: Any, attributes: Any) -> None:
+def test_attribute_forms_all_land_the_same(
+    omni_connection: EmulatorServer, ada: Any, attributes: Any
+) -> None:
     run(user_name="ada.lovelace@example.com", attributes=attributes)
     after = omni_connection.state.get_user(ada.id)
     assert after is not None
@@ -130,7 +134,10 @@ def test_dates_become_iso_strings(omni_connection: EmulatorServer, ada: Any) -> 
         ({"user_name": "ada.lovelace@example.com", "attributes": {"region": True}}, "boolean"),
         ({"user_name": "ada.lovelace@example.com", "attributes": {"region": {"a": 1}}}, "region"),
         ({"user_name": "ada.lovelace@example.com", "attributes": {"omni_user_name": "x"}}, "omni_user_name"),
-        ({"user_name": "ada.lovelace@example.com", "attributes": {"region": "x"}, "dry_run": "maybe"}, "dry_run"),
+        (
+            {"user_name": "ada.lovelace@example.com", "attributes": {"region": "x"}, "dry_run": "maybe"},
+            "dry_run",
+        ),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(
@@ -152,7 +159,7 @@ def test_id_and_email_must_agree(omni_connection: EmulatorServer, ada: Any) -> N
 
 
 def test_missing_user_fails_or_skips(omni_connection: EmulatorServer) -> None:
-    with pytest.raises(AirflowFailException, match="nobody@example.com"):
+    with pytest.raises(AirflowFailException, match=r"nobody@example\.com"):
         run(user_name="nobody@example.com", attributes={"region": "x"})
     with pytest.raises(AirflowSkipException):
         run(user_name="nobody@example.com", attributes={"region": "x"}, if_missing="skip")
@@ -198,12 +205,17 @@ def test_transient_errors_are_retryable_and_permanent_ones_are_not(
 
 
 def test_template_fields_and_renderers() -> None:
-    assert {"user_id", "user_name", "attributes", "display_name"} <= set(UpdateOmniUserOperator.template_fields)
+    assert {"user_id", "user_name", "attributes", "display_name"} <= set(
+        UpdateOmniUserOperator.template_fields
+    )
     assert UpdateOmniUserOperator.template_fields_renderers["attributes"] == "json"
 
 
 def test_key_never_logged(
-    omni_connection: EmulatorServer, ada: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    omni_connection: EmulatorServer,
+    ada: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "omni_provider", "airflow"):
