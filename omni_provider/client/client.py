@@ -210,6 +210,8 @@ class OmniScimClient:
                 with self.stats._lock:
                     self.stats.transport_errors += 1
                 raise
+            except httpx.DecodingError:  # e.g. a body that claims gzip but is not: a bad body like others
+                raise OmniResponseError(f"{method} {path}: Omni's answer could not be decoded") from None
             if response.is_redirect and response.has_redirect_location:
                 target = url.join(response.headers["location"])
                 response.close()

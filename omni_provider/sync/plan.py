@@ -77,6 +77,8 @@ class SyncPlan:
     #: Mirror mode with no input rows: the plan unsets everyone's managed attributes. Callers must refuse
     #: unless explicitly allowed; an empty source table is far more often a broken query than intent.
     empty_input: bool = False
+    #: Distinct current Omni users the plan was built against (the base of a "10%" max_changes).
+    user_count: int = 0
 
     def counts(self) -> dict[str, int]:
         """Items per action, every action present (zeros included) so reports have a stable shape."""
@@ -114,6 +116,7 @@ class SyncPlan:
             "attribute_changes": self.attribute_change_count,
             "changes_by_attribute": by_attribute,
             "empty_input": self.empty_input,
+            "omni_users": self.user_count,
             "rejected_sample": [
                 {"row": item.row_number, "reason": item.reason} for item in rejected[:sample_size]
             ],
@@ -180,6 +183,7 @@ def build_plan(
         managed_attributes=spec.managed_attributes,
         row_count=len(keyed),
         empty_input=spec.mode is SyncMode.MIRROR and not keyed,
+        user_count=index.user_count,
     )
 
 

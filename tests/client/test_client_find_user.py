@@ -7,9 +7,12 @@ import re
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omni_fakes import FakeOmni, list_json, params_of, user_json
 
 from omni_provider.client import AmbiguousUserError, OmniValidationError
+from omni_provider.client.identity import scim_string_literal
 
 
 def _literal(filter_text: str) -> str:
@@ -112,3 +115,11 @@ def test_bad_emails_refused_before_any_request(make_client, bad: object) -> None
     with pytest.raises(OmniValidationError):
         client.find_user_by_email(bad)  # type: ignore[arg-type]
     assert rec.count() == 0
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, exclude_characters="\x7f"), max_size=60))
+def test_string_literal_round_trips_as_json(text: str) -> None:
+    literal = scim_string_literal(text)
+    assert literal.startswith('"') and literal.endswith('"')
+    assert json.loads(literal) == text

@@ -273,3 +273,16 @@ def test_two_keys_both_used(make_client) -> None:
     assert used.count(f"Bearer {TEST_API_KEY}") == 3
     assert used.count(f"Bearer {TEST_API_KEY_2}") == 3
     assert client.pacer.sent_per_key() == [3, 3]
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_undecodable_body_is_response_error(make_client, status: int) -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raw = httpx.ByteStream(b"not gzip at all " + VICTIM.encode())
+        return httpx.Response(status, headers={"Content-Encoding": "gzip"}, stream=raw)
+
+    client, rec = make_client(broken)
+    with pytest.raises(OmniResponseError, match="could not be decoded") as info:
+        client.list_users_page()
+    assert VICTIM not in str(info.value)
+    assert rec.count() == 1

@@ -216,8 +216,9 @@ def test_ambiguous_omni_users_reject_the_row() -> None:
 def test_same_user_listed_twice_is_not_ambiguous() -> None:
     # Paging over a list that shifts can return one user twice; it is still one user.
     users = [user(ID1, "ann@x.co"), user(ID1, "ann@x.co")]
-    (item,) = build_plan([{"userName": "ann@x.co", "region": "eu", "level": 1}], users, spec(), DEFS).items
-    assert item.action is RowAction.UPDATE
+    plan = build_plan([{"userName": "ann@x.co", "region": "eu", "level": 1}], users, spec(), DEFS)
+    assert plan.items[0].action is RowAction.UPDATE
+    assert plan.user_count == 1
 
 
 def test_bad_value_rejects_the_whole_row_and_lists_every_problem() -> None:
