@@ -370,7 +370,6 @@ class OmniScimClient:
                     return existing
             try:
                 response = self.request("POST", USERS_PATH, body=body, user=user_name, retry=False)
-                return self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
             except OmniConflictError:
                 if uncertain:
                     existing = self.find_user_by_email(user_name)
@@ -396,6 +395,16 @@ class OmniScimClient:
                     wait = min(policy.max_retry_after, max(wait, exc.retry_after))
                 log.warning("Omni POST %s failed (%s); checking before retry in %.1fs", USERS_PATH, exc, wait)
                 self._sleep(wait)
+                continue
+            try:
+                return self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
+            except OmniResponseError:
+                # A 2xx means the user was created even if the body is unreadable: fetch it rather than
+                # leave the caller to POST again into a 409.
+                existing = self.find_user_by_email(user_name)
+                if existing is None:
+                    raise
+                return existing
         raise AssertionError("unreachable") from last
 
     def replace_user(self, user_id: str, body: Mapping[str, Any]) -> OmniUser:

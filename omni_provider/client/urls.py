@@ -54,7 +54,9 @@ def normalize_base_url(value: str) -> str:
             f"refusing plain http:// to {url.host}: the API key would travel unencrypted; use https://"
         )
     path = url.path.rstrip("/")
-    if not path.endswith("/api"):
+    if path.lower().endswith("/api"):
+        path = path[:-4] + "/api"  # Omni paths are lower case; "/API" would otherwise get a second "/api"
+    else:
         path = path + "/api"
     return str(url.copy_with(path=path))
 

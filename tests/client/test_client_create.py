@@ -162,3 +162,20 @@ def test_invalid_input_refused_before_request(
     with pytest.raises(OmniValidationError):
         client.create_user(email, name)
     assert rec.count() == 0
+
+
+def test_unreadable_2xx_answer_to_post_returns_the_created_user(make_client) -> None:
+    omni = FakeOmni()
+
+    def garble_created(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            omni._create(body_of(request))  # created, but the answer is cut short
+            return httpx.Response(201, content=b'{"id": "9e87')
+        return None
+
+    omni.before.append(garble_created)
+    client, rec = make_client(omni)
+    user = client.create_user("garbled@example.com", "Garbled")
+    assert rec.methods() == ["POST", "GET"]  # looked up, never posted again
+    assert user.user_name == "garbled@example.com"
+    assert len(omni.users) == 1

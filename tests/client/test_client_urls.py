@@ -25,6 +25,8 @@ CANONICAL = "https://acme.omniapp.co/api"
         "https://acme.omniapp.co/api/",
         "  https://acme.omniapp.co/api/  ",
         "HTTPS://ACME.omniapp.co",
+        "https://acme.omniapp.co/API",
+        "https://acme.omniapp.co/Api/",
     ],
 )
 def test_instance_url_forms_normalise_to_one_base(raw: str) -> None:
