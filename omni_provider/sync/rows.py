@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
@@ -55,3 +55,28 @@ def display_name_of(row: Mapping[str, Any], spec: SyncSpec) -> tuple[str | None,
     if len(text) > MAX_STRING_LENGTH or "\x00" in text:
         return None, f"display name (column {column!r}) is too long or contains NUL"
     return text, None
+
+
+def align_column_case(rows: list[Mapping[str, Any]], columns: Iterable[str]) -> list[Mapping[str, Any]]:
+    """Rename row columns that differ from the configured names only in case.
+
+    Warehouses disagree on identifier case (Snowflake returns ``EMAIL`` for ``email``); a mapping written
+    in one case must not reject every row as "missing column". Only unambiguous matches are renamed;
+    the columns are read off the first row, as every row of one query has the same columns.
+    """
+    if not rows:
+        return rows
+    present = list(rows[0].keys())
+    by_fold: dict[str, list[str]] = {}
+    for name in present:
+        by_fold.setdefault(str(name).casefold(), []).append(name)
+    rename: dict[str, str] = {}
+    for wanted in columns:
+        if wanted in rows[0]:
+            continue
+        candidates = by_fold.get(wanted.casefold(), [])
+        if len(candidates) == 1:
+            rename[candidates[0]] = wanted
+    if not rename:
+        return rows
+    return [{rename.get(k, k): v for k, v in row.items()} for row in rows]
