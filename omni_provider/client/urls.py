@@ -54,10 +54,8 @@ def normalize_base_url(value: str) -> str:
             f"refusing plain http:// to {url.host}: the API key would travel unencrypted; use https://"
         )
     path = url.path.rstrip("/")
-    if path.lower().endswith("/api"):
-        path = path[:-4] + "/api"  # Omni paths are lower case; "/API" would otherwise get a second "/api"
-    else:
-        path = path + "/api"
+    # Omni's paths are lower case; "/API" must not get a second "/api".
+    path = path[:-4] + "/api" if path.lower().endswith("/api") else path + "/api"
     return str(url.copy_with(path=path))
 
 

@@ -30,10 +30,16 @@ def write_report_file(path: str, outcomes: Sequence[RowOutcome]) -> str:
     return url
 
 
+def check_report_table(table: str) -> None:
+    """Refuse anything but a plain ``[[database.]schema.]table`` name: it is spliced into SQL text."""
+    parts = table.split(".") if isinstance(table, str) else []
+    if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.replace("_", "").isalnum() for p in parts):
+        raise OmniValidationError(f"report_table {table!r} must be a plain [[database.]schema.]table name")
+
+
 def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[RowOutcome]) -> None:
     """Insert the rows through the connection's common-sql hook (the table is created if missing)."""
-    if not table.replace("_", "").replace(".", "").isalnum():
-        raise OmniValidationError(f"report_table {table!r} must be a plain [schema.]table name")
+    check_report_table(table)
     hook = BaseHook.get_connection(conn_id).get_hook()  # type: ignore[no-untyped-call]
     if not hasattr(hook, "insert_rows"):
         raise OmniValidationError(f"connection {conn_id!r} is not a SQL connection (no insert_rows)")

@@ -17,12 +17,19 @@ from omni_provider._compat import (
 from omni_provider.client import OmniError, OmniValidationError
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.rendered import parse_bool, parse_structure
-from omni_provider.operators.report_sink import write_report_file, write_report_table
+from omni_provider.operators.report_sink import check_report_table, write_report_file, write_report_table
 from omni_provider.operators.update_user import fail_or_retry, load_definitions
-from omni_provider.sync import SyncSpec, build_plan, check_max_changes, evaluate_failures
+from omni_provider.sync import (
+    SyncSpec,
+    build_plan,
+    check_max_changes,
+    evaluate_failures,
+    resolve_max_changes,
+)
 from omni_provider.sync.apply import NOT_ATTEMPTED, apply_plan
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
 from omni_provider.sync.plan import SyncPlan
+from omni_provider.sync.rows import align_column_case
 
 #: Errors that retrying the task cannot fix (shown for the sample of errors in the summary).
 ERROR_SAMPLE_SIZE = 10
@@ -142,6 +149,15 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         if self.sql_batch_size < 1:
             raise OmniValidationError("sql_batch_size must be positive")
 
+    def _check_settings(self) -> None:
+        """Settings only used after the writes (thresholds, report table), checked before any request."""
+        resolve_max_changes(self.max_changes, 0)
+        evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
+        if self.report_table:
+            check_report_table(self.report_table)
+            if not (self.report_conn_id or self.sql_conn_id):
+                raise OmniValidationError("report_table needs report_conn_id (or sql_conn_id)")
+
     def _read_rows(self) -> list[Mapping[str, Any]]:
         if self.sql is not None:
             return list(self._query_rows())
@@ -194,8 +210,14 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         # Configuration errors surface before anything is read or sent.
         spec = self._spec()
         self._check_sources()
+        self._check_settings()
         dry_run = parse_bool(self.dry_run, what="dry_run")
-        rows = self._read_rows()
+        wanted = [
+            spec.key,
+            *spec.attributes,
+            *([spec.display_name_column] if spec.display_name_column else []),
+        ]
+        rows = align_column_case(self._read_rows(), wanted)
         self.log.info(
             "Read %d input rows; managing attributes %s (%s mode)",
             len(rows),
@@ -229,7 +251,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         settled: dict[int, RowOutcome] = {}
         complete = False
         try:
-            apply_plan(
+            applied = apply_plan(
                 client,
                 plan,
                 {u.id: u for u in users},
@@ -241,11 +263,26 @@ class SyncOmniUserAttributesOperator(BaseOperator):
                 on_progress=lambda p: self.log.info(p.line()),
                 progress_every=self.progress_every,
             )
-            complete = True
-        finally:
-            # Runs on success, on error and when the task is killed: the report accounts for every item.
+            # Stopped (on_kill) runs return normally, with the writes never started as "not attempted".
+            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.error == NOT_ATTEMPTED)
+            complete = not skipped
+            if skipped:
+                self.log.warning(
+                    "Stopped before %d writes were sent; they are reported as failed (not attempted) and a "
+                    "re-run applies what is still different",
+                    skipped,
+                )
+        except BaseException:
+            # Interrupted (an error, a task timeout): still report every item, but never let a failing
+            # report hide why the run stopped.
             outcomes = self._all_outcomes(plan, settled)
-            summary.update(self._report(context, outcomes, client.stats.snapshot(), started, complete))
+            try:
+                summary.update(self._report(context, outcomes, client.stats.snapshot(), started, False))
+            except Exception:
+                self.log.exception("Could not write the sync report")
+            raise
+        outcomes = self._all_outcomes(plan, settled)
+        summary.update(self._report(context, outcomes, client.stats.snapshot(), started, complete))
         return self._verdict(plan, outcomes, summary, context)
 
     @staticmethod

@@ -68,80 +68,113 @@ def apply_plan(
 ) -> list[RowOutcome]:
     """Send the plan's writes; return one outcome per plan item, in plan order.
 
-    ``on_outcome(index, outcome)`` is called as each item settles, so a caller interrupted mid-run (the
-    task killed) still knows which items were settled and can report the rest as not attempted.
+    ``on_outcome(index, outcome)`` is called as each item settles (from worker threads, one call at a
+    time), so a caller interrupted mid-run (the task killed or timed out) still knows exactly which items
+    were written and can report the rest as not attempted. Setting ``stop`` ends the run early: writes not
+    yet started are settled as failed ("not attempted"); writes already on the wire finish and are
+    reported as they ended. An exception in the calling thread (e.g. Airflow's task timeout) stops the run
+    the same way before it propagates.
     """
-    stop = stop or threading.Event()
+    caller_stop = stop or threading.Event()
+    halt = threading.Event()  # set when the calling thread is interrupted
+    lock = threading.Lock()
     outcomes: list[RowOutcome | None] = [None] * len(plan.items)
+    tally = {"done": 0, "failed": 0}
+
+    def stopped() -> bool:
+        return caller_stop.is_set() or halt.is_set()
+
+    def settle(index: int, outcome: RowOutcome, *, write: bool) -> None:
+        with lock:
+            if outcomes[index] is not None:
+                return
+            outcomes[index] = outcome
+            if write:
+                tally["done"] += 1
+                tally["failed"] += outcome.status is RowStatus.FAILED
+            if on_outcome:
+                on_outcome(index, outcome)
+
     pending: list[int] = []
     for index, item in enumerate(plan.items):
         ready = outcome_without_write(item, dry_run=dry_run)
         if ready is None:
             pending.append(index)
         else:
-            outcomes[index] = ready
-            if on_outcome:
-                on_outcome(index, ready)
+            settle(index, ready, write=False)
 
-    started = time.monotonic()
-    last_report = started
-    failed = 0
-    done = 0
-
-    def write(item: PlanItem) -> RowOutcome:
-        if stop.is_set():
-            return RowOutcome.from_item(item, RowStatus.FAILED, error=NOT_ATTEMPTED)
+    def write(index: int) -> None:
+        item = plan.items[index]
+        if stopped():
+            settle(index, RowOutcome.from_item(item, RowStatus.FAILED, error=NOT_ATTEMPTED), write=True)
+            return
         try:
             user_id = _apply_item(client, item, users_by_id, definitions)
         except OmniError as exc:
-            return RowOutcome.from_item(item, RowStatus.FAILED, error=str(exc))
+            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=str(exc))
         except Exception as exc:  # a bug must not lose the rest of the report
             log.exception("Unexpected error writing row %s", item.row_number)
-            return RowOutcome.from_item(item, RowStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return RowOutcome.from_item(item, RowStatus.APPLIED, user_id=user_id)
+            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        else:
+            outcome = RowOutcome.from_item(item, RowStatus.APPLIED, user_id=user_id)
+        settle(index, outcome, write=True)
 
-    with ThreadPoolExecutor(
-        max_workers=_workers_for(client, max_workers), thread_name_prefix="omni-sync"
-    ) as pool:
-        # Bounded submission keeps memory flat and lets a stop request take effect within a few writes.
-        window = 4 * (pool._max_workers or 1)
-        queue = iter(pending)
-        in_flight: dict[Future[RowOutcome], int] = {}
+    def progress(started: float) -> Progress:
+        with lock:
+            return Progress(tally["done"], len(pending), tally["failed"], time.monotonic() - started)
 
-        def submit_next() -> bool:
-            index = next(queue, None)
-            if index is None:
-                return False
-            in_flight[pool.submit(write, plan.items[index])] = index
-            return True
+    started = time.monotonic()
+    last_report = started
+    reported_done = -1
+    workers = _workers_for(client, max_workers)
+    # Bounded submission keeps memory flat and lets a stop request take effect within a few writes.
+    window = 4 * workers
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-sync") as pool:
+            queue = iter(pending)
+            in_flight: set[Future[None]] = set()
 
-        for _ in range(window):
-            if not submit_next():
-                break
-        while in_flight:
-            finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = in_flight.pop(future)
-                outcome = future.result()
-                outcomes[index] = outcome
-                done += 1
-                failed += outcome.status is RowStatus.FAILED
-                if on_outcome:
-                    on_outcome(index, outcome)
-                if not stop.is_set():
-                    submit_next()
-            now = time.monotonic()
-            if on_progress and (now - last_report >= progress_every):
-                last_report = now
-                on_progress(Progress(done, len(pending), failed, now - started))
-        # After a stop, whatever was never submitted is still accounted for.
-        for index in queue:
-            outcome = RowOutcome.from_item(plan.items[index], RowStatus.FAILED, error=NOT_ATTEMPTED)
-            outcomes[index] = outcome
-            if on_outcome:
-                on_outcome(index, outcome)
+            def submit_next() -> bool:
+                index = next(queue, None)
+                if index is None:
+                    return False
+                in_flight.add(pool.submit(write, index))
+                return True
+
+            try:
+                for _ in range(window):
+                    if not submit_next():
+                        break
+                while in_flight:
+                    finished, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        in_flight.discard(future)
+                        future.result()  # write() settles its own outcome and never raises
+                        if not stopped():
+                            submit_next()
+                    now = time.monotonic()
+                    if on_progress and now - last_report >= progress_every:
+                        last_report = now
+                        snapshot = progress(started)
+                        reported_done = snapshot.done
+                        on_progress(snapshot)
+            except BaseException:
+                # Interrupted (task timeout, KeyboardInterrupt): queued writes must not go out while the
+                # pool shuts down; writes on the wire finish and settle.
+                halt.set()
+                raise
+    finally:
+        # Whatever never started (a stop, an interruption) is still accounted for.
+        for index in pending:
+            settle(
+                index,
+                RowOutcome.from_item(plan.items[index], RowStatus.FAILED, error=NOT_ATTEMPTED),
+                write=True,
+            )
     if on_progress and pending:
-        on_progress(Progress(done, len(pending), failed, time.monotonic() - started))
+        final = progress(started)
+        if final.done != reported_done:
+            on_progress(final)
     missing = [i for i, o in enumerate(outcomes) if o is None]
     assert not missing, f"plan items without an outcome: {missing[:5]}"
     return [o for o in outcomes if o is not None]

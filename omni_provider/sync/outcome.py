@@ -33,13 +33,19 @@ class RowOutcome:
     status: RowStatus
     user_id: str | None = None
     changed: tuple[str, ...] = ()
+    #: Why the row did not sync (rejected or failed rows only).
     error: str | None = None
     changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    #: The planner's remark on a row that is not an error (e.g. "absent from the input (mirror)").
+    note: str | None = None
 
     @classmethod
     def from_item(
         cls, item: PlanItem, status: RowStatus, *, error: str | None = None, user_id: str | None = None
     ) -> RowOutcome:
+        # The planner's reason is the error of a rejected row; on any other row it is only a remark, and
+        # a row that synced must not carry an error in the report.
+        is_error = status in (RowStatus.REJECTED, RowStatus.FAILED)
         return cls(
             row=item.row_number,
             key=item.key,
@@ -47,8 +53,9 @@ class RowOutcome:
             status=status,
             user_id=user_id or item.user_id,
             changed=tuple(c.attribute for c in item.changes),
-            error=error if error is not None else item.reason,
+            error=error if error is not None else (item.reason if is_error else None),
             changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
+            note=None if is_error and error is None else item.reason,
         )
 
     def to_record(self) -> dict[str, Any]:
