@@ -20,6 +20,7 @@ from omni_provider.client.diff import ChangeSet, compute_changes
 from omni_provider.client.errors import (
     AmbiguousUserError,
     OmniApiError,
+    OmniCancelledError,
     OmniConfigurationError,
     OmniConflictError,
     OmniNotFoundError,
@@ -138,10 +139,13 @@ class OmniScimClient:
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
+        self._cancelled = threading.Event()
+        # The default wait ends early on ``cancel()``, so a stopping task is not held by a retry back-off.
+        sleep = sleep or self._wait
         keys = [api_key] if isinstance(api_key, str | SecretStr) else list(api_key)
         if not keys:
             raise OmniConfigurationError("at least one Omni API key is needed")
@@ -186,6 +190,14 @@ class OmniScimClient:
     def close(self) -> None:
         self._http.close()
 
+    def cancel(self) -> None:
+        """Stop for good (the task is being killed): waits for a slot or a retry end at once, and no
+        further request is sent (each raises ``OmniCancelledError``); a request on the wire finishes."""
+        self._cancelled.set()
+
+    def _wait(self, seconds: float) -> None:
+        self._cancelled.wait(seconds)
+
     @property
     def key_count(self) -> int:
         return len(self._keys)
@@ -198,6 +210,8 @@ class OmniScimClient:
     ) -> httpx.Response:
         """One attempt: wait for a paced slot, send, follow same-origin redirects only, type the error."""
         index = self.pacer.acquire()
+        if self._cancelled.is_set():
+            raise OmniCancelledError(f"{method} {path}: not sent, the run is being stopped")
         headers = {"Authorization": "Bearer " + self._keys[index].get_secret_value()}
         url = self._url(path)
         with self.stats._lock:
@@ -377,13 +391,10 @@ class OmniScimClient:
                         return existing
                 raise
             except (OmniTransportError, OmniApiError) as exc:
-                retryable = isinstance(exc, OmniTransportError) or exc.status_code in {
-                    429,
-                    500,
-                    502,
-                    503,
-                    504,
-                }
+                if isinstance(exc, OmniTransportError):
+                    retryable = not exc.tls_verification_failed  # an untrusted certificate stays so
+                else:
+                    retryable = exc.status_code in {429, 500, 502, 503, 504}
                 if not retryable or attempt == policy.max_attempts:
                     raise
                 last = exc

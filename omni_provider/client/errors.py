@@ -8,6 +8,7 @@ people's emails and attributes).
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +84,18 @@ class UserNotFoundError(OmniError, LookupError):
         super().__init__(f"no Omni user matches {user!r}")
 
 
+def tls_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under a transport error (httpx wraps it twice), if that is why."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and not any(current is s for s in seen):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class OmniTransportError(OmniError):
     """The request never got an HTTP answer (connection refused, reset, timed out) after retries."""
 
@@ -92,7 +105,22 @@ class OmniTransportError(OmniError):
         self.user = user
         self.cause_type = type(cause).__name__
         about = f" (user {user})" if user else ""
+        tls = tls_verification_error(cause)
+        #: The server's TLS certificate was not trusted (a retry cannot help; a CA bundle may).
+        self.tls_verification_failed = tls is not None
+        if tls is not None:
+            self.tls_detail = str(tls.verify_message or tls.reason or "certificate verify failed")
+            super().__init__(
+                f"{method} {path}{about}: TLS certificate verification failed ({self.tls_detail}); "
+                "nothing was sent. If Omni's certificate comes from a private CA, give its CA bundle "
+                "(connection extra 'ca_bundle')"
+            )
+            return
         super().__init__(f"{method} {path}{about}: no answer from Omni: {self.cause_type}")
+
+
+class OmniCancelledError(OmniError):
+    """The client was cancelled (its task is being stopped), so this request was not sent."""
 
 
 class OmniResponseError(OmniError):

@@ -41,7 +41,9 @@ def validate_email(value: object) -> str:
 
 
 def emails_match(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
+    """Equal as Omni compares emails: case-insensitively by ``str.lower``. Never looser than the server:
+    ``casefold`` would also equate "straße" and "strasse", two different Omni users."""
+    return a.strip().lower() == b.strip().lower()
 
 
 def scim_string_literal(value: str) -> str:

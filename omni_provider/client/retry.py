@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 import tenacity
 
-from omni_provider.client.errors import OmniApiError, OmniRateLimitError
+from omni_provider.client.errors import OmniApiError, OmniRateLimitError, tls_verification_error
 
 log = logging.getLogger("omni_provider.client")
 
@@ -35,12 +35,13 @@ class RetryPolicy:
 
 
 def is_retryable(exc: BaseException, method: str) -> bool:
-    """Transport failures, 429 and 502/503/504 always; 500 when repeating the request is harmless.
+    """Transport failures (but a certificate that failed verification), 429 and 502/503/504 always; 500
+    when repeating the request is harmless.
 
     POST never reaches here: ``OmniScimClient.create_user`` looks the user up before sending it again.
     """
     if isinstance(exc, httpx.TransportError):
-        return True
+        return tls_verification_error(exc) is None  # an untrusted certificate stays untrusted
     if isinstance(exc, OmniApiError):
         if exc.status_code in RETRYABLE_STATUS:
             return True

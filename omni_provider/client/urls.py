@@ -8,12 +8,14 @@ import httpx
 
 from omni_provider.client.errors import OmniConfigurationError
 
+#: Names the hosts file maps to loopback. Not "*.localhost": glibc (hosts: files dns) asks DNS for those, and
+#: a DNS answer pointing elsewhere would carry the key over plain http:// to another machine.
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
 def is_loopback_host(host: str) -> bool:
     host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+    if host in _LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -105,8 +105,11 @@ class OmniScimHook(BaseHook):
             "placeholders": dict(CONNECTION_FORM["placeholders"]),
         }
 
-    @cached_property
+    @property
     def connection(self) -> Connection:
+        """Looked up on each use, never kept on the hook: Airflow's ``Connection`` repr shows the password
+        and extras (the keys), so any dump of the hook's attributes (``vars(hook)``, a debugger, an error
+        reporter's locals) would print them. The client built from it is cached, so this runs once."""
         return self.get_connection(self.omni_conn_id)
 
     def _client_settings(self) -> dict[str, Any]:
@@ -162,6 +165,11 @@ class OmniScimHook(BaseHook):
             self.client.close()
             del self.__dict__["client"]
 
+    def cancel(self) -> None:
+        """For ``on_kill``: the client stops waiting and sends nothing more (``OmniScimClient.cancel``)."""
+        if "client" in self.__dict__:
+            self.client.cancel()
+
     def test_connection(self) -> tuple[bool, str]:
         """One cheap read (``GET /scim/v2/users?count=1``); never raises, never echoes the key."""
         try:
@@ -185,6 +193,11 @@ class OmniScimHook(BaseHook):
         try:
             page = client.list_users_page(1, 1)
         except OmniTransportError as exc:
+            if exc.tls_verification_failed:
+                return False, (
+                    f"Cannot reach Omni at {host}: its TLS certificate is not trusted ({exc.tls_detail}). "
+                    "If it comes from a private CA, set the connection extra 'ca_bundle' to its PEM file"
+                )
             return (
                 False,
                 f"Cannot reach Omni at {host} ({exc.cause_type}); check the instance URL and network",

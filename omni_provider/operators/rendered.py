@@ -28,6 +28,8 @@ def parse_structure(value: str, *, what: str) -> Any:
     """A JSON (or Python-literal) string rendered by a template, parsed."""
     try:
         return json.loads(value)
+    except RecursionError:
+        raise OmniValidationError(f"{what} is nested too deeply to parse") from None
     except json.JSONDecodeError as json_error:
         try:
             return ast.literal_eval(value.strip())
@@ -37,6 +39,8 @@ def parse_structure(value: str, *, what: str) -> Any:
                 f"{what} is not valid JSON ({json_error.msg} at line {json_error.lineno} column "
                 f"{json_error.colno}): {preview!r}"
             ) from None
+    except ValueError as exc:  # valid syntax Python cannot hold, e.g. an integer of more than 4300 digits
+        raise OmniValidationError(f"{what} cannot be parsed: {str(exc)[:80]}") from None
 
 
 def parse_attributes(value: object) -> dict[str, object]:

@@ -43,7 +43,8 @@ def fail_or_retry(exc: OmniError) -> AirflowException:
     """The Airflow exception for an Omni error: retryable only when waiting could help (429, 5xx, network)."""
     message = str(exc)
     if isinstance(exc, OmniTransportError):
-        return AirflowException(message)
+        # A certificate the worker does not trust needs a configuration change, not another try.
+        return AirflowFailException(message) if exc.tls_verification_failed else AirflowException(message)
     if isinstance(exc, OmniApiError) and exc.status_code not in _PERMANENT_STATUS:
         return AirflowException(message)
     return AirflowFailException(message)
@@ -218,4 +219,5 @@ class UpdateOmniUserOperator(BaseOperator):
 
     def on_kill(self) -> None:
         if self._hook is not None:
+            self._hook.cancel()
             self._hook.close()

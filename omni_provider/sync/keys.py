@@ -1,7 +1,9 @@
 """Match keys: normalising the row's key column and indexing current Omni users by the same key.
 
-Omni matches users by email case-insensitively, so emails are stripped and casefolded on both sides; ids are
-UUIDs compared in lower case. Anything else is refused here so it can never reach a URL path.
+Omni matches users by email case-insensitively, so emails are stripped and lower-cased on both sides, as the
+server compares them (``str.lower``, not ``casefold``: casefolding also equates "straße" with "strasse",
+which Omni holds as two users, so it would write one user's row to another); ids are UUIDs compared in
+lower case. Anything else is refused here so it can never reach a URL path.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class KeyProblem:
     reason: str
     #: The raw key, clipped, for the report.
     shown: str
-    #: The casefolded text of a malformed but non-empty key: still "present" for mirror mode.
+    #: The lower-cased text of a malformed but non-empty key: still "present" for mirror mode.
     loose_key: str | None = None
 
 
@@ -57,8 +59,8 @@ def normalize_email(raw: object) -> str | KeyProblem:
     if not text:
         return KeyProblem("empty match key", "")
     if len(text) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(text):
-        return text.casefold()
-    return KeyProblem(_email_problem(text), _clip(text), text.casefold())
+        return text.lower()
+    return KeyProblem(_email_problem(text), _clip(text), text.lower())
 
 
 def _email_problem(text: str) -> str:
@@ -93,7 +95,7 @@ def normalize_id(raw: object) -> str | KeyProblem:
 
 
 def user_key(user: OmniUser, match_on: MatchOn) -> str:
-    return user.id.strip().lower() if match_on == "id" else user.user_name.strip().casefold()
+    return user.id.strip().lower() if match_on == "id" else user.user_name.strip().lower()
 
 
 class UserIndex:

@@ -52,7 +52,7 @@ class AttributeChange:
 class PlanItem:
     #: 1-based position of the input row; None for mirror unsets of users absent from the input.
     row_number: int | None
-    #: The normalised match key (casefolded email or lower-case id); the raw text when it was invalid.
+    #: The normalised match key (lower-cased email or id); the raw text when it was invalid.
     key: str
     action: RowAction
     user_id: str | None = None
@@ -232,7 +232,7 @@ def _create_item(
         return PlanItem(number, key, RowAction.REJECTED, reason=problem)
     send: dict[str, AttributeValue] = {a: value for a, value in desired.items() if value is not None}
     changes = tuple(AttributeChange(a, None, value) for a, value in send.items())
-    user_name = str(row[spec.key]).strip()  # as written (Omni keeps the case given); matched casefolded
+    user_name = str(row[spec.key]).strip()  # as written (Omni keeps the case given); matched lower-cased
     return PlanItem(
         number, key, RowAction.CREATE, None, user_name, display_name, send, changes, "not in Omni; create"
     )

@@ -109,7 +109,7 @@ def test_loopback_detection() -> None:
     assert is_loopback_host("127.0.0.1")
     assert is_loopback_host("[::1]")
     assert is_loopback_host("localhost")
-    assert is_loopback_host("api.localhost")
+    assert not is_loopback_host("api.localhost")  # resolved through DNS, so not trusted to be local
     assert not is_loopback_host("10.0.0.1")
     assert not is_loopback_host("localhost.example.com")
     assert not is_loopback_host("acme.omniapp.co")
