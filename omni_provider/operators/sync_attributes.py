@@ -26,7 +26,7 @@ from omni_provider.sync import (
     evaluate_failures,
     resolve_max_changes,
 )
-from omni_provider.sync.apply import NOT_ATTEMPTED, apply_plan
+from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_ERRORS, apply_plan
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
 from omni_provider.sync.plan import SyncPlan
 from omni_provider.sync.rows import align_column_case
@@ -264,11 +264,11 @@ class SyncOmniUserAttributesOperator(BaseOperator):
                 progress_every=self.progress_every,
             )
             # Stopped (on_kill) runs return normally, with the writes never started as "not attempted".
-            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.error == NOT_ATTEMPTED)
+            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.error in STOPPED_ERRORS)
             complete = not skipped
             if skipped:
                 self.log.warning(
-                    "Stopped before %d writes were sent; they are reported as failed (not attempted) and a "
+                    "Stopped before %d writes were confirmed; they are reported as failed and a "
                     "re-run applies what is still different",
                     skipped,
                 )

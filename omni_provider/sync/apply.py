@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from omni_provider.client import OmniError, OmniScimClient, OmniUser
+from omni_provider.client.errors import OmniCancelledError
 from omni_provider.client.models import AttributeDefinition
 from omni_provider.sync.outcome import RowOutcome, RowStatus, outcome_without_write
 from omni_provider.sync.plan import PlanItem, RowAction, SyncPlan
@@ -21,6 +22,11 @@ from omni_provider.sync.plan import PlanItem, RowAction, SyncPlan
 log = logging.getLogger("omni_provider.sync")
 
 NOT_ATTEMPTED = "not attempted: the run was stopped before this write"
+#: A write cut short by the stop while it waited (for a paced slot or a retry); Omni may or may not have it.
+STOPPED_PENDING = (
+    "not confirmed: the run was stopped while this write was pending; a re-run applies it if needed"
+)
+STOPPED_ERRORS = frozenset({NOT_ATTEMPTED, STOPPED_PENDING})
 
 
 @dataclass
@@ -110,6 +116,8 @@ def apply_plan(
             return
         try:
             user_id = _apply_item(client, item, users_by_id, definitions)
+        except OmniCancelledError:
+            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=STOPPED_PENDING)
         except OmniError as exc:
             outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=str(exc))
         except Exception as exc:  # a bug must not lose the rest of the report
