@@ -2,8 +2,9 @@
 
 1. A fresh ``.demo/`` folder: an Airflow home on SQLite and a small "warehouse" (SQLite) of user attributes.
 2. The emulator on a free loopback port, seeded with users, its state kept in ``.demo/omni-state.json``.
-3. ``airflow dags test`` of ``omni_warehouse_attributes`` (a task per user), then ``omni_warehouse_sync``
-   (one diffing, paced task), then the users' attributes before and after and the task summaries.
+3. ``airflow dags test`` of ``omni_update_user`` (what the UI trigger form does, for one user), of
+   ``omni_warehouse_attributes`` (a task per user), then of ``omni_warehouse_sync`` (one diffing, paced
+   task); the users' attributes before and after, and the task summaries.
 
 The API key is random for each run and is never printed.
 """
@@ -179,9 +180,17 @@ def main() -> None:
         print("\nSetting up Airflow's metadata DB (SQLite, first run takes a few seconds)")
         run([AIRFLOW, "db", "migrate"], env, "airflow-db-migrate.log")
 
+        # What an admin does from the trigger form: fix one user (user00008 is inactive in the warehouse).
+        form = {"email": "User00008@example.com", "attributes": {"region": "EMEA"}, "dry_run": False}
+        single = [AIRFLOW, "dags", "test", "omni_update_user", "-c", json.dumps(form)]
+        run(single, env, "omni_update_user.log")
+        for task_id, _map_index, value in task_summaries(airflow_home / "airflow.db", "omni_update_user"):
+            print(f"  {task_id}: {json.dumps(value)}")
+
         run([AIRFLOW, "dags", "test", "omni_warehouse_attributes"], env, "omni_warehouse_attributes.log")
         middle = snapshot(base_url)
-        show("Omni after omni_warehouse_attributes (a task per user):", middle, before)
+        show("Omni after omni_update_user and omni_warehouse_attributes (a task per user):", middle, before)
+
         print("\nTask summaries (XCom):")
         for task_id, map_index, value in task_summaries(
             airflow_home / "airflow.db", "omni_warehouse_attributes"
@@ -203,7 +212,7 @@ def main() -> None:
                 print(f"\nPer-row report: {reports[-1]}")
                 for line in reports[-1].read_text().splitlines()[:12]:
                     print(f"  {line}")
-        print("\nDemo finished: both DAG runs succeeded.")
+        print("\nDemo finished: every DAG run succeeded.")
     finally:
         emulator.terminate()
         try:
