@@ -34,7 +34,7 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 )
 
 import pytest  # noqa: E402 - after the environment above is set
-from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json  # noqa: E402
+from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2, omni_connection_json  # noqa: E402
 
 from omni_provider.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
@@ -52,6 +52,17 @@ def omni_connection(omni_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPat
     """``omni_default`` pointing at the emulator, through AIRFLOW_CONN_OMNI_DEFAULT."""
     monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(omni_emulator.base_url))
     return omni_emulator
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """One emulator for a whole session (with a personal token too); tests reset it through their own
+    ``emulator`` fixtures."""
+    config = EmulatorConfig(
+        api_keys=[TEST_API_KEY, TEST_API_KEY_2], personal_tokens=[PERSONAL_TOKEN], rate_limit_enabled=False
+    )
+    with EmulatorServer(config) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

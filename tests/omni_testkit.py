@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
 
 #: Long enough for Airflow's masker (min 5 chars) and distinctive enough to grep for.
 TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
 TEST_API_KEY_2 = "omni-test-key-2-d41c8e0b77"
+#: Accepted by the emulator on /api/v1 only, like an Omni personal access token.
+PERSONAL_TOKEN = "omni-personal-token-5c2e9d1f"
 
 
 def omni_connection_json(base_url: str, key: str = TEST_API_KEY, **extra: object) -> str:
     """An ``omni`` connection in Airflow's JSON form; the rate limit is lifted unless a test sets one."""
     extras = {"rate_limit_per_minute": 1_000_000, **extra}
     return json.dumps({"conn_type": "omni", "host": base_url, "password": key, "extra": extras})
+
+
+#: The example DAGs' warehouse table: email, region, department, seat_tier, cost_centre, active.
+WAREHOUSE_DDL = (
+    "CREATE TABLE user_attributes (email TEXT, region TEXT, department TEXT, seat_tier TEXT, "
+    "cost_centre INTEGER, active INTEGER)"
+)
+
+
+def make_warehouse(path: Path, rows: Iterable[tuple[object, ...]]) -> Path:
+    """A SQLite warehouse with the example DAGs' ``user_attributes`` table."""
+    with sqlite3.connect(path) as db:
+        db.execute(WAREHOUSE_DDL)
+        db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return path

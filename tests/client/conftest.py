@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from omni_fakes import BASE, PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2, FakeOmni, Handler, Recorder
+from omni_fakes import BASE, TEST_API_KEY, FakeOmni, Handler, Recorder
 
 from omni_provider.client import OmniScimClient, RetryPolicy
 
@@ -70,16 +70,6 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "fault_seed": 0,
     "fault_methods": None,
 }
-
-
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterable[Any]:
-    emulator = pytest.importorskip("omni_provider.emulator")
-    config = emulator.EmulatorConfig(
-        api_keys=[TEST_API_KEY, TEST_API_KEY_2], personal_tokens=[PERSONAL_TOKEN], rate_limit_enabled=False
-    )
-    with emulator.EmulatorServer(config, host="127.0.0.1") as server:
-        yield server
 
 
 @pytest.fixture

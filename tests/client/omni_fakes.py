@@ -11,14 +11,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2  # noqa: F401 - re-exported
 
 from omni_provider.client import USER_ATTRIBUTES_URN
 
-# Same values as tests/conftest.py (conftest modules cannot be imported by name reliably).
-TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
-TEST_API_KEY_2 = "omni-test-key-2-d41c8e0b77"
-#: Accepted by the emulator on /api/v1 only, like an Omni personal access token.
-PERSONAL_TOKEN = "omni-personal-token-5c2e9d1f"
 BASE = "https://acme.omniapp.co"
 USERS = "/api/scim/v2/users"
 CORE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from omni_testkit import TEST_API_KEY
+from omni_testkit import TEST_API_KEY, make_warehouse
 
 from omni_provider.emulator import EmulatorServer
 
@@ -43,13 +42,7 @@ def test_example_dags_import_cleanly() -> None:
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "warehouse.db"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE user_attributes (email TEXT, region TEXT, department TEXT, seat_tier TEXT, "
-            "cost_centre INTEGER, active INTEGER)"
-        )
-        db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE)
+    path = make_warehouse(tmp_path / "warehouse.db", WAREHOUSE)
     monkeypatch.setenv("AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
     monkeypatch.setenv("OMNI_SYNC_REPORT_DIR", str(tmp_path / "reports"))
     return path

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from hook_helpers import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2
+from hook_helpers import TEST_API_KEY
 
 
 @pytest.fixture
@@ -50,16 +50,6 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterable[Any]:
-    emulator = pytest.importorskip("omni_provider.emulator")
-    config = emulator.EmulatorConfig(
-        api_keys=[TEST_API_KEY, TEST_API_KEY_2], personal_tokens=[PERSONAL_TOKEN], rate_limit_enabled=False
-    )
-    with emulator.EmulatorServer(config, host="127.0.0.1") as server:
-        yield server
 
 
 @pytest.fixture

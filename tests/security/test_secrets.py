@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 from airflow_subprocess_kit import ROOT, child_env, child_home, start_runner, step_results
-from omni_testkit import omni_connection_json
+from omni_testkit import make_warehouse, omni_connection_json
 
 from omni_provider.client import OmniError
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
@@ -81,14 +81,7 @@ def leaks(text: str, secret_values: list[str]) -> tuple[list[str], int]:
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.db"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE user_attributes (email TEXT, region TEXT, department TEXT, seat_tier TEXT, "
-            "cost_centre INTEGER, active INTEGER)"
-        )
-        db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE)
-    return path
+    return make_warehouse(tmp_path / "warehouse.db", WAREHOUSE)
 
 
 @pytest.mark.timeout(240)
