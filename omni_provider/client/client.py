@@ -48,7 +48,7 @@ from omni_provider.client.models import (
     attributes_patch,
 )
 from omni_provider.client.pacing import KeyPacer
-from omni_provider.client.retry import RetryPolicy, make_retrying
+from omni_provider.client.retry import RetryPolicy, is_retryable, make_retrying
 from omni_provider.client.urls import normalize_base_url, same_origin
 from omni_provider.client.values import values_equal
 
@@ -391,10 +391,8 @@ class OmniScimClient:
                         return existing
                 raise
             except (OmniTransportError, OmniApiError) as exc:
-                if isinstance(exc, OmniTransportError):
-                    retryable = not exc.tls_verification_failed  # an untrusted certificate stays so
-                else:
-                    retryable = exc.status_code in {429, 500, 502, 503, 504}
+                # The look-up before each resend makes repeating the POST harmless.
+                retryable = is_retryable(exc, "POST", repeat_is_harmless=True)
                 if not retryable or attempt == policy.max_attempts:
                     raise
                 last = exc

@@ -40,10 +40,14 @@ def validate_email(value: object) -> str:
     return text
 
 
+def email_key(email: str) -> str:
+    """The form in which Omni compares emails: stripped, case-insensitive by ``str.lower``. Never looser
+    than the server: ``casefold`` would also equate "straße" and "strasse", two different Omni users."""
+    return email.strip().lower()
+
+
 def emails_match(a: str, b: str) -> bool:
-    """Equal as Omni compares emails: case-insensitively by ``str.lower``. Never looser than the server:
-    ``casefold`` would also equate "straße" and "strasse", two different Omni users."""
-    return a.strip().lower() == b.strip().lower()
+    return email_key(a) == email_key(b)
 
 
 def scim_string_literal(value: str) -> str:

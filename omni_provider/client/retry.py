@@ -9,7 +9,12 @@ from dataclasses import dataclass
 import httpx
 import tenacity
 
-from omni_provider.client.errors import OmniApiError, OmniRateLimitError, tls_verification_error
+from omni_provider.client.errors import (
+    OmniApiError,
+    OmniRateLimitError,
+    OmniTransportError,
+    tls_verification_error,
+)
 
 log = logging.getLogger("omni_provider.client")
 
@@ -34,18 +39,22 @@ class RetryPolicy:
             raise ValueError("max_attempts must be at least 1")
 
 
-def is_retryable(exc: BaseException, method: str) -> bool:
+def is_retryable(exc: BaseException, method: str, *, repeat_is_harmless: bool | None = None) -> bool:
     """Transport failures (but a certificate that failed verification), 429 and 502/503/504 always; 500
-    when repeating the request is harmless.
+    when repeating the request is harmless (by default: an idempotent method).
 
-    POST never reaches here: ``OmniScimClient.create_user`` looks the user up before sending it again.
+    POST is not retried here: ``OmniScimClient.create_user`` looks the user up before sending it again,
+    and says so with ``repeat_is_harmless=True``.
     """
     if isinstance(exc, httpx.TransportError):
         return tls_verification_error(exc) is None  # an untrusted certificate stays untrusted
+    if isinstance(exc, OmniTransportError):
+        return not exc.tls_verification_failed
     if isinstance(exc, OmniApiError):
         if exc.status_code in RETRYABLE_STATUS:
             return True
-        return exc.status_code == 500 and method in IDEMPOTENT_METHODS
+        harmless = method in IDEMPOTENT_METHODS if repeat_is_harmless is None else repeat_is_harmless
+        return exc.status_code == 500 and harmless
     return False
 
 

@@ -363,7 +363,6 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     def on_kill(self) -> None:
         # Stop sending; execute()'s finally block still writes the report of what was applied.
         self._stop.set()
-        if (
-            self._hook is not None
-        ):  # writes in a retry back-off give up now, not after it (SIGKILL comes in 5 s)
+        # Writes in a retry back-off give up now, not after it (SIGKILL comes 5 s after SIGTERM).
+        if self._hook is not None:
             self._hook.cancel()

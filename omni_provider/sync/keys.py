@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omni_provider.client.identity import email_key
 from omni_provider.client.models import OmniUser
 from omni_provider.sync.spec import MatchOn, SyncSpec
 
@@ -59,8 +60,8 @@ def normalize_email(raw: object) -> str | KeyProblem:
     if not text:
         return KeyProblem("empty match key", "")
     if len(text) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(text):
-        return text.lower()
-    return KeyProblem(_email_problem(text), _clip(text), text.lower())
+        return email_key(text)
+    return KeyProblem(_email_problem(text), _clip(text), email_key(text))
 
 
 def _email_problem(text: str) -> str:
@@ -95,7 +96,7 @@ def normalize_id(raw: object) -> str | KeyProblem:
 
 
 def user_key(user: OmniUser, match_on: MatchOn) -> str:
-    return user.id.strip().lower() if match_on == "id" else user.user_name.strip().lower()
+    return user.id.strip().lower() if match_on == "id" else email_key(user.user_name)
 
 
 class UserIndex:
