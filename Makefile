@@ -5,20 +5,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AIRFLOW_VERSION := 3.3.2
+DAGSTER_VERSION := 1.13.28
+# Both orchestrators in one venv (they resolve together), so one suite tests both adapters; users install
+# only one of them (extras "airflow" or "dagster").
+EXTRAS := test,airflow,dagster,sql,emulator
 
-.PHONY: install lint typecheck test demo bench clean
+.PHONY: install lint typecheck test demo demo-dagster bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' 'apache-airflow==$(AIRFLOW_VERSION)'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' \
+		'apache-airflow==$(AIRFLOW_VERSION)' 'dagster==$(DAGSTER_VERSION)'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check omni_provider tests dags bench scripts
-	$(BIN)/ruff format --check omni_provider tests dags bench scripts
+	$(BIN)/ruff check omni_provider tests dags bench scripts examples
+	$(BIN)/ruff format --check omni_provider tests dags bench scripts examples
 
 typecheck: install
 	$(BIN)/mypy
@@ -29,9 +34,12 @@ test: lint typecheck
 demo: install
 	$(BIN)/python scripts/demo.py
 
+demo-dagster: install
+	$(BIN)/python scripts/demo_dagster.py
+
 bench: install
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_plan.py
 
 clean:
-	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .demo .demo-dagster .mypy_cache .ruff_cache .pytest_cache

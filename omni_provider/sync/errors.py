@@ -1,0 +1,36 @@
+"""Errors of a sync run that only the sync engine raises (client errors live in ``omni_provider.client``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omni_provider.client.errors import OmniApiError, OmniError, OmniTransportError
+
+
+class SyncFailedError(OmniError):
+    """The run finished, but more rows did not sync than the thresholds allow.
+
+    ``summary`` is the run's full summary (the same dict a successful run returns), so the numbers can be
+    shown with the failure. ``retryable`` is true when some writes failed: a re-run re-plans against live
+    state and may apply them; rows rejected by the planner need a fix in the input instead.
+    """
+
+    def __init__(self, reason: str, *, summary: dict[str, Any], retryable: bool) -> None:
+        self.summary = summary
+        self.retryable = retryable
+        super().__init__(f"Omni sync failed: {reason}")
+
+
+#: Answers a re-run cannot change (bad input, bad key, missing user, conflict).
+_PERMANENT_STATUS = frozenset({400, 401, 403, 404, 409, 422})
+
+
+def rerun_may_help(exc: OmniError) -> bool:
+    """Whether running the same task again later could succeed: 429, 5xx and network trouble, or a sync
+    whose failed writes a re-plan may apply. The orchestrator adapters map this to retry or fail."""
+    if isinstance(exc, SyncFailedError):
+        return exc.retryable
+    if isinstance(exc, OmniTransportError):
+        # A certificate the worker does not trust needs a configuration change, not another try.
+        return not exc.tls_verification_failed
+    return isinstance(exc, OmniApiError) and exc.status_code not in _PERMANENT_STATUS

@@ -1,0 +1,73 @@
+"""Where a sync run's per-row report goes: a small protocol, and a JSON-lines file sink.
+
+Each orchestrator adds its own sinks (Airflow: ObjectStoragePath and a SQL table); the engine only calls
+``check`` before any request and ``write`` once every row has its outcome, also when the run was
+interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from omni_provider.client.errors import OmniValidationError
+from omni_provider.sync.outcome import RowOutcome, write_jsonl
+
+
+@runtime_checkable
+class ReportSink(Protocol):
+    def check(self) -> None:
+        """Refuse a bad configuration (raise ``OmniValidationError``); called before any request."""
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        """Deliver the per-row outcomes; return what the run's summary says about it (e.g. the path)."""
+
+
+class JsonlFileSink:
+    """One JSON object per row, to a local path or, through fsspec when it is installed, to a URL such as
+    ``s3://bucket/omni/run.jsonl``. A local file is replaced atomically, so a reader never sees half a
+    report."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return f"JsonlFileSink({self.path!r})"
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.path and not self.path.startswith("file://")
+
+    def check(self) -> None:
+        if not self.path.strip():
+            raise OmniValidationError("report_path is empty")
+        if self.is_url:
+            try:
+                import fsspec  # noqa: F401
+            except ImportError:
+                raise OmniValidationError(
+                    f"report_path {self.path!r} is a URL, which needs fsspec and the filesystem's package "
+                    "(e.g. s3fs); or give a local path"
+                ) from None
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        if self.is_url:
+            import fsspec
+
+            with fsspec.open(self.path, "w", encoding="utf-8") as stream:
+                write_jsonl(outcomes, stream)
+            return {"report_path": self.path}
+        target = Path(self.path.removeprefix("file://")).expanduser().resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                write_jsonl(outcomes, stream)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return {"report_path": str(target)}
