@@ -41,5 +41,13 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        try:
+            module = import_module(_LAZY[name])
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "airflow":
+                raise
+            raise ModuleNotFoundError(
+                f"omni_provider.{name} needs Airflow: pip install 'omni-provider[airflow]'", name=exc.name
+            ) from exc
+        return getattr(module, name)
     raise AttributeError(f"module 'omni_provider' has no attribute {name!r}")

@@ -15,11 +15,11 @@ _COUNTS = ("rows", "omni_users", "requests", "retries", "rate_limited")
 
 
 def plan_markdown(summary: Mapping[str, Any]) -> str:
-    """One line per plan action: how many rows the plan gave it, and how they ended."""
+    """One line per plan action: how many rows (or mirror unsets) the plan gave it, and how they ended."""
     statuses = [s.value for s in RowStatus]
     by_action: Mapping[str, Mapping[str, int]] = summary.get("by_action", {})
     lines = [
-        "| action | planned | " + " | ".join(statuses) + " |",
+        "| action | rows | " + " | ".join(statuses) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in statuses) + " |",
     ]
     for action in RowAction:

@@ -89,7 +89,7 @@ def test_update_materialises_counts_plan_and_report(
     records = [json.loads(line) for line in Path(metadata["report_path"]).read_text().splitlines()]
     assert [r["status"] for r in records] == ["applied", "applied", "unchanged"]
     plan = metadata["plan"]
-    assert plan.splitlines()[0].startswith("| action | planned | applied")
+    assert plan.splitlines()[0].startswith("| action | rows | applied")
     assert "| update | 2 | 2 | 0 | 0 | 0 | 0 |" in plan and "| unchanged | 1 | 0 | 1 |" in plan
     assert check_of(result).passed
 

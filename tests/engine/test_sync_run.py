@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -282,13 +280,3 @@ def test_report_to_an_fsspec_url(emu: EmulatorServer, client: OmniScimClient) ->
     lines = memory.cat("/omni-engine-reports/run.jsonl").decode().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["applied"]
     memory.rm("/omni-engine-reports", recursive=True)
-
-
-@pytest.mark.parametrize("module", ["omni_provider.sync.run", "omni_provider.sync.single"])
-def test_engine_imports_no_orchestrator(module: str) -> None:
-    code = (
-        f"import sys, {module}; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'dagster'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
