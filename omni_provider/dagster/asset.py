@@ -11,7 +11,7 @@ from omni_provider.client import OmniError
 from omni_provider.client.errors import PlanTooLargeError
 from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
-from omni_provider.sync.errors import SyncFailedError, rerun_may_help
+from omni_provider.sync.errors import SyncRunError, rerun_may_help
 from omni_provider.sync.outcome import RowStatus
 from omni_provider.sync.spec import SyncSpec
 
@@ -97,7 +97,8 @@ def build_omni_user_attributes_asset(
                 log=context.log,
                 run_id=context.run_id,
             )
-        except SyncFailedError as exc:
+        except SyncRunError as exc:
+            # Thresholds exceeded, or the report lost after the writes: the summary goes with the failure.
             raise dg.Failure(
                 description=str(exc), metadata=summary_metadata(exc.summary), allow_retries=exc.retryable
             ) from None

@@ -48,6 +48,10 @@ def summary_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
         metadata["seconds"] = dg.MetadataValue.float(float(summary["seconds"]))
     if "report_path" in summary:
         metadata["report_path"] = dg.MetadataValue.path(str(summary["report_path"]))
+    if summary.get("report_error"):
+        metadata["report_error"] = dg.MetadataValue.text(str(summary["report_error"]))
+    if summary.get("report_fallback_path"):
+        metadata["report_fallback_path"] = dg.MetadataValue.path(str(summary["report_fallback_path"]))
     if summary.get("refused"):
         metadata["refused"] = dg.MetadataValue.text(str(summary["refused"]))
     if summary.get("errors_sample"):

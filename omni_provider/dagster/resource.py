@@ -4,7 +4,11 @@ operators."""
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,6 +24,13 @@ from omni_provider.sync.single import update_one_user
 from omni_provider.sync.spec import SyncSpec
 
 _log = logging.getLogger("omni_provider.dagster")
+#: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.
+FALLBACK_REPORT_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
+
+
+def _fallback_path(run_id: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id) if run_id else uuid.uuid4().hex
+    return FALLBACK_REPORT_DIR / f"omni-{name}.jsonl"
 
 
 class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -116,6 +127,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 max_failed_rows=max_failed_rows,
                 max_failed_pct=max_failed_pct,
                 sinks=[JsonlFileSink(report_path)] if report_path else [],
+                fallback_sink=JsonlFileSink(_fallback_path(run_id)),
                 max_workers=max_workers,
                 on_progress=on_progress,
                 log=log or _log,

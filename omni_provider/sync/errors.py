@@ -7,18 +7,33 @@ from typing import Any
 from omni_provider.client.errors import OmniApiError, OmniError, OmniTransportError
 
 
-class SyncFailedError(OmniError):
+class SyncRunError(OmniError):
+    """A sync run that ended badly after it started writing; ``summary`` is the run's full summary (the
+    same dict a successful run returns), so the numbers can be shown with the failure."""
+
+    #: True when a re-run may fix it (it re-plans against live state).
+    retryable: bool = False
+
+    def __init__(self, message: str, *, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        super().__init__(message)
+
+
+class SyncFailedError(SyncRunError):
     """The run finished, but more rows did not sync than the thresholds allow.
 
-    ``summary`` is the run's full summary (the same dict a successful run returns), so the numbers can be
-    shown with the failure. ``retryable`` is true when some writes failed: a re-run re-plans against live
-    state and may apply them; rows rejected by the planner need a fix in the input instead.
+    ``retryable`` is true when some writes failed: a re-run re-plans against live state and may apply them;
+    rows rejected by the planner need a fix in the input instead.
     """
 
     def __init__(self, reason: str, *, summary: dict[str, Any], retryable: bool) -> None:
-        self.summary = summary
+        super().__init__(f"Omni sync failed: {reason}", summary=summary)
         self.retryable = retryable
-        super().__init__(f"Omni sync failed: {reason}")
+
+
+class SyncReportLostError(SyncRunError):
+    """The writes are done but a report sink failed; the outcomes went to the fallback (or the log). A
+    re-run would only re-diff and report "unchanged", so it is no remedy."""
 
 
 #: Answers a re-run cannot change (bad input, bad key, missing user, conflict).
@@ -28,7 +43,7 @@ _PERMANENT_STATUS = frozenset({400, 401, 403, 404, 409, 422})
 def rerun_may_help(exc: OmniError) -> bool:
     """Whether running the same task again later could succeed: 429, 5xx and network trouble, or a sync
     whose failed writes a re-plan may apply. The orchestrator adapters map this to retry or fail."""
-    if isinstance(exc, SyncFailedError):
+    if isinstance(exc, SyncRunError):
         return exc.retryable
     if isinstance(exc, OmniTransportError):
         # A certificate the worker does not trust needs a configuration change, not another try.

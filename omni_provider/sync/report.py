@@ -19,6 +19,9 @@ from omni_provider.sync.outcome import RowOutcome, write_jsonl
 
 @runtime_checkable
 class ReportSink(Protocol):
+    #: What the sink writes to, for messages ("report file s3://...").
+    label: str
+
     def check(self) -> None:
         """Refuse a bad configuration (raise ``OmniValidationError``); called before any request."""
 
@@ -33,6 +36,7 @@ class JsonlFileSink:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self.label = f"report file {self.path}"
 
     def __repr__(self) -> str:
         return f"JsonlFileSink({self.path!r})"
@@ -52,6 +56,21 @@ class JsonlFileSink:
                     f"report_path {self.path!r} is a URL, which needs fsspec and the filesystem's package "
                     "(e.g. s3fs); or give a local path"
                 ) from None
+            return
+        directory = self._local().parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
+                pass
+        except OSError as exc:
+            raise OmniValidationError(
+                f"report_path {self.path!r}: cannot write to directory {str(directory)!r} "
+                f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
+            ) from None
+
+    def _local(self) -> Path:
+        return Path(self.path.removeprefix("file://")).expanduser().resolve()
 
     def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
         if self.is_url:
@@ -60,7 +79,7 @@ class JsonlFileSink:
             with fsspec.open(self.path, "w", encoding="utf-8") as stream:
                 write_jsonl(outcomes, stream)
             return {"report_path": self.path}
-        target = Path(self.path.removeprefix("file://")).expanduser().resolve()
+        target = self._local()
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:

@@ -7,6 +7,7 @@ world. Nothing here imports an orchestrator.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.client.errors import PlanTooLargeError
 from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_ERRORS, Progress, apply_plan
 from omni_provider.sync.definitions import RunLog, load_definitions
-from omni_provider.sync.errors import SyncFailedError
+from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
 from omni_provider.sync.guards import check_max_changes, evaluate_failures, resolve_max_changes
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
 from omni_provider.sync.plan import SyncPlan, build_plan
@@ -29,6 +30,14 @@ from omni_provider.sync.spec import SyncSpec
 ERROR_SAMPLE_SIZE = 10
 #: The client counters a summary reports, as the difference over the run.
 _COUNTERS = ("requests", "retries", "rate_limited")
+#: The input: rows, or a callable reading them (e.g. a SQL query), called in the run's "reading" stage.
+RowSource = Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]]
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 _default_log = logging.getLogger("omni_provider.sync")
 
@@ -54,7 +63,9 @@ class SyncRun:
     (``stop()`` ends it early, from any thread), hands every row's outcome to each sink and returns the
     summary. When more rows did not sync than ``max_failed_rows`` / ``max_failed_pct`` allow it raises
     ``SyncFailedError`` carrying that summary. Interrupted mid-run, it still reports every row (the rest as
-    failed, "not attempted") before the exception propagates.
+    failed, "not attempted") before the exception propagates. Whatever happens, ``summary`` says how far the
+    run got. A sink that fails after the writes does not lose the report: the outcomes go to
+    ``fallback_sink`` (else to the log) and the run ends with ``SyncReportLostError``.
 
     :param on_progress: called with a ``Progress`` every ``progress_every`` seconds during the writes and
         once at the end; by default the progress line goes to ``log``.
@@ -72,6 +83,7 @@ class SyncRun:
         max_failed_rows: int | None = 0,
         max_failed_pct: float | str | None = None,
         sinks: Sequence[ReportSink] = (),
+        fallback_sink: ReportSink | None = None,
         max_workers: int | None = None,
         progress_every: float = 30.0,
         on_progress: Callable[[Progress], None] | None = None,
@@ -86,12 +98,16 @@ class SyncRun:
         self.max_failed_rows = max_failed_rows
         self.max_failed_pct = max_failed_pct
         self.sinks = tuple(sinks)
+        self.fallback_sink = fallback_sink
         self.max_workers = max_workers
         self.progress_every = progress_every
         self.log = log
         self.on_progress = on_progress or self._log_progress
         self.run_id = run_id
         self._stop = threading.Event()
+        #: How far the run got ("stage": configuration, reading, planning, applying, reporting, done), its
+        #: numbers, and when it failed why ("error"); filled in as the run goes, so a failed run has one too.
+        self.summary: dict[str, Any] = {"stage": "configuration"}
 
     def _log_progress(self, progress: Progress) -> None:
         self.log.info(progress.line())
@@ -111,35 +127,45 @@ class SyncRun:
         # Writes waiting in a retry back-off give up now instead of after it.
         self.client.cancel()
 
-    def run(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    def run(self, rows: RowSource) -> dict[str, Any]:
+        """The whole sync; returns ``self.summary``. ``rows`` is an iterable of row mappings, or a callable
+        returning one (called in the "reading" stage, after the configuration checks)."""
+        try:
+            return self._run(rows)
+        except BaseException as exc:
+            # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
+            self.summary.setdefault("error", _short(exc))
+            raise
+
+    def _run(self, source: RowSource) -> dict[str, Any]:
         started = time.monotonic()
-        self.check()
+        summary = self.summary
         spec = self.spec
+        self.check()
+        summary.update(mode=spec.mode.value, dry_run=self.dry_run)
+
+        summary["stage"] = "reading"
         wanted = [spec.key, *spec.attributes]
         if spec.display_name_column:
             wanted.append(spec.display_name_column)
-        input_rows = align_column_case(collect_rows(rows), wanted)
+        rows = align_column_case(collect_rows(source() if callable(source) else source), wanted)
+        summary["rows"] = len(rows)
         self.log.info(
             "Read %d input rows; managing attributes %s (%s mode)",
-            len(input_rows),
+            len(rows),
             list(spec.managed_attributes),
             spec.mode.value,
         )
         counters_before = self.client.stats.snapshot()
-
         definitions = load_definitions(self.client, self.log)
         users = self.client.list_users()
         self.log.info("Omni has %d users", len(users))
-        plan = build_plan(input_rows, users, spec, definitions)
-        self.log.info("Plan: %s", plan.counts())
+        summary["omni_users"] = len(users)
 
-        summary: dict[str, Any] = {
-            "mode": spec.mode.value,
-            "dry_run": self.dry_run,
-            "rows": plan.row_count,
-            "omni_users": len(users),
-            "plan": plan.counts(),
-        }
+        summary["stage"] = "planning"
+        plan = build_plan(rows, users, spec, definitions)
+        self.log.info("Plan: %s", plan.counts())
+        summary["plan"] = plan.counts()
         try:
             check_max_changes(plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input)
         except PlanTooLargeError as exc:
@@ -148,6 +174,7 @@ class SyncRun:
             self.log.error("Dry run: this plan would be refused: %s", exc)
             summary["refused"] = str(exc)
 
+        summary["stage"] = "applying"
         settled: dict[int, RowOutcome] = {}
         try:
             applied = apply_plan(
@@ -164,7 +191,7 @@ class SyncRun:
             )
         except BaseException:
             # Interrupted (an error, a task timeout): still report every item, but never let a failing
-            # report hide why the run stopped.
+            # report hide why the run stopped. The stage stays "applying": that is where it stopped.
             try:
                 summary.update(self._report(plan, settled, counters_before, started, complete=False))
             except Exception:
@@ -178,8 +205,10 @@ class SyncRun:
                 "what is still different",
                 skipped,
             )
+        summary["stage"] = "reporting"
         summary.update(self._report(plan, settled, counters_before, started, complete=not skipped))
         self._judge(plan, summary)
+        summary["stage"] = "done"
         return summary
 
     def _report(
@@ -207,11 +236,37 @@ class SyncRun:
             ][:ERROR_SAMPLE_SIZE],
         }
         self.log.info("Sync outcome by action:\n%s", format_table(by_action))
+        problems: list[str] = []
         for sink in self.sinks:
-            written = sink.write(outcomes, run_id=self.run_id)
-            part.update(written)
-            self.log.info("Per-row report written: %s", written)
+            try:
+                part.update(sink.write(outcomes, run_id=self.run_id))
+            except Exception as exc:
+                problems.append(f"{sink.label}: {type(exc).__name__}: {_short(exc)}")
+        if problems:
+            part["report_error"] = "; ".join(problems)
+            part["report_fallback_path"] = self._fallback_report(outcomes, part["report_error"])
         return part
+
+    def _fallback_report(self, outcomes: Sequence[RowOutcome], error: str) -> str | None:
+        """Keep the per-row outcomes somewhere when a sink failed: the fallback sink, else the log itself."""
+        if self.fallback_sink is not None:
+            try:
+                written = self.fallback_sink.write(outcomes, run_id=self.run_id)
+            except Exception as exc:
+                error = f"{error}; fallback {self.fallback_sink.label}: {type(exc).__name__}: {_short(exc)}"
+            else:
+                path = str(written.get("report_path") or "")
+                self.log.error(
+                    "Could not write the sync report (%s); the per-row outcomes are in the local fallback "
+                    "file %s",
+                    error,
+                    path,
+                )
+                return path or None
+        self.log.error("Could not write the sync report (%s); the per-row outcomes follow in this log", error)
+        for outcome in outcomes:
+            self.log.error("outcome %s", json.dumps(outcome.to_record(), default=str))
+        return None
 
     def _judge(self, plan: SyncPlan, summary: dict[str, Any]) -> None:
         failed_writes = summary["outcomes"][RowStatus.FAILED.value]
@@ -221,6 +276,7 @@ class SyncRun:
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,
         )
+        where = summary.get("report_path") or summary.get("report_fallback_path")
         if verdict.failed:
             # Said at ERROR even when the thresholds let the run pass: a row that did not sync is news.
             self.log.error(
@@ -229,12 +285,22 @@ class SyncRun:
                 verdict.total,
                 summary["outcomes"][RowStatus.REJECTED.value],
                 failed_writes,
-                f" and {summary['report_path']}" if "report_path" in summary else "",
+                f" and {where}" if where else "",
             )
         else:
             self.log.info("All %d items synced: %s", verdict.total, summary["outcomes"])
+        lost = ""
+        if "report_error" in summary:
+            kept = summary.get("report_fallback_path") or "the log"
+            lost = (
+                f"; the report could not be written ({summary['report_error']}), the per-row outcomes are "
+                f"in {kept}"
+            )
         if verdict.should_fail:
-            raise SyncFailedError(str(verdict.reason), summary=summary, retryable=bool(failed_writes))
+            raise SyncFailedError(f"{verdict.reason}{lost}", summary=summary, retryable=bool(failed_writes))
+        if lost:
+            # The writes are done; a re-run would only re-diff and report "unchanged": no remedy.
+            raise SyncReportLostError(f"Omni sync finished its writes, but{lost[1:]}", summary=summary)
 
 
 def all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:

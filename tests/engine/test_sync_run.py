@@ -16,19 +16,19 @@ import pytest
 from omni_testkit import TEST_API_KEY
 from sync_testkit import MANAGED, UNMANAGED, attrs, method_count, requests, seed, state_of, writes
 
-from omni_provider.client import OmniScimClient, OmniValidationError, RetryPolicy
+from omni_provider.client import OmniError, OmniScimClient, OmniValidationError, RetryPolicy
 from omni_provider.client.errors import PlanTooLargeError
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync import SyncSpec
 from omni_provider.sync.apply import STOPPED_ERRORS, Progress
-from omni_provider.sync.errors import SyncFailedError
+from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
 from omni_provider.sync.outcome import RowOutcome
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
 
 #: The keys of the sync operator's XCom summary, which every adapter returns too.
 SUMMARY_KEYS = {
-    "mode", "dry_run", "rows", "omni_users", "plan", "outcomes", "by_action", "requests", "retries",
+    "stage", "mode", "dry_run", "rows", "omni_users", "plan", "outcomes", "by_action", "requests", "retries",
     "rate_limited", "seconds", "complete", "errors_sample",
 }  # fmt: skip
 
@@ -280,3 +280,120 @@ def test_report_to_an_fsspec_url(emu: EmulatorServer, client: OmniScimClient) ->
     lines = memory.cat("/omni-engine-reports/run.jsonl").decode().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["applied"]
     memory.rm("/omni-engine-reports", recursive=True)
+
+
+# -- the summary says how far a run got, whatever stopped it -------------------------------------------
+
+
+def test_summary_stage_and_error_for_every_kind_of_ending(
+    emu: EmulatorServer, client: OmniScimClient
+) -> None:
+    emails = seed(emu, 3)
+    ok = SyncRun(client, spec())
+    assert ok.run([row(emails[0])]) is ok.summary
+    assert ok.summary["stage"] == "done" and "error" not in ok.summary
+
+    config = SyncRun(client, spec(), max_changes="lots")
+    with pytest.raises(OmniValidationError):
+        config.run([row(emails[0])])
+    assert config.summary == {"stage": "configuration", "error": str(config.summary["error"])}
+    assert "max_changes" in config.summary["error"]
+
+    def broken_query() -> list[dict[str, Any]]:
+        raise RuntimeError("warehouse unreachable")
+
+    reading = SyncRun(client, spec())
+    with pytest.raises(RuntimeError):
+        reading.run(broken_query)
+    assert reading.summary["stage"] == "reading" and reading.summary["error"] == "warehouse unreachable"
+    assert reading.summary["mode"] == "update" and "rows" not in reading.summary
+
+    refused = SyncRun(client, spec(), max_changes=0)
+    with pytest.raises(PlanTooLargeError):
+        refused.run([row(emails[1])])
+    assert refused.summary["stage"] == "planning" and refused.summary["plan"]["update"] == 1
+    assert "max_changes=0" in refused.summary["error"]
+
+    rejected = SyncRun(client, spec())
+    with pytest.raises(SyncFailedError):
+        rejected.run([row("ghost@example.com")])
+    assert rejected.summary["stage"] == "reporting" and rejected.summary["outcomes"]["rejected"] == 1
+    assert rejected.summary["error"].startswith("Omni sync failed")
+
+
+def test_omni_unreachable_while_reading(emu: EmulatorServer) -> None:
+    seed(emu, 1)
+    emu.context.faults.set_fail_next([{"status": 503, "methods": ["GET"], "count": 5}])
+    one_try = RetryPolicy(max_attempts=1)
+    with OmniScimClient(emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6, retry_policy=one_try) as once:
+        run = SyncRun(once, spec())
+        with pytest.raises(OmniError):
+            run.run([row("user001@example.com")])
+    assert run.summary["stage"] == "reading" and "503" in run.summary["error"] and run.summary["rows"] == 1
+    assert writes(emu) == 0
+
+
+def test_a_row_source_is_read_after_the_configuration_checks(
+    emu: EmulatorServer, client: OmniScimClient
+) -> None:
+    calls: list[int] = []
+
+    def query() -> list[dict[str, Any]]:
+        calls.append(1)
+        return [row("user001@example.com")]
+
+    with pytest.raises(OmniValidationError):
+        SyncRun(client, spec(), max_failed_rows=-1).run(query)
+    assert calls == []  # a bad setting stops the run before the warehouse is queried
+    seed(emu, 1)
+    assert SyncRun(client, spec()).run(query)["outcomes"]["applied"] == 1 and calls == [1]
+
+
+class FailingSink(ListSink):
+    label = "report file s3://audit/run.jsonl"
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        raise PermissionError("write access denied")
+
+
+def test_a_sink_failing_after_the_writes_keeps_the_outcomes_in_the_fallback(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    emails = seed(emu, 3)
+    fallback = tmp_path / "fallback" / "run.jsonl"
+    run = SyncRun(client, spec(), sinks=[FailingSink()], fallback_sink=JsonlFileSink(fallback))
+    with pytest.raises(SyncReportLostError) as info:
+        run.run([row(e) for e in emails])
+    assert writes(emu) == 3  # the writes happened and are accounted for
+    assert info.value.retryable is False and info.value.summary is run.summary
+    summary = run.summary
+    assert summary["outcomes"]["applied"] == 3 and summary["stage"] == "reporting"
+    assert "s3://audit/run.jsonl: PermissionError: write access denied" in summary["report_error"]
+    assert summary["report_fallback_path"] == str(fallback.resolve())
+    assert [json.loads(line)["status"] for line in fallback.read_text().splitlines()] == ["applied"] * 3
+    assert "the per-row outcomes are in" in str(info.value) and str(fallback.resolve()) in str(info.value)
+
+
+def test_without_a_fallback_the_outcomes_go_to_the_log(
+    emu: EmulatorServer, client: OmniScimClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    emails = seed(emu, 2)
+    with (
+        caplog.at_level(logging.ERROR, logger="omni_provider.sync"),
+        pytest.raises(SyncReportLostError) as info,
+    ):
+        SyncRun(client, spec(), sinks=[FailingSink()]).run([row(e) for e in emails])
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outcome ")]
+    assert [json.loads(m.removeprefix("outcome "))["status"] for m in logged] == ["applied", "applied"]
+    assert "outcomes are in the log" in str(info.value)
+
+
+def test_an_unwritable_report_directory_fails_before_any_request(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the report folder should be")
+    run = SyncRun(client, spec(), sinks=[JsonlFileSink(blocker / "reports" / "run.jsonl")])
+    with pytest.raises(OmniValidationError, match="cannot write to directory"):
+        run.run([row("user001@example.com")])
+    assert requests(emu) == 0 and run.summary["stage"] == "configuration"
