@@ -193,7 +193,8 @@ class SyncRun:
             # Interrupted (an error, a task timeout): still report every item, but never let a failing
             # report hide why the run stopped. The stage stays "applying": that is where it stopped.
             try:
-                summary.update(self._report(plan, settled, counters_before, started, complete=False))
+                outcomes = all_outcomes(plan, settled)
+                summary.update(self._report(outcomes, counters_before, started, complete=False))
             except Exception:
                 self.log.exception("Could not write the sync report")
             raise
@@ -206,21 +207,20 @@ class SyncRun:
                 skipped,
             )
         summary["stage"] = "reporting"
-        summary.update(self._report(plan, settled, counters_before, started, complete=not skipped))
+        summary.update(self._report(applied, counters_before, started, complete=not skipped))
         self._judge(plan, summary)
         summary["stage"] = "done"
         return summary
 
     def _report(
         self,
-        plan: SyncPlan,
-        settled: Mapping[int, RowOutcome],
+        outcomes: Sequence[RowOutcome],
         counters_before: Mapping[str, Any],
         started: float,
         *,
         complete: bool,
     ) -> dict[str, Any]:
-        outcomes = all_outcomes(plan, settled)
+        """The summary's outcome part; every row's outcome goes to the sinks (or the fallback)."""
         counters = self.client.stats.snapshot()
         by_action = tally_by_action(outcomes)
         part: dict[str, Any] = {
