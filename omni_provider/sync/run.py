@@ -134,7 +134,7 @@ class SyncRun:
             return self._run(rows)
         except BaseException as exc:
             # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
-            self.summary.setdefault("error", _short(exc))
+            self.summary.setdefault("error", str(exc) or type(exc).__name__)
             raise
 
     def _run(self, source: RowSource) -> dict[str, Any]:
