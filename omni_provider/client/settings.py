@@ -24,16 +24,16 @@ class ClientSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     #: Requests per minute per API key (Omni allows 60 per key; 500 per instance on request).
-    rate_limit_per_minute: float = Field(60.0, ge=0.001, le=1_000_000)
+    rate_limit_per_minute: float = Field(default=60.0, ge=0.001, le=1_000_000)
     #: Longest one request may take, connect to last byte (also the longest single wait for data).
-    timeout: float = Field(30.0, ge=0.1, le=3600)
-    connect_timeout: float = Field(10.0, ge=0.1, le=600)
+    timeout: float = Field(default=30.0, ge=0.1, le=3600)
+    connect_timeout: float = Field(default=10.0, ge=0.1, le=600)
     #: Retries after the first attempt of a request.
-    max_retries: int = Field(4, ge=0, le=20)
+    max_retries: int = Field(default=4, ge=0, le=20)
     #: Users asked for per list page.
-    page_size: int = Field(100, ge=1, le=1000)
+    page_size: int = Field(default=100, ge=1, le=1000)
     #: Largest answer read; a larger one is refused while it streams in.
-    max_response_bytes: int = Field(32 * MIB, ge=1024, le=1024 * MIB)
+    max_response_bytes: int = Field(default=32 * MIB, ge=1024, le=1024 * MIB)
 
 
 def accepted_range(name: str) -> str | None:
