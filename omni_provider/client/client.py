@@ -22,6 +22,7 @@ from omni_provider.client.errors import (
     OmniCancelledError,
     OmniConfigurationError,
     OmniConflictError,
+    OmniError,
     OmniNotFoundError,
     OmniRateLimitError,
     OmniRedirectError,
@@ -48,9 +49,10 @@ from omni_provider.client.models import (
     attributes_patch,
 )
 from omni_provider.client.pacing import KeyPacer
-from omni_provider.client.retry import RetryPolicy, call_with_retries
+from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
 from omni_provider.client.settings import validate_settings
 from omni_provider.client.transport import (
+    ACCEPTED_ENCODINGS,
     DEFAULT_MAX_RESPONSE_BYTES,
     CappedStream,
     RequestDeadline,
@@ -224,7 +226,11 @@ class OmniScimClient:
             event_hooks={"response": [self._check_answer]},
             verify=tls,
             transport=transport or deadline_transport(self._deadline, verify=tls, limits=limits),
-            headers={"User-Agent": f"omni-provider/{__version__}", "Accept": "application/json"},
+            headers={
+                "User-Agent": f"omni-provider/{__version__}",
+                "Accept": "application/json",
+                "Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS),
+            },
             limits=limits,
         )
 
@@ -268,13 +274,7 @@ class OmniScimClient:
         one that would turn a write into a GET (httpx does so on 301/302/303, as browsers do)."""
         request = response.request
         method, path = request.method, self._api_path(request.url)
-        response.stream = CappedStream(
-            response.stream,  # type: ignore[arg-type]  # always sync: this is a sync client
-            self.max_response_bytes,
-            method=method,
-            path=path,
-            announced=response.headers.get("content-length"),
-        )
+        response.stream = CappedStream(response, self.max_response_bytes, method=method, path=path)
         if not (response.is_redirect and response.has_redirect_location):
             return
         target = request.url.join(response.headers["location"])
@@ -476,10 +476,16 @@ class OmniScimClient:
         if attributes:
             body[USER_ATTRIBUTES_URN] = dict(attributes)
 
+        def look_up() -> OmniUser | None:
+            try:
+                return self.find_user_by_email(user_name)
+            except OmniError as exc:  # already retried on its own: retrying around it would multiply
+                raise GiveUp(exc) from None
+
         def attempt(retried: bool) -> OmniUser:
             # Hook of the retry engine: an earlier POST may have created the user although its answer
             # was lost, so look before sending again; a POST is never repeated blindly.
-            existing = self.find_user_by_email(user_name) if retried else None
+            existing = look_up() if retried else None
             if existing is not None:
                 return existing
             try:
@@ -487,7 +493,7 @@ class OmniScimClient:
             except OmniConflictError:
                 # A 409 on a first attempt is the caller's business; after a retry, it means our earlier
                 # attempt won the race with the look-up.
-                existing = self.find_user_by_email(user_name) if retried else None
+                existing = look_up() if retried else None
                 if existing is None:
                     raise
                 return existing
@@ -496,7 +502,7 @@ class OmniScimClient:
             except OmniResponseError:
                 # A 2xx means the user was created even if the body is unreadable: fetch it rather than
                 # leave the caller to POST again into a 409.
-                existing = self.find_user_by_email(user_name)
+                existing = look_up()
                 if existing is None:
                     raise
                 return existing

@@ -148,6 +148,15 @@ def make_retrying(
     )
 
 
+class GiveUp(Exception):
+    """Raised by an attempt to end the call at once with ``error``, whatever the policy would say (e.g. the
+    look-up before a resend failed after its own retries: retrying around it would multiply requests)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def call_with_retries(
     policy: RetryPolicy,
     method: str,
@@ -162,7 +171,8 @@ def call_with_retries(
 
     ``attempt(retried)`` learns whether an earlier attempt failed in a way that may still have taken
     effect (no answer, 5xx, 429), which is the hook a non-idempotent call needs: create looks the user up
-    before POSTing again, delete takes a 404 as "an earlier attempt already did it".
+    before POSTing again, delete takes a 404 as "an earlier attempt already did it". An attempt raising
+    ``GiveUp(error)`` ends the call with ``error``.
     """
     retried = False
 
@@ -176,4 +186,7 @@ def call_with_retries(
     retrying = make_retrying(
         policy, method, path, sleep=sleep, on_retry=on_retry, repeat_is_harmless=repeat_is_harmless
     )
-    return retrying(once)
+    try:
+        return retrying(once)
+    except GiveUp as stop:
+        raise stop.error from None

@@ -21,7 +21,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from omni_provider.client.errors import OmniResponseTooLargeError
+from omni_provider.client.errors import OmniResponseError, OmniResponseTooLargeError
 
 #: Default cap on one answer. A SCIM page of 1000 users with attributes is about 1 MiB.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -123,29 +123,50 @@ def deadline_transport(
     return transport
 
 
-class CappedStream(httpx.SyncByteStream):
-    """An answer's raw bytes, refused past ``limit`` (also checked up front against Content-Length)."""
+#: Content codings we ask for and accept; each inflates at most ~1000:1, so slicing bounds what one
+#: slice can decode to (brotli or zstd could inflate far more, and are refused).
+ACCEPTED_ENCODINGS = ("gzip", "deflate")
+#: Compressed answers are handed to httpx's decoder this many raw bytes at a time (<= ~1 MiB decoded).
+_COMPRESSED_SLICE = 1024
 
-    def __init__(
-        self, inner: httpx.SyncByteStream, limit: int, *, method: str, path: str, announced: str | None
-    ) -> None:
-        self._inner = inner
+
+class CappedStream(httpx.SyncByteStream):
+    """An answer's raw bytes, refused past ``limit`` (checked up front against Content-Length too).
+
+    A compressed answer is passed on in small slices: httpx decodes each raw chunk whole, and a 64 KiB
+    gzip chunk can hold 64 MiB of spaces, which would be in memory before any cap could look at it.
+    """
+
+    def __init__(self, response: httpx.Response, limit: int, *, method: str, path: str) -> None:
+        self._inner = response.stream
         self._limit = limit
         self._method = method
         self._path = path
-        if announced is not None and announced.strip().isdigit() and int(announced) > limit:
+        announced = response.headers.get("content-length", "")
+        if announced.strip().isdigit() and int(announced) > limit:
             raise OmniResponseTooLargeError(method, path, limit)
+        codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+        unknown = [c for c in codings if c and c != "identity" and c not in ACCEPTED_ENCODINGS]
+        if unknown:
+            raise OmniResponseError(
+                f"{method} {path}: Omni's answer uses an unasked-for encoding {unknown[0]!r}"
+            )
+        self._slice = _COMPRESSED_SLICE if any(codings) and codings != ["identity"] else 0
 
     def __iter__(self) -> Iterator[bytes]:
         seen = 0
-        for chunk in self._inner:
+        for chunk in self._inner:  # type: ignore[union-attr]  # a sync client's stream is sync
             seen += len(chunk)
             if seen > self._limit:
                 raise OmniResponseTooLargeError(self._method, self._path, self._limit)
-            yield chunk
+            if not self._slice:
+                yield chunk
+                continue
+            for start in range(0, len(chunk), self._slice):
+                yield chunk[start : start + self._slice]
 
     def close(self) -> None:
-        self._inner.close()
+        self._inner.close()  # type: ignore[union-attr]
 
 
 def read_capped(
