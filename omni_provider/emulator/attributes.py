@@ -152,8 +152,6 @@ def _check_size(name: str, value: Any) -> None:
         raise bad_request(f"User attribute {name} takes at most {MAX_VALUES} values")
     if any(isinstance(v, str) and len(v) > MAX_VALUE_CHARS for v in values):
         raise bad_request(f"User attribute {name}: a value is longer than {MAX_VALUE_CHARS} characters")
-    if any(not isinstance(v, str | int | float | bool) and v is not None for v in values):
-        raise bad_request(f"User attribute {name} values must be strings or numbers")
 
 
 def _check_value(name: str, definition: AttributeDefinition | None, value: Any) -> None:
