@@ -19,14 +19,15 @@ from omni_provider import __version__
 from omni_provider.client.diff import ChangeSet, compute_changes
 from omni_provider.client.errors import (
     AmbiguousUserError,
-    OmniApiError,
     OmniCancelledError,
     OmniConfigurationError,
     OmniConflictError,
+    OmniError,
     OmniNotFoundError,
     OmniRateLimitError,
     OmniRedirectError,
     OmniResponseError,
+    OmniTimeoutError,
     OmniTransportError,
     OmniUnexpectedStateError,
     OmniValidationError,
@@ -48,7 +49,16 @@ from omni_provider.client.models import (
     attributes_patch,
 )
 from omni_provider.client.pacing import KeyPacer
-from omni_provider.client.retry import RetryPolicy, is_retryable, make_retrying
+from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
+from omni_provider.client.settings import validate_settings
+from omni_provider.client.transport import (
+    ACCEPTED_ENCODINGS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CappedStream,
+    RequestDeadline,
+    deadline_transport,
+    read_capped,
+)
 from omni_provider.client.urls import normalize_base_url, same_origin
 from omni_provider.client.values import values_equal
 
@@ -63,6 +73,9 @@ MAX_REDIRECTS = 3
 MAX_PAGES = 100_000
 
 _M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
+#: Headers describing the wire form of a body, dropped once the client holds the decoded body.
+_BODY_ENCODING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass
@@ -102,13 +115,36 @@ class UpdateResult:
         return list(self.changes.report())
 
 
-def _secret(value: str | SecretStr) -> SecretStr:
+def _header_problem(text: str) -> str | None:
+    """What stops ``text`` from going into an HTTP header, and roughly where; never the text itself."""
+    for index, ch in enumerate(text):
+        if ch.isspace():
+            kind = "whitespace"
+        elif not ch.isascii():
+            kind = "a non-ASCII character"
+        elif not ch.isprintable():
+            kind = "a control character"
+        else:
+            continue
+        where = ("near the start", "in the middle", "near the end")[3 * index // len(text)]
+        return f"{kind} {where}"
+    return None
+
+
+def _secret(value: str | SecretStr, *, number: int, count: int, owner: str) -> SecretStr:
+    """The key, checked to fit an ``Authorization`` header: a key that cannot would fail on the first
+    request with an encoding error holding the whole header, and be retried as if Omni were down."""
     secret = value if isinstance(value, SecretStr) else SecretStr(str(value))
-    text = secret.get_secret_value().strip()
+    text = secret.get_secret_value().strip()  # a pasted key often ends with a newline
+    which = f"{owner}: API key" + (f" {number} of {count}" if count > 1 else "")
     if not text:
-        raise OmniConfigurationError("the Omni API key is empty")
-    if any(ch.isspace() or ord(ch) < 32 for ch in text):
-        raise OmniConfigurationError("the Omni API key contains whitespace or control characters")
+        raise OmniConfigurationError(f"{which} is empty")
+    problem = _header_problem(text)
+    if problem is not None:
+        raise OmniConfigurationError(
+            f"{which} contains {problem}, which an HTTP header cannot carry; "
+            "paste the Organization API key again (the key is not shown here)"
+        )
     return SecretStr(text)
 
 
@@ -139,22 +175,35 @@ class OmniScimClient:
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owner: str = "Omni client",
     ) -> None:
+        """``timeout``: the longest one request (one attempt) may take, connect to last byte; retries
+        aside, every call ends by then with ``OmniTimeoutError``. ``max_response_bytes``: the largest
+        answer read (``OmniResponseTooLargeError`` beyond). ``owner`` names the configuration in errors,
+        e.g. "connection 'omni_default'"."""
         self.base_url = normalize_base_url(base_url)
         self._cancelled = threading.Event()
         # The default wait ends early on ``cancel()``, so a stopping task is not held by a retry back-off.
         sleep = sleep or self._wait
         keys = [api_key] if isinstance(api_key, str | SecretStr) else list(api_key)
         if not keys:
-            raise OmniConfigurationError("at least one Omni API key is needed")
-        self._keys = [_secret(k) for k in keys]
-        if timeout <= 0 or connect_timeout <= 0:
-            raise OmniConfigurationError("timeouts must be positive")
-        if not 1 <= page_size <= 1000:
-            raise OmniConfigurationError("page_size must be between 1 and 1000")
-        self.page_size = page_size
+            raise OmniConfigurationError(f"{owner}: at least one Omni API key is needed")
+        self._keys = [_secret(k, number=i, count=len(keys), owner=owner) for i, k in enumerate(keys, 1)]
+        settings = validate_settings(
+            {
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+                "rate_limit_per_minute": rate_limit_per_minute,
+                "page_size": page_size,
+                "max_response_bytes": max_response_bytes,
+            }
+        )
+        self.page_size = settings.page_size
+        self.timeout = settings.timeout
+        self.max_response_bytes = settings.max_response_bytes
         self.retry_policy = retry_policy or RetryPolicy()
         self.pacer = KeyPacer(
             len(self._keys),
@@ -166,14 +215,23 @@ class OmniScimClient:
         self.stats = ClientStats()
         self._sleep = sleep
         self._base = httpx.URL(self.base_url)
+        self._deadline = RequestDeadline()
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+        tls = _ssl_verify(verify)
         self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            # Redirects are handled in ``_send`` so the key can never follow one to another host.
-            follow_redirects=False,
-            verify=_ssl_verify(verify),
-            transport=transport,
-            headers={"User-Agent": f"omni-provider/{__version__}", "Accept": "application/json"},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            # httpx follows redirects; ``_check_answer`` refuses any that would take the key elsewhere.
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            event_hooks={"response": [self._check_answer]},
+            verify=tls,
+            transport=transport or deadline_transport(self._deadline, verify=tls, limits=limits),
+            headers={
+                "User-Agent": f"omni-provider/{__version__}",
+                "Accept": "application/json",
+                "Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS),
+            },
+            limits=limits,
         )
 
     # -- plumbing -----------------------------------------------------------------------------------------
@@ -205,40 +263,66 @@ class OmniScimClient:
     def _url(self, path: str) -> httpx.URL:
         return self._base.copy_with(path=self._base.path.rstrip("/") + path)
 
+    def _api_path(self, url: httpx.URL) -> str:
+        """``/scim/v2/users`` for ``https://host/api/scim/v2/users``: the path as our errors name it."""
+        prefix = self._base.path.rstrip("/")
+        return url.path[len(prefix) :] if url.path.startswith(prefix + "/") else url.path
+
+    def _check_answer(self, response: httpx.Response) -> None:
+        """httpx event hook, run on every answer before its body is read and before httpx follows a
+        redirect: caps the body, and refuses a redirect to another origin (it would carry the key) or
+        one that would turn a write into a GET (httpx does so on 301/302/303, as browsers do)."""
+        request = response.request
+        method, path = request.method, self._api_path(request.url)
+        response.stream = CappedStream(response, self.max_response_bytes, method=method, path=path)
+        if not (response.is_redirect and response.has_redirect_location):
+            return
+        target = request.url.join(response.headers["location"])
+        if not same_origin(request.url, target):
+            raise OmniRedirectError(
+                f"{method} {path}: Omni redirected to {target.scheme}://{target.host}; "
+                "not following, since the request carries the API key"
+            )
+        becomes_get = response.status_code in (302, 303) or (response.status_code == 301 and method == "POST")
+        if becomes_get and method not in ("GET", "HEAD"):
+            raise OmniRedirectError(
+                f"{method} {path}: Omni answered HTTP {response.status_code}, which would turn the "
+                f"{method} into a GET; not following"
+            )
+
     def _send(
         self, method: str, path: str, *, params: Mapping[str, Any] | None, body: Any, user: str | None
     ) -> httpx.Response:
-        """One attempt: wait for a paced slot, send, follow same-origin redirects only, type the error."""
+        """One attempt: wait for a paced slot, then send and read the answer within ``timeout`` seconds
+        and ``max_response_bytes``; same-origin redirects are followed (``_check_answer``)."""
         index = self.pacer.acquire()
         if self._cancelled.is_set():
             raise OmniCancelledError(f"{method} {path}: not sent, the run is being stopped")
         headers = {"Authorization": "Bearer " + self._keys[index].get_secret_value()}
-        url = self._url(path)
         with self.stats._lock:
             self.stats.requests += 1
             self.stats.by_method[method] += 1
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                response = self._http.request(method, url, params=params, json=body, headers=headers)
-            except httpx.TransportError:
-                with self.stats._lock:
-                    self.stats.transport_errors += 1
-                raise
-            except httpx.DecodingError:  # e.g. a body that claims gzip but is not: a bad body like others
-                raise OmniResponseError(f"{method} {path}: Omni's answer could not be decoded") from None
-            if response.is_redirect and response.has_redirect_location:
-                target = url.join(response.headers["location"])
-                response.close()
-                if not same_origin(url, target):
-                    raise OmniRedirectError(
-                        f"{method} {path}: Omni redirected to {target.scheme}://{target.host}; "
-                        "not following, since the request carries the API key"
-                    )
-                url, params = target, None
-                continue
-            break
-        else:
-            raise OmniRedirectError(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
+        try:
+            url = self._url(path)
+            with (
+                self._deadline.until(time.monotonic() + self.timeout),
+                self._http.stream(method, url, params=params, json=body, headers=headers) as answer,
+            ):
+                limit = self.max_response_bytes
+                content = read_capped(answer, limit, self._deadline, method=method, path=path)
+        except httpx.TimeoutException as exc:
+            self._count_transport_error()
+            raise OmniTimeoutError(method, path, exc, seconds=self.timeout, user=user) from None
+        except httpx.TransportError as exc:
+            self._count_transport_error()
+            raise OmniTransportError(method, path, exc, user=user) from None
+        except httpx.TooManyRedirects:
+            raise OmniRedirectError(f"{method} {path}: more than {MAX_REDIRECTS} redirects") from None
+        except httpx.DecodingError:  # e.g. a body that claims gzip but is not: a bad body like others
+            raise OmniResponseError(f"{method} {path}: Omni's answer could not be decoded") from None
+        # The body is decoded already, so the headers that described its encoding no longer apply.
+        kept = [(k, v) for k, v in answer.headers.multi_items() if k.lower() not in _BODY_ENCODING_HEADERS]
+        response = httpx.Response(answer.status_code, headers=kept, content=content, request=answer.request)
         with self.stats._lock:
             self.stats.by_status[response.status_code] += 1
         log.debug("Omni %s %s -> %d (key #%d)", method, path, response.status_code, index + 1)
@@ -253,9 +337,26 @@ class OmniScimClient:
             raise error
         return response
 
+    def _count_transport_error(self) -> None:
+        with self.stats._lock:
+            self.stats.transport_errors += 1
+
     def _count_retry(self, _exc: BaseException | None) -> None:
         with self.stats._lock:
             self.stats.retries += 1
+
+    def _retrying_call(
+        self, method: str, path: str, attempt: Callable[[bool], _T], *, repeat_is_harmless: bool | None = None
+    ) -> _T:
+        return call_with_retries(
+            self.retry_policy,
+            method,
+            path,
+            attempt,
+            sleep=self._sleep,
+            on_retry=self._count_retry,
+            repeat_is_harmless=repeat_is_harmless,
+        )
 
     def request(
         self,
@@ -267,16 +368,15 @@ class OmniScimClient:
         user: str | None = None,
         retry: bool = True,
     ) -> httpx.Response:
-        """Send with retries (when ``retry``); raise ``OmniTransportError`` when no answer ever came."""
-        try:
-            if not retry:
-                return self._send(method, path, params=params, body=body, user=user)
-            retrying = make_retrying(
-                self.retry_policy, method, path, sleep=self._sleep, on_retry=self._count_retry
-            )
-            return retrying(self._send, method, path, params=params, body=body, user=user)
-        except httpx.TransportError as exc:
-            raise OmniTransportError(method, path, exc, user=user) from None
+        """Send with retries (when ``retry``); ``OmniTransportError`` (``OmniTimeoutError`` for a timeout)
+        when no complete answer ever came."""
+
+        def attempt(_retried: bool) -> httpx.Response:
+            return self._send(method, path, params=params, body=body, user=user)
+
+        if not retry:
+            return attempt(False)
+        return self._retrying_call(method, path, attempt)
 
     def _json(self, response: httpx.Response, method: str, path: str) -> Any:
         try:
@@ -366,7 +466,8 @@ class OmniScimClient:
 
         A POST is not idempotent, so it is not retried blindly: after a failure that may have created the
         user (no answer, 5xx, 429), we look the email up first and only POST again if it is still absent.
-        A 409 after such a retry means our earlier attempt won; we return that user.
+        A 409 after such a retry means our earlier attempt won; we return that user. A 409 on the first
+        attempt raises ``OmniConflictError``. Retries follow the client's one policy (``client/retry.py``).
         """
         user_name = validate_email(user_name)
         if not display_name or not display_name.strip():
@@ -374,47 +475,40 @@ class OmniScimClient:
         body: dict[str, Any] = {"userName": user_name, "displayName": display_name}
         if attributes:
             body[USER_ATTRIBUTES_URN] = dict(attributes)
-        policy = self.retry_policy
-        uncertain = False
-        last: BaseException | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            if uncertain:
-                existing = self.find_user_by_email(user_name)
-                if existing is not None:
-                    return existing
+
+        def look_up() -> OmniUser | None:
             try:
-                response = self.request("POST", USERS_PATH, body=body, user=user_name, retry=False)
+                return self.find_user_by_email(user_name)
+            except OmniError as exc:  # already retried on its own: retrying around it would multiply
+                raise GiveUp(exc) from None
+
+        def attempt(retried: bool) -> OmniUser:
+            # Hook of the retry engine: an earlier POST may have created the user although its answer
+            # was lost, so look before sending again; a POST is never repeated blindly.
+            existing = look_up() if retried else None
+            if existing is not None:
+                return existing
+            try:
+                response = self._send("POST", USERS_PATH, params=None, body=body, user=user_name)
             except OmniConflictError:
-                if uncertain:
-                    existing = self.find_user_by_email(user_name)
-                    if existing is not None:
-                        return existing
-                raise
-            except (OmniTransportError, OmniApiError) as exc:
-                # The look-up before each resend makes repeating the POST harmless.
-                retryable = is_retryable(exc, "POST", repeat_is_harmless=True)
-                if not retryable or attempt == policy.max_attempts:
+                # A 409 on a first attempt is the caller's business; after a retry, it means our earlier
+                # attempt won the race with the look-up.
+                existing = look_up() if retried else None
+                if existing is None:
                     raise
-                last = exc
-                uncertain = True
-                with self.stats._lock:
-                    self.stats.retries += 1
-                wait = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
-                if isinstance(exc, OmniApiError) and exc.retry_after is not None:
-                    wait = min(policy.max_retry_after, max(wait, exc.retry_after))
-                log.warning("Omni POST %s failed (%s); checking before retry in %.1fs", USERS_PATH, exc, wait)
-                self._sleep(wait)
-                continue
+                return existing
             try:
                 return self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
             except OmniResponseError:
                 # A 2xx means the user was created even if the body is unreadable: fetch it rather than
                 # leave the caller to POST again into a 409.
-                existing = self.find_user_by_email(user_name)
+                existing = look_up()
                 if existing is None:
                     raise
                 return existing
-        raise AssertionError("unreachable") from last
+
+        # The look-up before each resend makes repeating the POST harmless, 500 included.
+        return self._retrying_call("POST", USERS_PATH, attempt, repeat_is_harmless=True)
 
     def replace_user(self, user_id: str, body: Mapping[str, Any]) -> OmniUser:
         """Raw PUT. Omni's docs disagree on whether it merges or replaces the whole user (omni-api.md
@@ -435,24 +529,16 @@ class OmniScimClient:
         """DELETE; a 404 on a retry means an earlier attempt already deleted the user."""
         user_id = validate_user_id(user_id)
         path = f"{USERS_PATH}/{quote(user_id, safe='')}"
-        retried = False
 
-        def once() -> None:
-            nonlocal retried
+        def attempt(retried: bool) -> None:
             try:
                 self._send("DELETE", path, params=None, body=None, user=user_id)
             except OmniNotFoundError:
+                # Hook of the retry engine: after an attempt whose answer was lost, a 404 means it worked.
                 if not retried:
                     raise
-            finally:
-                retried = True
 
-        try:
-            make_retrying(self.retry_policy, "DELETE", path, sleep=self._sleep, on_retry=self._count_retry)(
-                once
-            )
-        except httpx.TransportError as exc:
-            raise OmniTransportError("DELETE", path, exc, user=user_id) from None
+        self._retrying_call("DELETE", path, attempt)
 
     def update_user(
         self,

@@ -119,12 +119,40 @@ class OmniTransportError(OmniError):
         super().__init__(f"{method} {path}{about}: no answer from Omni: {self.cause_type}")
 
 
+class OmniTimeoutError(OmniTransportError):
+    """No complete answer within the request deadline (a connect, a read, or the whole exchange took too
+    long). Retryable like any transport error; told apart so callers can report a slow Omni as such."""
+
+    def __init__(
+        self, method: str, path: str, cause: BaseException, *, seconds: float, user: str | None = None
+    ) -> None:
+        super().__init__(method, path, cause, user=user)
+        self.seconds = seconds
+        about = f" (user {user})" if user else ""
+        self.args = (
+            f"{method} {path}{about}: no complete answer from Omni within {seconds:g} s ({self.cause_type})",
+        )
+
+
 class OmniCancelledError(OmniError):
     """The client was cancelled (its task is being stopped), so this request was not sent."""
 
 
 class OmniResponseError(OmniError):
     """Omni answered 2xx but the body is not what the API documents (not JSON, truncated, fields missing)."""
+
+
+class OmniResponseTooLargeError(OmniResponseError):
+    """Omni's answer is larger than the client accepts (``max_response_bytes``); reading stopped there."""
+
+    def __init__(self, method: str, path: str, limit: int) -> None:
+        self.method = method
+        self.path = path
+        self.limit = limit
+        super().__init__(
+            f"{method} {path}: Omni's answer is larger than {limit:,} bytes; stopped reading it "
+            "(raise the connection extra 'max_response_bytes' if such answers are expected)"
+        )
 
 
 class OmniUnexpectedStateError(OmniError):

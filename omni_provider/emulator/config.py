@@ -7,6 +7,7 @@ The admin endpoint ``POST /_emulator/config`` patches a live instance through ``
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -90,13 +91,15 @@ class EmulatorConfig:
             raise ValueError("a token cannot be both an API key and a personal token")
         if self.put_mode not in PUT_MODES:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
-        _check_int(self.max_page_size, "max_page_size", minimum=1)
-        _check_int(self.rate_limit, "rate_limit", minimum=1)
-        _check_int(self.burst_429_length, "burst_429_length", minimum=1)
-        _check_positive(self.rate_window, "rate_window")
-        _check_positive(self.persist_interval, "persist_interval")
-        if not _is_number(self.slow_seconds) or self.slow_seconds < 0:
-            raise ValueError("slow_seconds must be >= 0")
+        # Upper bounds too: these can be set over the unauthenticated admin route, and one request must
+        # not be able to hang the emulator (slow_seconds=1e9) or make every page huge.
+        _check_int(self.max_page_size, "max_page_size", minimum=1, maximum=10_000)
+        _check_int(self.rate_limit, "rate_limit", minimum=1, maximum=1_000_000)
+        _check_int(self.burst_429_length, "burst_429_length", minimum=1, maximum=10_000)
+        _check_positive(self.rate_window, "rate_window", maximum=86_400)
+        _check_positive(self.persist_interval, "persist_interval", maximum=3600)
+        if not _is_number(self.slow_seconds) or not 0 <= self.slow_seconds <= 60:
+            raise ValueError("slow_seconds must be from 0 to 60")
         for name in ("strict_attributes", "rate_limit_enabled", "retry_after_header"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a boolean")
@@ -151,14 +154,15 @@ class EmulatorConfig:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN fails every comparison, so it would pass "< 0" checks: refuse it (and infinities) here.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_int(value: object, name: str, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}")
+def _check_int(value: object, name: str, *, minimum: int, maximum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from {minimum} to {maximum}")
 
 
-def _check_positive(value: object, name: str) -> None:
-    if not _is_number(value) or cast(float, value) <= 0:
-        raise ValueError(f"{name} must be a positive number")
+def _check_positive(value: object, name: str, *, maximum: float) -> None:
+    if not _is_number(value) or not 0 < cast(float, value) <= maximum:
+        raise ValueError(f"{name} must be a positive number up to {maximum:g}")

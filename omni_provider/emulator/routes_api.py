@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .bodies import read_json
 from .context import EmulatorContext
 from .errors import ApiError, bad_request, not_found
 from .resources import list_response, user_json
@@ -34,10 +34,7 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 async def _json_body(request: Request, error: Callable[[str], ApiError]) -> Any:
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise error("malformed JSON") from None
+    return await read_json(request, error)
 
 
 class ApiRoutes:
