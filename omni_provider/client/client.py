@@ -135,6 +135,7 @@ class OmniScimClient:
         connect_timeout: float = 10.0,
         rate_limit_per_minute: float = 60.0,
         rate_window_seconds: float = 60.0,
+        rate_limit_margin: float = 0.0,
         retry_policy: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
@@ -160,6 +161,7 @@ class OmniScimClient:
             len(self._keys),
             rate_limit_per_minute,
             window_seconds=rate_window_seconds,
+            margin=rate_limit_margin,
             clock=clock,
             sleep=sleep,
         )
@@ -194,6 +196,7 @@ class OmniScimClient:
         """Stop for good (the task is being killed): waits for a slot or a retry end at once, and no
         further request is sent (each raises ``OmniCancelledError``); a request on the wire finishes."""
         self._cancelled.set()
+        self.pacer.cancel()
 
     def _wait(self, seconds: float) -> None:
         self._cancelled.wait(seconds)
@@ -210,6 +213,21 @@ class OmniScimClient:
     ) -> httpx.Response:
         """One attempt: wait for a paced slot, send, follow same-origin redirects only, type the error."""
         index = self.pacer.acquire()
+        try:
+            return self._send_with_key(index, method, path, params=params, body=body, user=user)
+        finally:
+            self.pacer.release(index)  # the request counts against the key until a window after this
+
+    def _send_with_key(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        user: str | None,
+    ) -> httpx.Response:
         if self._cancelled.is_set():
             raise OmniCancelledError(f"{method} {path}: not sent, the run is being stopped")
         headers = {"Authorization": "Bearer " + self._keys[index].get_secret_value()}
@@ -248,8 +266,8 @@ class OmniScimClient:
             if isinstance(error, OmniRateLimitError):
                 with self.stats._lock:
                     self.stats.rate_limited += 1
-                # Without Retry-After, rest this key for a few slots; the others carry on meanwhile.
-                self.pacer.penalize(index, error.retry_after or 4 * self.pacer.interval)
+                # The key rests until its window frees (Retry-After, else one window); others carry on.
+                self.pacer.rest(index, error.retry_after)
             raise error
         return response
 

@@ -18,11 +18,13 @@ from omni_provider.client import (
     RetryPolicy,
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
+from omni_provider.client.pacing import MAX_MARGIN
 from omni_provider.get_provider_info import CONNECTION_FORM
 
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 4
+DEFAULT_RATE_WINDOW = 60.0
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
@@ -33,7 +35,9 @@ def _extra(extras: Mapping[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
-def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
+def _number(
+    extras: Mapping[str, Any], name: str, default: float, *, minimum: float, maximum: float | None = None
+) -> float:
     value = _extra(extras, name)
     if value is None:
         return default
@@ -43,6 +47,8 @@ def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: fl
         raise OmniConfigurationError(f"connection extra {name!r} must be a number, got {value!r}") from None
     if number < minimum:
         raise OmniConfigurationError(f"connection extra {name!r} must be at least {minimum:g}")
+    if maximum is not None and number > maximum:
+        raise OmniConfigurationError(f"connection extra {name!r} must be at most {maximum:g}")
     return number
 
 
@@ -64,9 +70,10 @@ class OmniScimHook(BaseHook):
     """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
 
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
-    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60), ``timeout`` (30 s),
-    ``max_retries`` (4), ``additional_api_keys`` (comma-separated; load is spread over all keys),
-    ``ca_bundle``. Arguments given here override the extras.
+    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60 requests per window),
+    ``rate_window_seconds`` (60), ``rate_limit_margin`` (0: share of the limit left to other tools),
+    ``timeout`` (30 s), ``max_retries`` (4), ``additional_api_keys`` (comma-separated; load is spread over
+    all keys), ``ca_bundle``. Arguments given here override the extras.
     """
 
     conn_name_attr = "omni_conn_id"
@@ -144,6 +151,10 @@ class OmniScimHook(BaseHook):
             "api_key": keys,
             "timeout": timeout,
             "rate_limit_per_minute": rate,
+            "rate_window_seconds": _number(
+                extras, "rate_window_seconds", DEFAULT_RATE_WINDOW, minimum=0.1, maximum=3600
+            ),
+            "rate_limit_margin": _number(extras, "rate_limit_margin", 0.0, minimum=0, maximum=MAX_MARGIN),
             "retry_policy": RetryPolicy(max_attempts=retries + 1),
         }
         ca_bundle = _extra(extras, "ca_bundle")

@@ -16,7 +16,7 @@ from emulator_testkit import API_KEY, ATTRS, patch_body
 from omni_provider.emulator import EmulatorConfig, EmulatorServer, EmulatorState
 from omni_provider.emulator.errors import ApiError
 from omni_provider.emulator.faults import FaultInjector
-from omni_provider.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
+from omni_provider.emulator.ratelimit import RateLimiter, retry_after_seconds
 from omni_provider.emulator.scim_filter import parse_filter
 
 USER_FILTERS = {"userName": frozenset({"eq"})}
@@ -32,7 +32,7 @@ class FakeClock:
 
 def test_limiter_is_a_sliding_window_not_a_fixed_one() -> None:
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(lambda: 3, lambda: 10.0, clock)
+    limiter = RateLimiter(lambda: 3, lambda: 10.0, clock=clock)
     for offset in (0.0, 4.0, 8.0):
         clock.now = 1000.0 + offset
         assert limiter.acquire("k") is None
@@ -47,7 +47,7 @@ def test_limiter_is_a_sliding_window_not_a_fixed_one() -> None:
 
 def test_limiter_handles_a_lowered_limit() -> None:
     clock, limit = FakeClock(), [5]
-    limiter = SlidingWindowLimiter(lambda: limit[0], lambda: 10.0, clock)
+    limiter = RateLimiter(lambda: limit[0], lambda: 10.0, clock=clock)
     for i in range(5):
         clock.now = 1000.0 + i
         limiter.acquire("k")
