@@ -69,6 +69,11 @@ class RateLimiter:
         if used >= self._limit():
             return max((number + 1) * window - now, 0.0)
         self._fixed[key] = (number, used + 1)
+        # Keep the sliding log too, so a switch of mode at runtime starts from what was accepted.
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        hits.append(now)
         return None
 
     def reset(self) -> None:
