@@ -110,6 +110,10 @@ class KeyPacer:
 
         Blocks only while every key has its whole limit in flight (until an answer comes back).
         """
+        index, wait, _rests = self._book()
+        return index, wait
+
+    def _book(self) -> tuple[int, float, int]:
         with self._lock:
             while True:
                 now = self._clock()
@@ -129,15 +133,13 @@ class KeyPacer:
                     log.in_flight += 1
                     log.sent += 1
                     log.last_booked = max(log.last_booked, at)
-                    return index, at - now
+                    return index, at - now, log.rests
                 self._lock.wait(timeout=1.0)
 
     def acquire(self) -> int:
         """Block until a key may send; returns its index. Pair it with ``release(index)``."""
         while True:
-            index, wait = self.reserve()
-            with self._lock:
-                rests = self._keys[index].rests
+            index, wait, rests = self._book()
             if wait > 0:
                 self._sleep(wait)
             with self._lock:
