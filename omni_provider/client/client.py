@@ -171,6 +171,7 @@ class OmniScimClient:
         connect_timeout: float = 10.0,
         rate_limit_per_minute: float = 60.0,
         rate_window_seconds: float = 60.0,
+        rate_limit_margin: float = 0.0,
         retry_policy: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
@@ -197,6 +198,8 @@ class OmniScimClient:
                 "timeout": timeout,
                 "connect_timeout": connect_timeout,
                 "rate_limit_per_minute": rate_limit_per_minute,
+                "rate_window_seconds": rate_window_seconds,
+                "rate_limit_margin": rate_limit_margin,
                 "page_size": page_size,
                 "max_response_bytes": max_response_bytes,
             }
@@ -207,8 +210,9 @@ class OmniScimClient:
         self.retry_policy = retry_policy or RetryPolicy()
         self.pacer = KeyPacer(
             len(self._keys),
-            rate_limit_per_minute,
-            window_seconds=rate_window_seconds,
+            settings.rate_limit_per_minute,
+            window_seconds=settings.rate_window_seconds,
+            margin=settings.rate_limit_margin,
             clock=clock,
             sleep=sleep,
         )
@@ -252,6 +256,7 @@ class OmniScimClient:
         """Stop for good (the task is being killed): waits for a slot or a retry end at once, and no
         further request is sent (each raises ``OmniCancelledError``); a request on the wire finishes."""
         self._cancelled.set()
+        self.pacer.cancel()
 
     def _wait(self, seconds: float) -> None:
         self._cancelled.wait(seconds)
@@ -296,6 +301,21 @@ class OmniScimClient:
         """One attempt: wait for a paced slot, then send and read the answer within ``timeout`` seconds
         and ``max_response_bytes``; same-origin redirects are followed (``_check_answer``)."""
         index = self.pacer.acquire()
+        try:
+            return self._send_with_key(index, method, path, params=params, body=body, user=user)
+        finally:
+            self.pacer.release(index)  # the request counts against the key until a window after this
+
+    def _send_with_key(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        user: str | None,
+    ) -> httpx.Response:
         if self._cancelled.is_set():
             raise OmniCancelledError(f"{method} {path}: not sent, the run is being stopped")
         headers = {"Authorization": "Bearer " + self._keys[index].get_secret_value()}
@@ -332,8 +352,8 @@ class OmniScimClient:
             if isinstance(error, OmniRateLimitError):
                 with self.stats._lock:
                     self.stats.rate_limited += 1
-                # Without Retry-After, rest this key for a few slots; the others carry on meanwhile.
-                self.pacer.penalize(index, error.retry_after or 4 * self.pacer.interval)
+                # The key rests until its window frees (Retry-After, else one window); others carry on.
+                self.pacer.rest(index, error.retry_after)
             raise error
         return response
 

@@ -25,6 +25,10 @@ class ClientSettings(BaseModel):
 
     #: Requests per minute per API key (Omni allows 60 per key; 500 per instance on request).
     rate_limit_per_minute: float = Field(default=60.0, ge=0.001, le=1_000_000)
+    #: Length of the window the limit counts in (Omni's is a minute).
+    rate_window_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    #: Share of each key's limit left unused, for other tools that use the same key.
+    rate_limit_margin: float = Field(default=0.0, ge=0, le=0.9)
     #: Longest one request may take, connect to last byte (also the longest single wait for data).
     timeout: float = Field(default=30.0, ge=0.1, le=3600)
     connect_timeout: float = Field(default=10.0, ge=0.1, le=600)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from .ratelimit import RATE_WINDOW_MODES, RateWindowMode
+
 PutMode = Literal["merge", "replace"]
 PUT_MODES: tuple[PutMode, ...] = ("merge", "replace")
 
@@ -38,6 +40,7 @@ PATCHABLE_FIELDS = frozenset(
         "strict_attributes",
         "rate_limit",
         "rate_window",
+        "rate_window_mode",
         "rate_limit_enabled",
         "retry_after_header",
         "faults",
@@ -66,6 +69,8 @@ class EmulatorConfig:
     strict_attributes: bool = True
     rate_limit: int = 60
     rate_window: float = 60.0
+    #: How the limit is counted: "sliding" (any window-length span) or "fixed" (consecutive windows).
+    rate_window_mode: RateWindowMode = "sliding"
     rate_limit_enabled: bool = True
     retry_after_header: bool = False
     faults: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -91,6 +96,8 @@ class EmulatorConfig:
             raise ValueError("a token cannot be both an API key and a personal token")
         if self.put_mode not in PUT_MODES:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
+        if self.rate_window_mode not in RATE_WINDOW_MODES:
+            raise ValueError(f"rate_window_mode must be one of {RATE_WINDOW_MODES}")
         # Upper bounds too: these can be set over the unauthenticated admin route, and one request must
         # not be able to hang the emulator (slow_seconds=1e9) or make every page huge.
         _check_int(self.max_page_size, "max_page_size", minimum=1, maximum=10_000)

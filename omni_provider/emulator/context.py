@@ -7,7 +7,7 @@ import dataclasses
 from .config import EmulatorConfig
 from .faults import FaultInjector
 from .persistence import StateSaver
-from .ratelimit import SlidingWindowLimiter
+from .ratelimit import RateLimiter
 from .state import EmulatorState
 from .stats import EmulatorStats
 from .writes import AttributeRules
@@ -18,7 +18,7 @@ class EmulatorContext:
     config: EmulatorConfig
     state: EmulatorState
     stats: EmulatorStats
-    limiter: SlidingWindowLimiter
+    limiter: RateLimiter
     faults: FaultInjector
     saver: StateSaver | None
 
@@ -28,7 +28,9 @@ class EmulatorContext:
             config=config,
             state=state,
             stats=EmulatorStats(),
-            limiter=SlidingWindowLimiter(lambda: config.rate_limit, lambda: config.rate_window),
+            limiter=RateLimiter(
+                lambda: config.rate_limit, lambda: config.rate_window, lambda: config.rate_window_mode
+            ),
             faults=FaultInjector(config),
             saver=(
                 StateSaver(state, config.state_file, config.persist_interval)

@@ -69,7 +69,9 @@ class OmniScimHook(BaseHook):
     """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
 
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
-    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60), ``timeout`` (30 s
+    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60 requests per window),
+    ``rate_window_seconds`` (60), ``rate_limit_margin`` (0: share of the limit left to other tools),
+    ``timeout`` (30 s
     per request, connect to last byte), ``connect_timeout`` (10 s), ``max_retries`` (4), ``page_size``
     (100), ``max_response_bytes`` (32 MiB), ``additional_api_keys`` (comma-separated; load is spread over
     all keys), ``ca_bundle``. Numbers are range-checked (``client/settings.py``) before any request.
