@@ -11,6 +11,7 @@ from omni_provider.client.errors import (
     OmniConfigurationError,
     OmniConflictError,
     OmniError,
+    OmniListingDriftError,
     OmniNotFoundError,
     OmniPermissionError,
     OmniRateLimitError,
@@ -20,6 +21,7 @@ from omni_provider.client.errors import (
     OmniTransportError,
     OmniUnexpectedStateError,
     OmniValidationError,
+    OmniWriteSemanticsError,
     UserNotFoundError,
 )
 from omni_provider.client.models import (
@@ -47,6 +49,7 @@ __all__ = [
     "OmniConfigurationError",
     "OmniConflictError",
     "OmniError",
+    "OmniListingDriftError",
     "OmniNotFoundError",
     "OmniPermissionError",
     "OmniRateLimitError",
@@ -58,6 +61,7 @@ __all__ = [
     "OmniUnexpectedStateError",
     "OmniUser",
     "OmniValidationError",
+    "OmniWriteSemanticsError",
     "PatchOperation",
     "PatchRequest",
     "RetryPolicy",

@@ -66,7 +66,8 @@ class OmniScimHook(BaseHook):
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
     ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60), ``timeout`` (30 s),
     ``max_retries`` (4), ``additional_api_keys`` (comma-separated; load is spread over all keys),
-    ``ca_bundle``. Arguments given here override the extras.
+    ``ca_bundle``, ``patch_form`` (``attribute_path``, the default, or ``map_replace``). Arguments given
+    here override the extras.
     """
 
     conn_name_attr = "omni_conn_id"
@@ -146,6 +147,11 @@ class OmniScimHook(BaseHook):
             "rate_limit_per_minute": rate,
             "retry_policy": RetryPolicy(max_attempts=retries + 1),
         }
+        patch_form = _extra(extras, "patch_form")
+        if patch_form is not None:
+            # How attribute changes are written; the client refuses an unknown form. See the README,
+            # "How the update is made".
+            settings["patch_form"] = str(patch_form).strip()
         ca_bundle = _extra(extras, "ca_bundle")
         if ca_bundle:
             settings["verify"] = str(ca_bundle)
