@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json
-from test_sync_operator import UNMANAGED, attrs, method_count, read_report, run_sync, seed, state_of
+from airflow.sdk.exceptions import AirflowFailException
+from omni_testkit import TEST_API_KEY
+from test_sync_operator import UNMANAGED, attrs, method_count, read_report, run_sync, seed
 
 from omni_provider.client import OmniScimClient
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync import SyncMode, SyncSpec, build_plan
-from omni_provider.sync.apply import WriteGate, WritesHaltedError, apply_plan
+from omni_provider.sync.apply import apply_plan
 
 MANAGED = ["region", "cost_centre"]
 
@@ -130,7 +130,8 @@ def test_upsert_across_a_shifted_listing_creates_nobody_twice(emu: EmulatorServe
 def test_another_writer_changing_an_unmanaged_attribute_leaves_rows_applied(
     emu: EmulatorServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Old code: every row ``failed`` with OmniUnexpectedStateError ("changed attributes we did not touch")."""
+    """Old code: every row ``failed`` with OmniUnexpectedStateError ("changed attributes we did not
+    touch")."""
     emails = seed(emu, 5)
     emu.config.apply_patch({"concurrent_writer": {"attribute": "department", "value": "Legal"}})
     run = run_sync(rows=[{"userName": e, "region": "eu-west", "cost_centre": 3} for e in emails])
