@@ -570,9 +570,22 @@ class OmniScimClient:
             active=changes.active[1] if changes.active else None,
             form=self.patch_form,
         )
-        updated = self.patch_user(current.id, patch, user=who)
-        concurrent = self._check_after_update(current, updated, changes, definitions)
-        read_back = bool(confirm_with_read) or (confirm_with_read is None and not updated.attributes_present)
+        try:
+            answer: OmniUser | None = self.patch_user(current.id, patch, user=who)
+        except OmniResponseError as exc:
+            # A 2xx whose body cannot be read: the write most likely landed. Judge it on a fresh read
+            # rather than fail (for good) a write that landed.
+            log.warning("User %s: %s; checking the write on a fresh read", who, exc)
+            answer = None
+        updated = answer if answer is not None else current
+        concurrent: tuple[ConcurrentChange, ...] = ()
+        if answer is not None:
+            concurrent = self._check_after_update(current, answer, changes, definitions)
+        read_back = (
+            answer is None
+            or bool(confirm_with_read)
+            or (confirm_with_read is None and not answer.attributes_present)
+        )
         if read_back:
             updated = self.get_user(current.id)
             concurrent = self._check_after_update(current, updated, changes, definitions)
