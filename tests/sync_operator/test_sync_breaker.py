@@ -4,6 +4,7 @@ map, and per-attribute paths refused with 400."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,11 @@ from omni_provider.sync import SyncMode, SyncSpec, build_plan
 from omni_provider.sync.apply import WriteGate, WritesHaltedError, apply_plan
 
 USERS, CHANGED, CREATES = 300, 40, 10
+
+
+def print_figures(title: str, figures: dict[str, Any]) -> None:
+    """One greppable line for ``pytest -s`` (the README's Reliability figures come from these)."""
+    print(f"\n{title} FIGURES " + json.dumps(figures, sort_keys=True, default=str))
 
 
 @pytest.fixture
@@ -104,6 +110,22 @@ def test_surprising_semantics_damage_at_most_one_user_and_stop_the_run(
     ]
     assert len(stopped) == len(changed) - 1
     assert run.pushed["stopped"] and run.pushed["complete"] is False
+    print_figures(
+        f"breaker[{form},{mode}]",
+        {
+            "users": USERS + (CREATES if mode == "upsert" else 0),
+            "rows": len(rows),
+            "updates planned": len(changed),
+            "keys": 3,
+            "workers": 16,
+            "PATCHes sent": patches,
+            "users damaged": len(damaged),
+            "rows reported": len(records),
+            "not attempted (stopped)": len(stopped),
+            "outcomes": by_status,
+            "exception": type(run.error).__name__,
+        },
+    )
 
 
 def test_canary_goes_alone_then_full_pace(emu: EmulatorServer) -> None:
@@ -139,6 +161,53 @@ def test_canary_goes_alone_then_full_pace(emu: EmulatorServer) -> None:
     assert canaries == [0, 0]
     assert seen[0][0]  # the run's first write is a canary
     assert max(others for _canary, others in seen) > 1  # then full pace
+    print_figures(
+        "canary",
+        {
+            "writes": len(seen),
+            "canaries": gate.canaries,
+            "writes in flight beside a canary": canaries,
+            "max writes in flight after": max(others for _canary, others in seen) + 1,
+        },
+    )
+
+
+def test_the_canary_costs_about_one_request_not_a_window(emu: EmulatorServer) -> None:
+    """With the switch off, a rate-limited run with the canary against the same run with the gate told in
+    advance that the kind of change is verified: the difference is about one request, far from a window."""
+    window, limit, n = 1.0, 30, 60
+    emu.config.apply_patch({"rate_limit_enabled": True, "rate_limit": limit, "rate_window": window})
+    walls: dict[str, float] = {}
+    for label in ("with canary", "without canary"):
+        emu.reset()
+        emails = seed(emu, n)
+        with OmniScimClient(
+            emu.api_url, TEST_API_KEY, rate_limit_per_minute=limit, rate_window_seconds=window
+        ) as client:
+            users = client.list_users()
+            rows = [{"userName": e, "region": "eu-west"} for e in emails]
+            plan = build_plan(rows, users, SyncSpec(attributes={"region": "region"}))
+            gate = WriteGate()
+            if label == "without canary":
+                gate.verified(frozenset({"set"}))
+            started = time.monotonic()
+            outcomes = apply_plan(client, plan, {u.id: u for u in users}, gate=gate)
+            walls[label] = time.monotonic() - started
+        assert all(o.status.value == "applied" for o in outcomes)
+        assert emu.stats.snapshot()["responses_429"] == 0
+    cost = walls["with canary"] - walls["without canary"]
+    figures = {k: round(v, 3) for k, v in walls.items()}
+    print_figures(
+        "canary cost",
+        {
+            "writes": n,
+            "limit": f"{limit}/{window:g}s",
+            "slot s": round(window / limit, 3),
+            **figures,
+            "cost s": round(cost, 3),
+        },
+    )
+    assert cost < window / 3  # one request (a paced slot plus its round trip), not a window
 
 
 def test_single_user_operator_stops_with_a_clear_message(

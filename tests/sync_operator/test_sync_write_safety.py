@@ -7,6 +7,7 @@ client does not assume. Most would fail on the code before these issues; the doc
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ from omni_provider.sync import SyncMode, SyncSpec, build_plan
 from omni_provider.sync.apply import apply_plan
 
 MANAGED = ["region", "cost_centre"]
+
+
+def print_figures(title: str, figures: dict[str, Any]) -> None:
+    """One greppable line for ``pytest -s`` (the README's Reliability figures come from these)."""
+    print(f"\n{title} FIGURES " + json.dumps(figures, sort_keys=True, default=str))
 
 
 @pytest.fixture
@@ -70,6 +76,17 @@ def test_listing_without_attribute_maps_is_never_read_as_no_attributes(
     assert gets == (7 if mode == "mirror" else 3) + 2  # + the fresh reads of two canaries (set, unset)
     assert run.summary is not None and run.summary["outcomes"]["applied"] == 2 + unsets
     assert "came without their attribute map" in caplog.text
+    print_figures(
+        f"bare listing[{mode}]",
+        {
+            "users": 7,
+            "rows": 3,
+            "GETs of bare users": gets - 2,
+            "canary reads": 2,
+            "PATCHes": 2 + unsets,
+            "outcomes": run.summary["outcomes"],
+        },
+    )
 
 
 # -- item 4: applied only when a write was sent --------------------------------------------------------------
@@ -111,6 +128,17 @@ def test_user_deleted_between_pages_does_not_hide_another(
     assert run.summary["outcomes"]["applied"] == 15 and run.summary["outcomes"]["rejected"] == 0
     assert all(attrs(emu, e)["region"] == "eu-west" for e in emails[95:110])
     assert "shifted while it was read" in caplog.text
+    print_figures(
+        f"churn[create={create}]",
+        {
+            "users": 250,
+            "deleted after page 1": 1,
+            "created": create,
+            "rows": 15,
+            "list GETs": method_count(emu, "GET") - 2,
+            "outcomes": run.summary["outcomes"],
+        },
+    )
 
 
 def test_upsert_across_a_shifted_listing_creates_nobody_twice(emu: EmulatorServer) -> None:
@@ -141,6 +169,7 @@ def test_another_writer_changing_an_unmanaged_attribute_leaves_rows_applied(
         for e in emails
     )
     assert "another writer changed 'department' meanwhile" in caplog.text
+    print_figures("another writer", {"rows": 5, "outcomes": run.summary["outcomes"]})
 
 
 def test_a_managed_key_other_than_sent_still_stops_the_run(emu: EmulatorServer) -> None:
@@ -201,4 +230,17 @@ def test_two_upserts_racing_create_one_user_and_neither_fails(emu: EmulatorServe
     assert len(emu.state.users()) == 21 and emu.stats.snapshot()["users_created"] == 20
     assert all(
         attrs(emu, f"new{i}@example.com") == {"region": "eu-west", "cost_centre": i} for i in range(20)
+    )
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    stats = emu.stats.snapshot()
+    print_figures(
+        "racing upserts",
+        {
+            "runs": 2,
+            "rows each": 20,
+            "users created": stats["users_created"],
+            "POSTs": method_count(emu, "POST"),
+            "409s": stats["responses_by_status"].get("409", 0),
+            "outcomes": counts,
+        },
     )
