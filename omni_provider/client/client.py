@@ -589,12 +589,6 @@ class OmniScimClient:
         if read_back:
             updated = self.get_user(current.id)
             concurrent = self._check_after_update(current, updated, changes, definitions)
-        if concurrent:
-            log.warning(
-                "User %s: another writer changed %s between our read and our write; left as they are",
-                who,
-                ", ".join(sorted(c.attribute for c in concurrent)),
-            )
         return UpdateResult(
             user=updated,
             action="updated",

@@ -116,6 +116,8 @@ class WriteGate:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        #: Also ends a wait at the gate: the run is being stopped (killed, interrupted).
+        self.stopping: Callable[[], bool] = lambda: False
         self._verified: set[str] = set()
         self._shared = 0
         self._exclusive = False
@@ -149,7 +151,7 @@ class WriteGate:
                 self._waiting_exclusive += 1
             try:
                 while True:
-                    if self.reason is not None:
+                    if self.reason is not None or self.stopping():
                         raise _Halted()
                     if alone and kinds <= self._verified:
                         # A canary verified these kinds meanwhile: join the others.
@@ -163,7 +165,7 @@ class WriteGate:
                     elif not self._exclusive and self._waiting_exclusive == 0:
                         self._shared += 1
                         break
-                    self._cond.wait()
+                    self._cond.wait(timeout=0.1)  # also wakes to see a stop request
             finally:
                 if alone:
                     self._waiting_exclusive -= 1
@@ -227,7 +229,7 @@ class _Writer:
                     base, attributes=attributes, definitions=self.definitions, confirm_with_read=canary
                 )
             except OmniWriteSemanticsError as exc:
-                self.gate.trip(f"a write to {exc.user} changed {exc.field!r} unasked", exc)
+                self.gate.trip(f"user {exc.user}, {exc.field!r}: {exc.problem}", exc)
                 raise
             except OmniBadRequestError as exc:
                 if canary:
@@ -295,6 +297,9 @@ def apply_plan(
 
     def stopped() -> bool:
         return caller_stop.is_set() or halt.is_set() or gate.tripped
+
+    # A write waiting at the gate behind a canary has not started: a stop must keep it from going out.
+    gate.stopping = lambda: caller_stop.is_set() or halt.is_set()
 
     def not_sent() -> str:
         return halted_error(gate.reason) if gate.reason else NOT_ATTEMPTED
