@@ -341,16 +341,19 @@ class OmniScimClient:
                 if attempt > 1:
                     log.warning("Omni's %s read consistently on attempt %d", what, attempt)
                 return users
+            again = attempt < MAX_LISTING_READS
             log.warning(
                 "Omni's %s shifted while it was read (%s): users were deleted or created between pages; "
-                "reading it again (%d of %d)",
+                "%s (read %d of %d)",
                 what,
                 drift,
+                "reading it again" if again else "giving up",
                 attempt,
                 MAX_LISTING_READS,
             )
-            with self.stats._lock:
-                self.stats.listing_rereads += 1
+            if again:
+                with self.stats._lock:
+                    self.stats.listing_rereads += 1
         raise OmniListingDriftError(
             f"Omni's {what} kept shifting while it was read ({MAX_LISTING_READS} attempts): users are being "
             "deleted or created right now. Nothing was written; run again when that has settled"
