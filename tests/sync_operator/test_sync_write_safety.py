@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from omni_testkit import TEST_API_KEY
 from test_sync_operator import UNMANAGED, attrs, method_count, read_report, run_sync, seed
 
@@ -244,3 +244,14 @@ def test_two_upserts_racing_create_one_user_and_neither_fails(emu: EmulatorServe
             "outcomes": counts,
         },
     )
+
+
+def test_a_listing_that_keeps_shifting_fails_the_task_retryably_before_any_write() -> None:
+    """Users being deleted right now: a later try reads a settled list; nothing was written."""
+    from omni_provider.client import OmniListingDriftError
+    from omni_provider.client.errors import OmniWriteSemanticsError
+    from omni_provider.operators.update_user import fail_or_retry
+
+    assert type(fail_or_retry(OmniListingDriftError("kept shifting"))) is AirflowException
+    damage = OmniWriteSemanticsError(user="a@x.io", field="f", old=1, new=None, problem="p", hint="h")
+    assert type(fail_or_retry(damage)) is AirflowFailException
