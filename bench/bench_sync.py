@@ -171,7 +171,7 @@ def sync_body(args: argparse.Namespace, *, canary: bool = True) -> Callable[[Omn
         plan = build_plan(desired_rows(users, args.changed), users, SPEC, definitions)
         gate = WriteGate()
         if not canary:  # for the measurement only: never how the operator runs
-            gate.verified(frozenset({"set", "unset"}))
+            gate.verified(frozenset({"set", "unset", "set+others", "unset+others"}))
         outcomes = apply_plan(client, plan, {u.id: u for u in users}, definitions=definitions, gate=gate)
         return sum(o.status is RowStatus.APPLIED for o in outcomes)
 

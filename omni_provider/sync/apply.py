@@ -180,13 +180,22 @@ class WriteGate:
                 self._cond.notify_all()
 
 
-def change_kinds(changes: ChangeSet) -> frozenset[str]:
-    """What sort of change a write makes, as the canary tells them apart: each is verified on its own."""
+def change_kinds(changes: ChangeSet, base: OmniUser) -> frozenset[str]:
+    """What a write must have seen verified before it may run alongside others.
+
+    Each kind of change (setting an attribute, unsetting one, a user field) is verified on its own. And a
+    write to a user holding attributes it does not send needs its kinds verified by a canary that also
+    held some (``<kind>+others``): only such a canary can show whether those survive. A canary whose user
+    had nothing else to lose proves less, so it does not open the gate for users who have.
+    """
     kinds = {"unset" if is_unset(new) else "set" for _old, new in changes.attributes.values()}
     if changes.display_name is not None:
         kinds.add("displayName")
     if changes.active is not None:
         kinds.add("active")
+    sent = changes.attributes
+    if any(not is_unset(value) for name, value in base.attributes.items() if name not in sent):
+        kinds |= {f"{kind}+others" for kind in kinds}
     return frozenset(kinds)
 
 
@@ -214,13 +223,13 @@ class _Writer:
         changes = compute_changes(base, attributes=attributes, definitions=self.definitions)
         if not changes:
             return UpdateResult(user=base, action="unchanged", changes=changes)
-        kinds = change_kinds(changes)
+        kinds = change_kinds(changes, base)
         with self.gate.hold(kinds) as canary:
             who = base.user_name or base.id
             if canary:
                 log.info(
                     "Canary write (%s) to %s: sent alone and checked on a fresh read",
-                    "+".join(sorted(kinds)),
+                    ", ".join(sorted(kinds)),
                     who,
                 )
             try:
