@@ -11,6 +11,7 @@ from omni_provider.client.errors import (
     OmniConfigurationError,
     OmniConflictError,
     OmniError,
+    OmniListingDriftError,
     OmniNotFoundError,
     OmniPermissionError,
     OmniRateLimitError,
@@ -22,6 +23,7 @@ from omni_provider.client.errors import (
     OmniTransportError,
     OmniUnexpectedStateError,
     OmniValidationError,
+    OmniWriteSemanticsError,
     UserNotFoundError,
 )
 from omni_provider.client.models import (
@@ -49,6 +51,7 @@ __all__ = [
     "OmniConfigurationError",
     "OmniConflictError",
     "OmniError",
+    "OmniListingDriftError",
     "OmniNotFoundError",
     "OmniPermissionError",
     "OmniRateLimitError",
@@ -62,6 +65,7 @@ __all__ = [
     "OmniUnexpectedStateError",
     "OmniUser",
     "OmniValidationError",
+    "OmniWriteSemanticsError",
     "PatchOperation",
     "PatchRequest",
     "RetryPolicy",

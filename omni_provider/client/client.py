@@ -16,20 +16,20 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from omni_provider import __version__
-from omni_provider.client.diff import ChangeSet, compute_changes
+from omni_provider.client.diff import ChangeSet, ConcurrentChange, compute_changes, judge_write
 from omni_provider.client.errors import (
     AmbiguousUserError,
     OmniCancelledError,
     OmniConfigurationError,
     OmniConflictError,
     OmniError,
+    OmniListingDriftError,
     OmniNotFoundError,
     OmniRateLimitError,
     OmniRedirectError,
     OmniResponseError,
     OmniTimeoutError,
     OmniTransportError,
-    OmniUnexpectedStateError,
     OmniValidationError,
     error_from_response,
 )
@@ -40,10 +40,12 @@ from omni_provider.client.identity import (
     validate_user_id,
 )
 from omni_provider.client.models import (
+    DEFAULT_PATCH_FORM,
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
     AttributeValue,
     OmniUser,
+    PatchForm,
     PatchRequest,
     UserListPage,
     attributes_patch,
@@ -60,7 +62,6 @@ from omni_provider.client.transport import (
     read_capped,
 )
 from omni_provider.client.urls import normalize_base_url, same_origin
-from omni_provider.client.values import values_equal
 
 log = logging.getLogger("omni_provider.client")
 
@@ -71,6 +72,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_REDIRECTS = 3
 #: Stops a paging loop against a server that never reports the end.
 MAX_PAGES = 100_000
+#: Full reads of a list whose pages shifted under us (users deleted or created between pages).
+MAX_LISTING_READS = 3
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -88,6 +91,8 @@ class ClientStats:
     by_method: Counter[str] = field(default_factory=Counter)
     by_status: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    #: Listings read again because their pages shifted while they were read.
+    listing_rereads: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, Any]:
@@ -97,6 +102,7 @@ class ClientStats:
                 "retries": self.retries,
                 "rate_limited": self.rate_limited,
                 "transport_errors": self.transport_errors,
+                "listing_rereads": self.listing_rereads,
                 "by_method": dict(self.by_method),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
             }
@@ -109,6 +115,10 @@ class UpdateResult:
     user: OmniUser
     action: Literal["updated", "unchanged"]
     changes: ChangeSet
+    #: Unsent attributes another writer changed between our read and our write (not errors).
+    concurrent_changes: tuple[ConcurrentChange, ...] = ()
+    #: The write was judged on a fresh GET after it, not only on the PATCH answer.
+    confirmed_by_read: bool = False
 
     @property
     def changed_keys(self) -> list[str]:
@@ -180,6 +190,7 @@ class OmniScimClient:
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         owner: str = "Omni client",
+        patch_form: PatchForm = DEFAULT_PATCH_FORM,
     ) -> None:
         """``timeout``: the longest one request (one attempt) may take, connect to last byte; retries
         aside, every call ends by then with ``OmniTimeoutError``. ``max_response_bytes``: the largest
@@ -202,11 +213,15 @@ class OmniScimClient:
                 "rate_limit_margin": rate_limit_margin,
                 "page_size": page_size,
                 "max_response_bytes": max_response_bytes,
-            }
+                "patch_form": patch_form,
+            },
+            describe={"patch_form": f"{owner}: patch_form"},
         )
         self.page_size = settings.page_size
         self.timeout = settings.timeout
         self.max_response_bytes = settings.max_response_bytes
+        #: How attribute changes are written (see ``models.attributes_patch``).
+        self.patch_form: PatchForm = settings.patch_form
         self.retry_policy = retry_policy or RetryPolicy()
         self.pacer = KeyPacer(
             len(self._keys),
@@ -428,30 +443,91 @@ class OmniScimClient:
         response = self.request("GET", USERS_PATH, params=params)
         return self._parse(UserListPage, self._json(response, "GET", USERS_PATH), "GET", USERS_PATH)
 
-    def _iter_pages(
-        self, fetch: Callable[[int, int], UserListPage], page_size: int | None
-    ) -> Iterator[OmniUser]:
-        """Walk a 1-based SCIM list to ``totalResults``, advancing by what each page really held.
+    def _read_listing(
+        self, fetch: Callable[[int, int], UserListPage], page_size: int | None, what: str
+    ) -> list[OmniUser]:
+        """A whole 1-based SCIM list, read again (bounded) when its pages shifted while it was read.
 
-        The server may clamp ``count``: stopping on "fewer than asked for" would then end after one page.
+        Offset paging skips a user when one before the read position is deleted between two pages (and
+        repeats one when a user is inserted there). That user would then look absent: "no Omni user", a
+        create into a 409, or, in a mirror run, nothing. So a shifted listing is never used.
+        """
+        for attempt in range(1, MAX_LISTING_READS + 1):
+            users, drift = self._walk_listing(fetch, page_size)
+            if drift is None:
+                if attempt > 1:
+                    log.warning("Omni's %s read consistently on attempt %d", what, attempt)
+                return users
+            again = attempt < MAX_LISTING_READS
+            log.warning(
+                "Omni's %s shifted while it was read (%s): users were deleted or created between pages; "
+                "%s (read %d of %d)",
+                what,
+                drift,
+                "reading it again" if again else "giving up",
+                attempt,
+                MAX_LISTING_READS,
+            )
+            if again:
+                with self.stats._lock:
+                    self.stats.listing_rereads += 1
+        raise OmniListingDriftError(
+            f"Omni's {what} kept shifting while it was read ({MAX_LISTING_READS} attempts): users are being "
+            "deleted or created right now. Nothing was written; run again when that has settled"
+        )
+
+    def _walk_listing(
+        self, fetch: Callable[[int, int], UserListPage], page_size: int | None
+    ) -> tuple[list[OmniUser], str | None]:
+        """One read of a list: (users, None), or (partial, why it drifted).
+
+        Each page after the first starts one entry early, on the last user of the page before: if that
+        entry moved, the list shifted under us, whatever ``totalResults`` says (a deletion and a creation
+        leave it unchanged). Also drift: a user seen twice, a short or empty page before the end, and
+        (when pages are too small to overlap) a change of ``totalResults``. The server may clamp ``count``:
+        the first page's length is the page size, and we advance by what each page really held.
         """
         count = page_size or self.page_size
-        start = 1
+        users: list[OmniUser] = []
+        seen: set[str] = set()
+        start, total, page_length = 1, -1, 0
         for _page in range(MAX_PAGES):
-            page = fetch(start, count)
-            yield from page.resources
+            overlap = bool(users) and page_length >= 2
+            page = fetch(start - 1 if overlap else start, count)
+            resources = page.resources
+            if overlap:
+                if not resources or resources[0].id != users[-1].id:
+                    return users, f"the page at {start - 1} no longer begins with the user read last"
+                resources = resources[1:]
+            elif users and page.total_results != total:
+                return users, f"totalResults changed from {total} to {page.total_results}"
+            if users and page.total_results != total:
+                # Harmless once the overlap matched: the change lies after the read position.
+                log.info("Omni's user count changed from %d to %d during the read", total, page.total_results)
+            total = page.total_results
+            for user in resources:
+                if user.id in seen:
+                    return users, f"user {user.id} appeared twice"
+                seen.add(user.id)
+                users.append(user)
             got = len(page.resources)
-            start += got
-            if got == 0 or start > page.total_results:
-                return
+            page_length = page_length or got
+            start += len(resources)
+            if start > total:
+                return users, None
+            if got == 0 or not resources:
+                return users, f"an empty page at {start} of {total}"
+            if got < page_length:
+                return users, f"a short page ({got} of {page_length}) before the end ({start - 1} of {total})"
         raise OmniResponseError(f"paging did not end after {MAX_PAGES} pages")
 
     def iter_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
-        """Every standard user, page by page (ceil(N / page) requests)."""
-        return self._iter_pages(lambda s, c: self.list_users_page(s, c), page_size)
+        """Every standard user; the list is read whole first, so a shifted listing can be read again."""
+        return iter(self.list_users(page_size=page_size))
 
     def list_users(self, *, page_size: int | None = None) -> list[OmniUser]:
-        return list(self.iter_users(page_size=page_size))
+        """Every standard user, page by page (about ceil(N / page) requests), never a shifted listing."""
+        return self._read_listing(lambda s, c: self.list_users_page(s, c), page_size, "user list")
 
     def get_user(self, user_id: str) -> OmniUser:
         user_id = validate_user_id(user_id)
@@ -467,11 +543,10 @@ class OmniScimClient:
         """
         email = validate_email(email)
         flt = f"userName eq {scim_string_literal(email)}"
-        matches = [
-            u
-            for u in self._iter_pages(lambda s, c: self.list_users_page(s, c, filter=flt), None)
-            if emails_match(u.user_name, email)
-        ]
+        listed = self._read_listing(
+            lambda s, c: self.list_users_page(s, c, filter=flt), None, "filtered list"
+        )
+        matches = [u for u in listed if emails_match(u.user_name, email)]
         if len(matches) > 1:
             raise AmbiguousUserError(email, len(matches))
         return matches[0] if matches else None
@@ -568,6 +643,7 @@ class OmniScimClient:
         display_name: str | None = None,
         active: bool | None = None,
         definitions: Mapping[str, AttributeDefinition] | None = None,
+        confirm_with_read: bool | None = None,
     ) -> UpdateResult:
         """Change exactly the given fields and attribute keys; leave everything else as it was.
 
@@ -575,12 +651,14 @@ class OmniScimClient:
         1. ``GET /scim/v2/users/{id}`` (skipped when ``user`` is an ``OmniUser`` that carries its attribute
            map, e.g. from a listing): the current values, to send nothing when nothing would change and
            to report old -> new.
-        2. ``PATCH /scim/v2/users/{id}`` with one no-path ``replace`` op holding only the changed keys
-           (``None`` unsets a key). Never PUT: Omni's PUT has replaced the whole user in some versions of
-           its docs and merged in others, and a replace would reset every field and attribute we did
-           not send. PATCH is partial in both.
-        The PATCH answer is then checked: if Omni reports a changed key with another value, or an untouched
-        key changed, ``OmniUnexpectedStateError`` says so instead of reporting success.
+        2. ``PATCH /scim/v2/users/{id}`` with only the changed keys, in the client's ``patch_form``
+           (per-attribute path ops, or one no-path replace of the map). Never PUT: Omni's PUT has replaced
+           the whole user in some versions of its docs and merged in others.
+        3. ``GET /scim/v2/users/{id}`` again when ``confirm_with_read`` is true, or (``None``, the default)
+           when the PATCH answer left out the attribute map: the write is then judged on a fresh read.
+        The write is judged on what it sent (``diff.judge_write``): a value other than sent, an unsent
+        attribute gone or reset, or an unsent user field changed raises ``OmniWriteSemanticsError``; an
+        unsent attribute another writer changed meanwhile is returned in ``concurrent_changes``.
         """
         if isinstance(user, OmniUser) and user.attributes_present:
             current = user
@@ -592,48 +670,47 @@ class OmniScimClient:
         )
         if not changes:
             return UpdateResult(user=current, action="unchanged", changes=changes)
-        sent = changes.new_attributes()
         patch = attributes_patch(
-            sent,
+            changes.new_attributes(),
             display_name=changes.display_name[1] if changes.display_name else None,
             active=changes.active[1] if changes.active else None,
+            form=self.patch_form,
         )
-        updated = self.patch_user(current.id, patch, user=who)
-        self._check_after_update(current, updated, sent, definitions)
-        return UpdateResult(user=updated, action="updated", changes=changes)
+        try:
+            answer: OmniUser | None = self.patch_user(current.id, patch, user=who)
+        except OmniResponseError as exc:
+            # A 2xx whose body cannot be read: the write most likely landed. Judge it on a fresh read
+            # rather than fail (for good) a write that landed.
+            log.warning("User %s: %s; checking the write on a fresh read", who, exc)
+            answer = None
+        updated = answer if answer is not None else current
+        concurrent: tuple[ConcurrentChange, ...] = ()
+        if answer is not None:
+            concurrent = self._check_after_update(current, answer, changes, definitions)
+        read_back = (
+            answer is None
+            or bool(confirm_with_read)
+            or (confirm_with_read is None and not answer.attributes_present)
+        )
+        if read_back:
+            updated = self.get_user(current.id)
+            concurrent = self._check_after_update(current, updated, changes, definitions)
+        return UpdateResult(
+            user=updated,
+            action="updated",
+            changes=changes,
+            concurrent_changes=concurrent,
+            confirmed_by_read=read_back,
+        )
 
-    @staticmethod
     def _check_after_update(
+        self,
         before: OmniUser,
         after: OmniUser,
-        sent: Mapping[str, AttributeValue],
+        changes: ChangeSet,
         definitions: Mapping[str, AttributeDefinition] | None,
-    ) -> None:
-        if not after.attributes_present:
-            return  # Omni's PATCH example omits the map; nothing to check against
-        wrong = [
-            k
-            for k, v in sent.items()
-            if not values_equal(after.attributes.get(k), v, definitions.get(k) if definitions else None)
-        ]
-        lost = [
-            k
-            for k, v in before.attributes.items()
-            if k not in sent
-            and not values_equal(after.attributes.get(k), v, definitions.get(k) if definitions else None)
-        ]
-        if wrong or lost:
-            raise OmniUnexpectedStateError(
-                f"user {after.user_name}: after PATCH Omni reports "
-                + "; ".join(
-                    part
-                    for part in (
-                        f"other values than sent for {sorted(wrong)}" if wrong else "",
-                        f"changed attributes we did not touch: {sorted(lost)}" if lost else "",
-                    )
-                    if part
-                )
-            )
+    ) -> tuple[ConcurrentChange, ...]:
+        return judge_write(before, after, changes, definitions=definitions, form=self.patch_form)
 
     # -- embed users and attribute definitions ------------------------------------------------------------
 
@@ -645,7 +722,9 @@ class OmniScimClient:
         )
 
     def iter_embed_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
-        return self._iter_pages(lambda s, c: self.list_embed_users_page(s, c), page_size)
+        return iter(
+            self._read_listing(lambda s, c: self.list_embed_users_page(s, c), page_size, "embed list")
+        )
 
     def get_embed_user(self, user_id: str) -> OmniUser:
         user_id = validate_user_id(user_id)

@@ -159,6 +159,51 @@ class OmniUnexpectedStateError(OmniError):
     """After a write, Omni reports values other than the ones we sent or kept (checked on every update)."""
 
 
+class OmniWriteSemanticsError(OmniUnexpectedStateError):
+    """A write changed something it did not ask for, or did not set what it sent: Omni applies the write
+    differently than this client assumes. Never retryable: repeating the write repeats the damage.
+
+    Carries the user, the field or attribute, the value before the write, the value after it and a hint of
+    what to check, so one message says what happened and where to look.
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        field: str,
+        old: object,
+        new: object,
+        problem: str,
+        hint: str,
+        more: int = 0,
+    ) -> None:
+        self.user = user
+        self.field = field
+        self.old = old
+        self.new = new
+        self.problem = problem
+        self.hint = hint
+        others = f" (and {more} more field{'s' if more != 1 else ''})" if more else ""
+        super().__init__(
+            f"user {user}: {problem}: {field!r} was {_shown_value(old)}, Omni now reports "
+            f"{_shown_value(new)}{others}. What to check: {hint}"
+        )
+
+
+def _shown_value(value: object) -> str:
+    """A value for an error message: short, and ``absent`` rather than ``None``."""
+    if value is None:
+        return "absent"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+class OmniListingDriftError(OmniError):
+    """Omni's user list kept shifting while it was read page by page (users deleted or created between
+    pages), so no complete listing could be had. Nothing was written; a retry reads it again."""
+
+
 class OmniRedirectError(OmniError):
     """Omni answered with a redirect we refuse to follow (it would carry the key elsewhere)."""
 

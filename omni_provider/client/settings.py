@@ -10,12 +10,13 @@ field but ``max_retries`` to the client under the same name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omni_provider.client.errors import OmniConfigurationError
+from omni_provider.client.models import DEFAULT_PATCH_FORM, PatchForm
 
 MIB = 1024 * 1024
 
@@ -38,11 +39,15 @@ class ClientSettings(BaseModel):
     page_size: int = Field(default=100, ge=1, le=1000)
     #: Largest answer read; a larger one is refused while it streams in.
     max_response_bytes: int = Field(default=32 * MIB, ge=1024, le=1024 * MIB)
+    #: How attribute changes are written (see ``models.attributes_patch``).
+    patch_form: PatchForm = DEFAULT_PATCH_FORM
 
 
 def accepted_range(name: str) -> str | None:
     """``a finite number from 0.1 to 3,600`` for a bounded numeric field, from its constraints."""
     field = ClientSettings.model_fields[name]
+    if get_origin(field.annotation) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in get_args(field.annotation))
     low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
     high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
     kind = "a whole number" if field.annotation in (int, "int") else "a finite number"

@@ -30,8 +30,12 @@ DEFAULT_MAX_RETRIES = _DEFAULTS.max_retries
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
     """A connection extra under its plain name (Airflow 3 UI, JSON) or ``extra__omni__`` (older forms)."""
     value = extras.get(name)
+    if isinstance(value, str):
+        value = value.strip()  # a value pasted into the UI form often carries spaces
     if value in (None, ""):
         value = extras.get(f"extra__omni__{name}")
+        if isinstance(value, str):
+            value = value.strip()
     return None if value == "" else value
 
 
@@ -71,11 +75,11 @@ class OmniScimHook(BaseHook):
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
     ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60 requests per window),
     ``rate_window_seconds`` (60), ``rate_limit_margin`` (0: share of the limit left to other tools),
-    ``timeout`` (30 s
-    per request, connect to last byte), ``connect_timeout`` (10 s), ``max_retries`` (4), ``page_size``
-    (100), ``max_response_bytes`` (32 MiB), ``additional_api_keys`` (comma-separated; load is spread over
-    all keys), ``ca_bundle``. Numbers are range-checked (``client/settings.py``) before any request.
-    Arguments given here override the extras.
+    ``timeout`` (30 s per request, connect to last byte), ``connect_timeout`` (10 s), ``max_retries`` (4),
+    ``page_size`` (100), ``max_response_bytes`` (32 MiB), ``patch_form`` (``attribute_path``, the default,
+    or ``map_replace``), ``additional_api_keys`` (comma-separated; load is spread over all keys),
+    ``ca_bundle``. Every setting is checked (``client/settings.py``) before any request. Arguments given
+    here override the extras.
     """
 
     conn_name_attr = "omni_conn_id"

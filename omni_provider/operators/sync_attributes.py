@@ -21,12 +21,12 @@ from omni_provider.operators.report_sink import check_report_table, write_report
 from omni_provider.operators.update_user import fail_or_retry, load_definitions
 from omni_provider.sync import (
     SyncSpec,
-    build_plan,
     check_max_changes,
     evaluate_failures,
     resolve_max_changes,
 )
-from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_ERRORS, apply_plan
+from omni_provider.sync.apply import NOT_ATTEMPTED, WritesHaltedError, apply_plan, is_stopped_error
+from omni_provider.sync.current import plan_on_complete_users
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
 from omni_provider.sync.plan import SyncPlan
 from omni_provider.sync.rows import align_column_case
@@ -230,7 +230,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         definitions = load_definitions(client, self.log)
         users = client.list_users()
         self.log.info("Omni has %d users", len(users))
-        plan = build_plan(rows, users, spec, definitions)
+        plan, users = plan_on_complete_users(client, rows, users, spec, definitions)
         self.log.info("Plan: %s", plan.counts())
 
         summary: dict[str, Any] = {
@@ -264,7 +264,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
                 progress_every=self.progress_every,
             )
             # Stopped (on_kill) runs return normally, with the writes never started as "not attempted".
-            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.error in STOPPED_ERRORS)
+            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and is_stopped_error(o.error))
             complete = not skipped
             if skipped:
                 self.log.warning(
@@ -272,6 +272,21 @@ class SyncOmniUserAttributesOperator(BaseOperator):
                     "re-run applies what is still different",
                     skipped,
                 )
+        except WritesHaltedError as halted:
+            # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
+            # the summary, and fail without a retry (a retry would send the same kind of write again).
+            summary["stopped"] = halted.reason
+            try:
+                summary.update(
+                    self._report(context, halted.outcomes, client.stats.snapshot(), started, False)
+                )
+            except Exception:
+                self.log.exception("Could not write the sync report")
+            ti = context.get("ti")
+            if ti is not None:
+                ti.xcom_push(key="sync_summary", value=summary)
+            self.log.error("%s", halted)
+            raise AirflowFailException(str(halted)) from None
         except BaseException:
             # Interrupted (an error, a task timeout): still report every item, but never let a failing
             # report hide why the run stopped.

@@ -22,7 +22,12 @@ from omni_provider.client import (
     UserNotFoundError,
 )
 from omni_provider.client.diff import compute_changes
-from omni_provider.client.errors import OmniAuthenticationError, OmniPermissionError, OmniValidationError
+from omni_provider.client.errors import (
+    OmniAuthenticationError,
+    OmniListingDriftError,
+    OmniPermissionError,
+    OmniValidationError,
+)
 from omni_provider.client.identity import emails_match
 from omni_provider.client.values import normalize_attributes
 from omni_provider.hooks.omni import OmniScimHook
@@ -42,6 +47,8 @@ _PERMANENT_STATUS = frozenset({400, 401, 403, 404, 409, 422})
 def fail_or_retry(exc: OmniError) -> AirflowException:
     """The Airflow exception for an Omni error: retryable only when waiting could help (429, 5xx, network)."""
     message = str(exc)
+    if isinstance(exc, OmniListingDriftError):
+        return AirflowException(message)  # users were being added or removed; a later read settles
     if isinstance(exc, OmniTransportError):
         # A certificate the worker does not trust needs a configuration change, not another try.
         return AirflowFailException(message) if exc.tls_verification_failed else AirflowException(message)
@@ -190,6 +197,16 @@ class UpdateOmniUserOperator(BaseOperator):
                 user, attributes=attributes, display_name=display_name, active=active, definitions=definitions
             )
             changes, action = result.changes, result.action
+            for change in result.concurrent_changes:
+                # Decision: judged on what was sent; another writer's change to an unsent key is not ours.
+                self.log.warning(
+                    "%s: another writer changed attribute %r between our read and our write (%r -> %r); "
+                    "left as it is",
+                    user.user_name,
+                    change.attribute,
+                    change.before,
+                    change.after,
+                )
             self.log.info(
                 "%s %s: %s", action.capitalize(), user.user_name, sorted(changes.report()) or "no change"
             )

@@ -9,13 +9,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
+from omni_provider.client.client import UpdateResult
 from omni_provider.sync.plan import PlanItem, RowAction
 
 
 class RowStatus(StrEnum):
     #: The write was sent and Omni confirmed it.
     APPLIED = "applied"
-    #: Nothing differed; nothing was sent.
+    #: Nothing differed (in the plan, or on the client's fresh look); nothing was sent.
     UNCHANGED = "unchanged"
     #: Refused before sending (bad key, bad value, duplicate, user missing in update mode...).
     REJECTED = "rejected"
@@ -56,6 +57,32 @@ class RowOutcome:
             error=error if error is not None else (item.reason if is_error else None),
             changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
             note=None if is_error and error is None else item.reason,
+        )
+
+    @classmethod
+    def from_result(cls, item: PlanItem, result: UpdateResult, *, note: str | None = None) -> RowOutcome:
+        """The outcome of a write the client decided on: ``applied`` only when a PATCH was sent and
+        confirmed; ``unchanged`` when Omni already held the values (nothing was sent). The changes are the
+        ones really sent, old values from the state the write was based on."""
+        if result.action != "updated":
+            return cls(
+                row=item.row_number,
+                key=item.key,
+                action=item.action.value,
+                status=RowStatus.UNCHANGED,
+                user_id=result.user.id,
+                note=note or "no write needed: Omni already holds these values",
+            )
+        sent = result.changes.attributes
+        return cls(
+            row=item.row_number,
+            key=item.key,
+            action=item.action.value,
+            status=RowStatus.APPLIED,
+            user_id=result.user.id,
+            changed=tuple(sent),
+            changes=tuple({"attribute": a, "old": old, "new": new} for a, (old, new) in sent.items()),
+            note=note if note is not None else item.reason,
         )
 
     def to_record(self) -> dict[str, Any]:
