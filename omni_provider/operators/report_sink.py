@@ -106,26 +106,41 @@ def _check_directory(directory: Path, target: str) -> None:
     except OSError as exc:
         raise ReportLocationError(
             f"report_path {target!r}: cannot write to directory {str(directory)!r} "
-            f"({type(exc).__name__}: {exc.strerror or exc}); nothing was sent to Omni"
+            f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
         ) from None
+
+
+#: Where Airflow's filesystem for a scheme comes from, for the error message.
+_SCHEME_PROVIDERS = {
+    "s3": "apache-airflow-providers-amazon (s3fs)",
+    "s3a": "apache-airflow-providers-amazon (s3fs)",
+    "gs": "apache-airflow-providers-google (gcsfs)",
+    "gcs": "apache-airflow-providers-google (gcsfs)",
+    "abfs": "apache-airflow-providers-microsoft-azure (adlfs)",
+    "abfss": "apache-airflow-providers-microsoft-azure (adlfs)",
+    "az": "apache-airflow-providers-microsoft-azure (adlfs)",
+}
 
 
 def _check_url(target: str) -> None:
     from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, ...
 
+    scheme = target.split("://", 1)[0].lower()
+    needs = _SCHEME_PROVIDERS.get(scheme, "the Airflow provider or fsspec package for it")
     try:
         path = ObjectStoragePath(target)
-        # Imports the scheme's fsspec backend and makes one cheap call with the worker's credentials.
-        path.exists()
-    except ImportError as exc:
+        path.fs  # noqa: B018 - the filesystem the report is written through (raises if none is registered)
+        path.exists()  # one cheap call with the worker's credentials
+    except (ImportError, ValueError) as exc:
         raise ReportLocationError(
-            f"report_path {target!r}: the storage backend for this URL is not installed ({exc}); "
-            "nothing was sent to Omni"
+            f"report_path {target!r}: no storage backend for {scheme}:// URLs is available on this worker "
+            f"({_short(exc)}); install {needs}, or attach a filesystem with airflow.sdk.io.attach. "
+            "Nothing was sent to Omni"
         ) from None
     except Exception as exc:  # any backend's error means the location is unusable
         raise ReportLocationError(
             f"report_path {target!r} is not usable ({type(exc).__name__}: {_short(exc)}); "
-            "check the URL and the worker's credentials; nothing was sent to Omni"
+            "check the URL and the worker's credentials. Nothing was sent to Omni"
         ) from None
 
 
@@ -137,8 +152,10 @@ def _candidates(target: str, naming: ReportNaming) -> list[str]:
         stem, suffix = name, ""
     suffix = f".{suffix}" if suffix else ""
     tag = f".try{naming.try_number}" if naming.try_number is not None else ""
+    if stem.endswith(tag):
+        tag = ""  # the default name already carries it
     names = [name]
-    if tag and not stem.endswith(tag):
+    if tag:
         names.append(f"{stem}{tag}{suffix}")
     names += [f"{stem}{tag}.{n}{suffix}" for n in range(2, _MAX_NAME_ATTEMPTS)]
     return [head + slash + n for n in names]
