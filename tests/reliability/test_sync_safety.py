@@ -151,6 +151,9 @@ def test_mirror_with_an_unreadable_key_unsets_nobody_and_sends_nothing(
     message = str(run.error)
     assert "1 of 10 input rows have an unreadable key in column 'email'" in message and reason in message
     assert requests(emu) == 0 and regions(emu) == before
+    print_figures(
+        f"mirror_unreadable_key[{reason}]", {"rows": 10, "unreadable": 1, "requests": requests(emu)}
+    )
 
 
 # -- item 2: mirror blast radius by default -------------------------------------------------------------
@@ -174,6 +177,7 @@ def test_mirror_with_default_settings_refuses_to_unset_most_users(emu: EmulatorS
     # Given explicitly, max_changes is the caller's decision: the same run then goes through.
     run = run_sync(rows=rows, mode="mirror", max_changes="100%")
     assert writes(emu) == 37 and sum(1 for v in regions(emu).values() if v is None) == 37
+    print_figures("mirror_explicit_max_changes", {"max_changes": "100%", "writes": writes(emu)})
 
 
 def test_mirror_within_the_default_limit_runs(emu: EmulatorServer) -> None:
@@ -216,6 +220,16 @@ def test_nfd_email_in_omni_and_nfc_in_the_warehouse_is_one_user(emu: EmulatorSer
     assert (
         run.result is not None and run.result["plan"]["unset"] == 0 and run.result["plan"]["unchanged"] == 3
     )
+    stats = emu.stats.snapshot()
+    print_figures(
+        "nfd_in_omni_nfc_in_warehouse",
+        {
+            "users_created": stats["users_created"],
+            "posts": stats["requests_by_method"].get("POST", 0),
+            "patches": stats["requests_by_method"].get("PATCH", 0),
+            "mirror_unsets": run.result["plan"]["unset"],
+        },
+    )
 
 
 # -- item 9: what the client would refuse is rejected at plan time --------------------------------------
@@ -236,6 +250,10 @@ def test_email_the_client_refuses_is_rejected_at_plan_time_not_failed_at_write_t
     assert summary["outcomes"]["failed"] == 0 and summary["outcomes"]["applied"] == 1
     assert "not an email" in summary["errors_sample"][0]["error"]
     assert emu.stats.snapshot()["requests_by_method"].get("POST", 0) == 0
+    print_figures(
+        "client_refused_email_rejected_at_plan_time",
+        {"rejected": 1, "failed": 0, "posts": 0, "task_error": type(run.error).__name__},
+    )
 
 
 # -- item 11: the report location is checked first; a report that cannot be written is never lost -------
@@ -250,6 +268,7 @@ def test_unwritable_report_directory_fails_before_any_request(emu: EmulatorServe
     assert "cannot write to directory" in str(run.error) and "Nothing was sent to Omni" in str(run.error)
     assert requests(emu) == 0
     assert run.summary["stage"] == "configuration"
+    print_figures("unwritable_report_dir", {"requests": requests(emu)})
 
 
 def test_report_url_without_its_storage_backend_fails_before_any_request(emu: EmulatorServer) -> None:
@@ -265,6 +284,7 @@ def test_report_url_without_its_storage_backend_fails_before_any_request(emu: Em
     run = run_sync(rows=rows, report_path="s3://audit-bucket/omni/run.jsonl", raises=AirflowFailException)
     assert "no storage backend for s3:// URLs" in str(run.error) and "s3fs" in str(run.error)
     assert requests(emu) == 0
+    print_figures("s3_report_without_backend", {"requests": requests(emu)})
 
 
 class ReadOnlyMemoryFileSystem(MemoryFileSystem):
@@ -339,6 +359,7 @@ def test_default_report_name_carries_the_try_number_so_retries_keep_every_report
     ]
     assert statuses == [["applied"] * 3, ["unchanged"] * 3]
     assert first.summary["report_path"] != second.summary["report_path"]
+    print_figures("report_per_try", {"tries": 2, "files": names})
 
 
 def test_an_existing_report_file_is_never_replaced(emu: EmulatorServer, tmp_path: Path) -> None:
@@ -354,6 +375,7 @@ def test_an_existing_report_file_is_never_replaced(emu: EmulatorServer, tmp_path
     assert run1.summary["report_path"] == (tmp_path / "run.try3.jsonl").as_uri()
     assert run2.summary["report_path"] == (tmp_path / "run.try3.2.jsonl").as_uri()
     assert [e for e in run1.events("warning") if "already exists" in e and "run.try3.jsonl" in e]
+    print_figures("existing_report_kept", {"runs": 2, "files": sorted(p.name for p in tmp_path.iterdir())})
 
 
 def test_existing_object_store_report_is_never_replaced(emu: EmulatorServer) -> None:
@@ -405,3 +427,12 @@ def test_sync_summary_is_pushed_on_success_and_on_every_kind_of_failure(
         rows=[{"userName": emails[0], "region": "z", "cost_centre": None}], raises=AirflowException
     )
     assert unreachable.summary["stage"] == "reading" and "503" in unreachable.summary["error"]
+    runs = [ok, config, refused, rejected, unreachable]
+    print_figures(
+        "sync_summary_always_pushed",
+        {
+            "runs": len(runs),
+            "pushed": sum("sync_summary" in r.ti.pushed for r in runs),
+            "stages": [r.summary["stage"] for r in runs],
+        },
+    )
