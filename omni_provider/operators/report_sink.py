@@ -4,7 +4,8 @@ The report is the run's audit trail, so three rules hold:
 
 - The location is checked before the sync sends anything (``check_report_location``): a local directory
   must be creatable and writable (a probe file is created and removed), a URL's fsspec backend must be
-  installed and the location readable with the worker's credentials (one ``exists`` call).
+  installed and the location readable with the worker's credentials (one ``exists`` call); a report
+  table is created if missing (``check_report_table_location``), which proves the connection works.
 - An existing report is never replaced (``write_report_file``): a task retry or a cleared task with the same
   run id writes under a fresh name that carries the try number, and the name actually used is returned.
 - If the report still cannot be written, the outcomes go to a local fallback file
@@ -230,19 +231,37 @@ def check_report_table(table: str) -> None:
 
 
 def report_table_hook(conn_id: str) -> Any:
-    """The connection's common-sql hook; checked before any request, used after the writes."""
+    """The connection's common-sql hook."""
     hook = BaseHook.get_connection(conn_id).get_hook()  # type: ignore[no-untyped-call]
     if not hasattr(hook, "insert_rows"):
         raise OmniValidationError(f"connection {conn_id!r} is not a SQL connection (no insert_rows)")
     return hook
 
 
+def _create_report_table(hook: Any, table: str) -> None:
+    columns = ", ".join(f"{c} {'INTEGER' if c == 'row_number' else 'VARCHAR(2000)'}" for c in REPORT_COLUMNS)
+    hook.run(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+
+
+def check_report_table_location(conn_id: str, table: str) -> None:
+    """Before any Omni request: the connection exists, is SQL, and can create the table (one statement)."""
+    check_report_table(table)
+    try:
+        _create_report_table(report_table_hook(conn_id), table)
+    except OmniValidationError:
+        raise
+    except Exception as exc:  # a missing connection, bad credentials, no CREATE permission...
+        raise ReportLocationError(
+            f"report_table {table!r} on connection {conn_id!r} is not usable ({type(exc).__name__}: "
+            f"{_short(exc)}). Nothing was sent to Omni"
+        ) from None
+
+
 def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[RowOutcome]) -> None:
     """Insert the rows through the connection's common-sql hook (the table is created if missing)."""
     check_report_table(table)
     hook = report_table_hook(conn_id)
-    columns = ", ".join(f"{c} {'INTEGER' if c == 'row_number' else 'VARCHAR(2000)'}" for c in REPORT_COLUMNS)
-    hook.run(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    _create_report_table(hook, table)
     rows = [
         (
             run_id,

@@ -22,7 +22,7 @@ from omni_provider.operators.report_sink import (
     ReportNaming,
     check_report_location,
     check_report_table,
-    report_table_hook,
+    check_report_table_location,
     report_target,
     write_fallback_report,
     write_report_file,
@@ -189,7 +189,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             target = report_target(str(self.report_path), naming)
             check_report_location(target)
         if self.report_table:
-            report_table_hook(str(self.report_conn_id or self.sql_conn_id))
+            check_report_table_location(str(self.report_conn_id or self.sql_conn_id), str(self.report_table))
         return target
 
     def _read_rows(self) -> list[Mapping[str, Any]]:

@@ -287,6 +287,16 @@ def test_report_url_without_its_storage_backend_fails_before_any_request(emu: Em
     print_figures("s3_report_without_backend", {"requests": requests(emu)})
 
 
+def test_report_table_on_an_unusable_connection_fails_before_any_request(emu: EmulatorServer) -> None:
+    seed(emu, 2)
+    rows = [{"userName": "user001@example.com", "region": "eu-west", "cost_centre": None}]
+    run = run_sync(
+        rows=rows, report_table="omni_report", report_conn_id="no_such_conn", raises=AirflowFailException
+    )
+    assert "report_table 'omni_report' on connection 'no_such_conn' is not usable" in str(run.error)
+    assert requests(emu) == 0
+
+
 class ReadOnlyMemoryFileSystem(MemoryFileSystem):
     """An object store the worker may read but not write (like a bucket with read-only credentials)."""
 
