@@ -328,8 +328,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
                 )
         except BaseException:
             # Interrupted (an error, a task timeout): still report every item, but never let a failing
-            # report hide why the run stopped.
-            summary["stage"] = "reporting"
+            # report hide why the run stopped. The stage stays "applying": that is where it stopped.
             outcomes = self._all_outcomes(plan, settled)
             try:
                 summary.update(
