@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import httpx
 import pytest
 import structlog
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from fsspec.implementations.memory import MemoryFileSystem
-from omni_testkit import omni_connection_json
+from omni_testkit import TEST_API_KEY, omni_connection_json
 from reliability_kit import print_figures
 
 from omni_provider.emulator import EmulatorServer
@@ -194,8 +195,16 @@ ZOE_NFD = unicodedata.normalize("NFD", ZOE_NFC)
 
 
 def test_emulator_keeps_an_nfd_email_as_sent_and_compares_code_points(emu: EmulatorServer) -> None:
-    stored = emu.state.add_user(ZOE_NFD, "Zoë")
-    assert stored.user_name == ZOE_NFD and ZOE_NFD != ZOE_NFC
+    # Created through the API, as another provisioning tool would: the bytes sent are the bytes stored.
+    created = httpx.post(
+        emu.base_url + "/api/scim/v2/users",
+        json={"userName": ZOE_NFD, "displayName": "Zoë"},
+        headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    stored = emu.state.get_user(created.json()["id"])
+    assert stored is not None and stored.user_name == ZOE_NFD and ZOE_NFD != ZOE_NFC
     # Like a database index on lower(userName): case-insensitive, not Unicode-normalising.
     assert emu.state.find_by_email(ZOE_NFD.upper()) is not None
     assert emu.state.find_by_email(ZOE_NFC) is None
