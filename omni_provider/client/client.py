@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -34,6 +35,7 @@ from omni_provider.client.errors import (
     error_from_response,
 )
 from omni_provider.client.identity import (
+    email_lookup_spellings,
     emails_match,
     scim_string_literal,
     validate_email,
@@ -542,11 +544,18 @@ class OmniScimClient:
         several matches raise ``AmbiguousUserError`` rather than choose one.
         """
         email = validate_email(email)
-        flt = f"userName eq {scim_string_literal(email)}"
-        listed = self._read_listing(
-            lambda s, c: self.list_users_page(s, c, filter=flt), None, "filtered list"
-        )
-        matches = [u for u in listed if emails_match(u.user_name, email)]
+        # Each Unicode spelling of a non-ASCII email is asked for (one request each), since the server's
+        # filter may compare code points; the re-check below uses the one identity rule.
+        found: dict[str, OmniUser] = {}
+        for spelling in email_lookup_spellings(email):
+            flt = f"userName eq {scim_string_literal(spelling)}"
+            listed = self._read_listing(
+                functools.partial(self.list_users_page, filter=flt), None, "filtered list"
+            )
+            for u in listed:
+                if emails_match(u.user_name, email):
+                    found.setdefault(u.id, u)
+        matches = list(found.values())
         if len(matches) > 1:
             raise AmbiguousUserError(email, len(matches))
         return matches[0] if matches else None

@@ -21,7 +21,7 @@ from omni_provider.client import (
     OmniUser,
     UserNotFoundError,
 )
-from omni_provider.client.diff import compute_changes
+from omni_provider.client.diff import ChangeSet, compute_changes
 from omni_provider.client.errors import (
     OmniAuthenticationError,
     OmniListingDriftError,
@@ -57,6 +57,20 @@ def fail_or_retry(exc: OmniError) -> AirflowException:
     return AirflowFailException(message)
 
 
+def result_changes(changes: ChangeSet) -> dict[str, dict[str, dict[str, Any]]]:
+    """The XCom form of a change: attributes and user fields in separate maps, both always present, so an
+    attribute named ``active`` and the user's ``active`` flag are both reported when both change."""
+    user: dict[str, dict[str, Any]] = {}
+    if changes.display_name is not None:
+        user["displayName"] = {"old": changes.display_name[0], "new": changes.display_name[1]}
+    if changes.active is not None:
+        user["active"] = {"old": changes.active[0], "new": changes.active[1]}
+    return {
+        "attributes": {name: {"old": old, "new": new} for name, (old, new) in changes.attributes.items()},
+        "user": user,
+    }
+
+
 def load_definitions(client: OmniScimClient, log: Any) -> dict[str, AttributeDefinition] | None:
     """Attribute definitions when the key may read them; None (checks skipped, said in the log) otherwise."""
     try:
@@ -89,7 +103,8 @@ class UpdateOmniUserOperator(BaseOperator):
         writing (``None``: when the key may read them).
 
     Returns to XCom ``{"user_id", "user_name", "action", "changes"}`` where action is ``updated``,
-    ``unchanged`` or ``dry_run`` and changes maps each changed key to ``{"old", "new"}``.
+    ``unchanged`` or ``dry_run`` and changes is ``{"attributes": {name: {"old", "new"}}, "user":
+    {"displayName" | "active": {"old", "new"}}}`` (attributes and user fields never share one map).
 
     Mapped over users with ``.partial(...).expand_kwargs(...)`` it makes one task instance (and at least
     two requests) per user and stops at Airflow's ``max_map_length`` (1024); for tables use
@@ -214,7 +229,7 @@ class UpdateOmniUserOperator(BaseOperator):
             "user_id": user.id,
             "user_name": user.user_name,
             "action": action,
-            "changes": changes.report(),
+            "changes": result_changes(changes),
         }
 
     @staticmethod

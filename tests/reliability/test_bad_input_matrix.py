@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -611,13 +612,15 @@ _LETTERS = st.sampled_from([*"aAsSkKiI", *_TRICKY, "\u00e9", "\u00c9", "e\u0301"
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_LETTERS, min_size=1, max_size=4), st.lists(_LETTERS, min_size=1, max_size=4))
 def test_planner_matches_exactly_the_emails_omni_considers_equal(left: list[str], right: list[str]) -> None:
-    """A row reaches an Omni user only when Omni's own comparison (the emulator's) says same email."""
+    """A row reaches an Omni user only when Omni's own comparison (the emulator's, case-insensitive by
+    ``str.lower``) says same email once both are in Unicode NFC: composed and decomposed spellings are one
+    user, and nothing looser (no case folding: "straße" is not "strasse")."""
     row_email, omni_email = "".join(left) + "@example.com", "".join(right) + "@example.com"
     user = OmniUser.model_validate({"id": ADA_ID, "userName": omni_email})
     plan = build_plan(
         [{"userName": row_email, "region": "x"}], [user], SyncSpec(attributes={"region": "region"})
     )
     omni = EmulatorState()
-    omni.add_user(omni_email)
-    server_says_same = omni.find_by_email(row_email) is not None  # the emulator's own lookup
+    omni.add_user(unicodedata.normalize("NFC", omni_email))
+    server_says_same = omni.find_by_email(unicodedata.normalize("NFC", row_email)) is not None
     assert (plan.items[0].user_id == ADA_ID) == server_says_same, (row_email, omni_email)
