@@ -2,8 +2,10 @@
 
 from omni_provider.client.client import ClientStats, OmniScimClient, UpdateResult
 from omni_provider.client.errors import (
+    AmbiguousGroupError,
     AmbiguousUserError,
     AttributeValueError,
+    GroupNotFoundError,
     OmniApiError,
     OmniAuthenticationError,
     OmniBadRequestError,
@@ -11,6 +13,7 @@ from omni_provider.client.errors import (
     OmniConfigurationError,
     OmniConflictError,
     OmniError,
+    OmniGroupWriteSemanticsError,
     OmniNotFoundError,
     OmniPermissionError,
     OmniRateLimitError,
@@ -22,6 +25,8 @@ from omni_provider.client.errors import (
     OmniValidationError,
     UserNotFoundError,
 )
+from omni_provider.client.group_models import GroupMember, GroupPatch, OmniGroup
+from omni_provider.client.groups import GroupsApi, GroupUpdateResult
 from omni_provider.client.models import (
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
@@ -35,11 +40,17 @@ from omni_provider.client.retry import RetryPolicy
 
 __all__ = [
     "USER_ATTRIBUTES_URN",
+    "AmbiguousGroupError",
     "AmbiguousUserError",
     "AttributeDefinition",
     "AttributeValue",
     "AttributeValueError",
     "ClientStats",
+    "GroupMember",
+    "GroupNotFoundError",
+    "GroupPatch",
+    "GroupUpdateResult",
+    "GroupsApi",
     "OmniApiError",
     "OmniAuthenticationError",
     "OmniBadRequestError",
@@ -47,6 +58,8 @@ __all__ = [
     "OmniConfigurationError",
     "OmniConflictError",
     "OmniError",
+    "OmniGroup",
+    "OmniGroupWriteSemanticsError",
     "OmniNotFoundError",
     "OmniPermissionError",
     "OmniRateLimitError",

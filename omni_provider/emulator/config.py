@@ -44,6 +44,7 @@ PATCHABLE_FIELDS = frozenset(
         "fault_methods",
         "burst_429_length",
         "slow_seconds",
+        "group_patch_mode",
     }
 )
 
@@ -76,6 +77,8 @@ class EmulatorConfig:
     state_file: Path | None = None
     # How often (seconds) the background saver checks for unsaved writes.
     persist_interval: float = 0.5
+    # "documented", or "replace_members": a group PATCH ``add`` replaces the member list (see groups.py).
+    group_patch_mode: Literal["documented", "replace_members"] = "documented"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,6 +93,8 @@ class EmulatorConfig:
             raise ValueError("a token cannot be both an API key and a personal token")
         if self.put_mode not in PUT_MODES:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
+        if self.group_patch_mode not in ("documented", "replace_members"):
+            raise ValueError("group_patch_mode must be 'documented' or 'replace_members'")
         _check_int(self.max_page_size, "max_page_size", minimum=1)
         _check_int(self.rate_limit, "rate_limit", minimum=1)
         _check_int(self.burst_429_length, "burst_429_length", minimum=1)
