@@ -185,11 +185,11 @@ class GroupsApi:
         """
         c = self.client
         requests_before = c.stats.requests
+        wanted_add = [validate_user_id(u) for u in add]  # checked before any request
+        wanted_remove = [validate_user_id(u) for u in remove]
         before = group if isinstance(group, OmniGroup) and group.members_present else None
         if before is None:
             before = self.get_group(group.id if isinstance(group, OmniGroup) else group)
-        wanted_add = [validate_user_id(u) for u in add]
-        wanted_remove = [validate_user_id(u) for u in remove]
         path = self._path(before.id)
         current = before
         policy = c.retry_policy
