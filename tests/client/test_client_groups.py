@@ -61,9 +61,12 @@ def test_find_by_name_refuses_two_exact_matches() -> None:
         page = {"Resources": [group, {**group, "id": "def"}], "totalResults": 2, "itemsPerPage": 2}
         return httpx.Response(200, json={**page, "startIndex": 1, "schemas": []})
 
-    with OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(AmbiguousGroupError):
-            _groups(c).find_group_by_name("Sales")
+    transport = httpx.MockTransport(handler)
+    with (
+        OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=transport) as c,
+        pytest.raises(AmbiguousGroupError),
+    ):
+        _groups(c).find_group_by_name("Sales")
 
 
 def test_create_after_a_lost_answer_does_not_create_twice(emulator: Any, emu_client: Any) -> None:
@@ -176,9 +179,11 @@ U = [f"{i}{i}{i}{i}0000-0000-4000-8000-000000000000" for i in range(1, 6)]
 )
 def test_answer_differing_from_what_was_sent_raises(answer: list[str], problem: str) -> None:
     transport = _fake_group_server(answer, [U[0], U[1]])
-    with OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=transport) as c:
-        with pytest.raises(OmniGroupWriteSemanticsError, match=problem):
-            _groups(c).update_members("grp1", add=[U[2]], remove=[U[1]])
+    with (
+        OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=transport) as c,
+        pytest.raises(OmniGroupWriteSemanticsError, match=problem),
+    ):
+        _groups(c).update_members("grp1", add=[U[2]], remove=[U[1]])
 
 
 def test_a_member_added_by_someone_else_is_reported_not_an_error() -> None:
@@ -202,9 +207,11 @@ def test_a_member_added_by_someone_else_is_reported_not_an_error() -> None:
 def test_bad_input_is_refused_before_any_request(call: str, args: tuple[str, ...]) -> None:
     sent: list[httpx.Request] = []
     transport = httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500))
-    with OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=transport) as c:
-        with pytest.raises(OmniValidationError):
-            getattr(_groups(c), call)(*args)
+    with (
+        OmniScimClient("https://acme.omniapp.co", TEST_API_KEY, transport=transport) as c,
+        pytest.raises(OmniValidationError),
+    ):
+        getattr(_groups(c), call)(*args)
     assert sent == []
 
 
