@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omni_provider._compat import BaseHook
 from omni_provider.client import OmniValidationError
-from omni_provider.sync.outcome import RowOutcome, write_jsonl
+from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 
@@ -18,8 +18,8 @@ def _storage_url(path: str) -> str:
     return path if "://" in path else Path(path).expanduser().resolve().as_uri()
 
 
-def write_report_file(path: str, outcomes: Sequence[RowOutcome]) -> str:
-    """Write one JSON object per row; returns the URL written."""
+def write_report_file(path: str, outcomes: Sequence[ReportRecord]) -> str:
+    """Write one JSON object per row (or membership); returns the URL written."""
     from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, file://...
 
     url = _storage_url(path)
