@@ -105,7 +105,7 @@ class GroupPlan:
         return sum(1 for i in self.items if i.action is MembershipAction.REMOVE)
 
 
-def _managed_names(groups: Sequence[str] | str | None) -> list[str] | None:
+def managed_group_names(groups: Sequence[str] | str | None) -> list[str] | None:
     if groups is None:
         return None
     if isinstance(groups, str):
@@ -164,7 +164,7 @@ def build_group_plan(
         raise OmniValidationError(f"mode must be 'add' or 'mirror', got {mode!r}") from None
     if not user_column or not group_column or user_column == group_column:
         raise OmniValidationError("user_column and group_column must be two different column names")
-    explicit = _managed_names(managed_groups)
+    explicit = managed_group_names(managed_groups)
     read = [_read_row(n, row, user_column, group_column) for n, row in enumerate(rows, start=1)]
     if explicit is not None:
         allowed = set(explicit)
