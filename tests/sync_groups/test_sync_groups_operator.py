@@ -275,3 +275,27 @@ def test_bad_configuration_fails_before_any_request(emu: EmulatorServer) -> None
     ):
         run_sync(raises=AirflowFailException, **kwargs)
     assert emu.stats.snapshot()["requests_total"] == 0
+
+
+def test_breaker_tripping_after_the_canary_stops_every_write_not_yet_started(emu: EmulatorServer) -> None:
+    ids = seed(emu, 40)
+    all_ids = list(ids.values())
+    emu.state.groups.add_group("Team 0", [])  # the canary: an add to an empty group looks right either way
+    for g in range(1, 6):
+        emu.state.groups.add_group(f"Team {g}", all_ids[g * 5 : g * 5 + 2])
+    emu.config.apply_patch({"group_patch_mode": "replace_members"})
+    rows = rows_for({f"Team {g}": [g * 5 + 3] for g in range(6)})
+    error, ti, _ = run_sync(rows=rows, max_workers=1, raises=AirflowFailException)
+    assert writes(emu) == {"PATCH": 2}  # the canary, then the write that tripped; nothing after it
+    assert "Team 1" in str(error)
+    outcomes = ti.pushed["group_sync_summary"]["outcomes"]
+    assert outcomes["added"] == 1 and outcomes["failed"] == 5
+
+
+def test_managed_groups_may_come_from_a_rendered_template(emu: EmulatorServer) -> None:
+    seed(emu, 2)
+    emu.state.groups.add_group("Sales", [])
+    rows = rows_for({"Sales": [1], "Finance": [2]})
+    summary, _, _ = run_sync(rows=rows, groups='["Sales"]', max_failed_rows=1)
+    assert summary["managed_groups"] == 1
+    assert summary["outcomes"]["added"] == 1 and summary["outcomes"]["rejected"] == 1
