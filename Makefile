@@ -32,6 +32,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_groups.py
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache

@@ -39,7 +39,6 @@ import bisect
 import contextlib
 import io
 import json
-import math
 import os
 import shlex
 import shutil
@@ -55,6 +54,7 @@ from typing import Any
 
 import httpx
 
+from omni_provider.client.client import listing_page_count
 from omni_provider.client.models import USER_ATTRIBUTES_URN
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.emulator.stats import LoggedRequest
@@ -306,18 +306,12 @@ def run_peer(emu: EmulatorServer, world: World, python: Path, args: argparse.Nam
 CANARY_READS = 2
 
 
-def listing_pages(users: int, page: int) -> int:
-    """Pages to list ``users``: each page after the first starts on the last user already read (the
-    client's check that the list did not shift), so it brings ``page - 1`` new users."""
-    return 1 if users <= page else 1 + math.ceil((users - page) / (page - 1))
-
-
 def fmt(value: float | int | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
 def print_table(world: World, results: list[Result], args: argparse.Namespace) -> None:
-    pages = listing_pages(world.users, PAGE_SIZE)
+    pages = listing_page_count(world.users, PAGE_SIZE)
     print()
     print(
         f"N={world.users:,} users, k={world.changed:,} changed; the least a live diff can send: "
@@ -410,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print_table(world, results, args)
             print_ratios(results)
             sync = results[0]
-            bound = listing_pages(world.users, PAGE_SIZE) + world.changed + 1 + CANARY_READS
+            bound = listing_page_count(world.users, PAGE_SIZE) + world.changed + 1 + CANARY_READS
             if sync.rate_limited or sync.lost or (sync.requests or 0) > bound:
                 failures.append(
                     f"N={users}: sync sent {sync.requests} requests (bound {bound}), "

@@ -2,8 +2,10 @@
 
 from omni_provider.client.client import ClientStats, OmniScimClient, UpdateResult
 from omni_provider.client.errors import (
+    AmbiguousGroupError,
     AmbiguousUserError,
     AttributeValueError,
+    GroupNotFoundError,
     OmniApiError,
     OmniAuthenticationError,
     OmniBadRequestError,
@@ -11,6 +13,7 @@ from omni_provider.client.errors import (
     OmniConfigurationError,
     OmniConflictError,
     OmniError,
+    OmniGroupWriteSemanticsError,
     OmniListingDriftError,
     OmniNotFoundError,
     OmniPermissionError,
@@ -26,6 +29,8 @@ from omni_provider.client.errors import (
     OmniWriteSemanticsError,
     UserNotFoundError,
 )
+from omni_provider.client.group_models import GroupMember, GroupPatch, OmniGroup
+from omni_provider.client.groups import GroupsApi, GroupUpdateResult
 from omni_provider.client.models import (
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
@@ -39,11 +44,17 @@ from omni_provider.client.retry import RetryPolicy
 
 __all__ = [
     "USER_ATTRIBUTES_URN",
+    "AmbiguousGroupError",
     "AmbiguousUserError",
     "AttributeDefinition",
     "AttributeValue",
     "AttributeValueError",
     "ClientStats",
+    "GroupMember",
+    "GroupNotFoundError",
+    "GroupPatch",
+    "GroupUpdateResult",
+    "GroupsApi",
     "OmniApiError",
     "OmniAuthenticationError",
     "OmniBadRequestError",
@@ -51,6 +62,8 @@ __all__ = [
     "OmniConfigurationError",
     "OmniConflictError",
     "OmniError",
+    "OmniGroup",
+    "OmniGroupWriteSemanticsError",
     "OmniListingDriftError",
     "OmniNotFoundError",
     "OmniPermissionError",

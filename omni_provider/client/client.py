@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -76,6 +77,15 @@ MAX_REDIRECTS = 3
 MAX_PAGES = 100_000
 #: Full reads of a list whose pages shifted under us (users deleted or created between pages).
 MAX_LISTING_READS = 3
+
+def listing_page_count(total: int, page_size: int) -> int:
+    """Requests one drift-checked read of a list of ``total`` entries takes: each page after the first
+    starts on the last entry already read (see ``OmniScimClient._walk_listing``), so it brings
+    ``page_size - 1`` new ones."""
+    if total <= page_size or page_size < 2:
+        return max(1, math.ceil(total / max(page_size, 1)))
+    return 1 + math.ceil((total - page_size) / (page_size - 1))
+
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")

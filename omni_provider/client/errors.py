@@ -370,3 +370,50 @@ def error_from_response(
         user=user,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
+
+
+class GroupNotFoundError(OmniError, LookupError):
+    """No Omni group has the given name."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        super().__init__(f"no Omni group is named {group!r}")
+
+
+class AmbiguousGroupError(OmniError):
+    """Several Omni groups carry the same display name."""
+
+    def __init__(self, group: str, count: int) -> None:
+        self.group = group
+        self.count = count
+        super().__init__(f"{count} Omni groups are named {group!r}; refusing to guess")
+
+
+class OmniGroupWriteSemanticsError(OmniUnexpectedStateError):
+    """A group write's answer shows a change the write did not ask for (a member it did not touch vanished,
+    a member it added is missing, one it removed is still there, or the name changed). Never retryable:
+    it means Omni applies group PATCHes differently than this client assumes, and it stops the sync."""
+
+    def __init__(
+        self,
+        group: str,
+        problem: str,
+        *,
+        members: tuple[str, ...] = (),
+        old: object = None,
+        new: object = None,
+    ) -> None:
+        self.group = group
+        self.problem = problem
+        self.members = members
+        self.old = old
+        self.new = new
+        shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
+        detail = f" ({shown})" if shown else ""
+        if old is not None or new is not None:
+            detail += f": was {old!r}, now {new!r}"
+        super().__init__(
+            f"group {group!r}: after PATCH Omni reports {problem}{detail}. What to check: whether Omni "
+            "treated the member operations as a replace of the whole member list, or whether someone else "
+            "edited this group at the same moment; compare the group in Omni's UI with the sync report"
+        )

@@ -57,6 +57,7 @@ PATCHABLE_FIELDS = frozenset(
         "list_attribute_maps",
         "list_churn",
         "concurrent_writer",
+        "group_patch_mode",
     }
 )
 
@@ -101,6 +102,8 @@ class EmulatorConfig:
     #: sets that attribute of the target user just before the PATCH is applied (or just after, so the
     #: answer shows it); ``value`` null unsets it.
     concurrent_writer: dict[str, Any] | None = None
+    # "documented", or "replace_members": a group PATCH ``add`` replaces the member list (see groups.py).
+    group_patch_mode: Literal["documented", "replace_members"] = "documented"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,6 +120,8 @@ class EmulatorConfig:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
         if self.rate_window_mode not in RATE_WINDOW_MODES:
             raise ValueError(f"rate_window_mode must be one of {RATE_WINDOW_MODES}")
+        if self.group_patch_mode not in ("documented", "replace_members"):
+            raise ValueError("group_patch_mode must be 'documented' or 'replace_members'")
         # Upper bounds too: these can be set over the unauthenticated admin route, and one request must
         # not be able to hang the emulator (slow_seconds=1e9) or make every page huge.
         _check_int(self.max_page_size, "max_page_size", minimum=1, maximum=10_000)

@@ -22,8 +22,8 @@ from .context import EmulatorContext
 from .faults import FaultDecision
 from .ratelimit import retry_after_seconds
 
-# Omni's docs spell the collection both "Users" and "users"; route on one canonical spelling.
-_USERS_PATH = re.compile(r"^/api/scim/v2/(embed/)?users(?=/|$)", re.IGNORECASE)
+# Omni's docs spell the collections both "Users" and "users" ("Groups", "groups"); route on one spelling.
+_USERS_PATH = re.compile(r"^/api/scim/v2/(embed/)?(users|groups)(?=/|$)", re.IGNORECASE)
 
 PAT_ON_SCIM = "Personal access tokens are not supported on SCIM endpoints; use an Organization API key"
 AUTH_REQUIRED = "Authentication required (SCIM bearer token)"
@@ -34,7 +34,9 @@ DROPPED = "omni_emulator.dropped"
 
 
 def canonical_path(path: str) -> str:
-    return _USERS_PATH.sub(lambda m: "/api/scim/v2/" + ("embed/" if m.group(1) else "") + "users", path)
+    return _USERS_PATH.sub(
+        lambda m: "/api/scim/v2/" + ("embed/" if m.group(1) else "") + m.group(2).lower(), path
+    )
 
 
 def bearer_token(scope: Scope) -> str | None:

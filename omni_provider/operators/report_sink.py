@@ -24,7 +24,7 @@ from typing import Any
 
 from omni_provider._compat import BaseHook
 from omni_provider.client import OmniValidationError
-from omni_provider.sync.outcome import RowOutcome, write_jsonl
+from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 #: Where the outcomes go when the configured report cannot be written (on the worker's local disk).
@@ -170,7 +170,7 @@ class WrittenReport:
     renamed: bool
 
 
-def write_report_file(target: str, outcomes: Sequence[RowOutcome], naming: ReportNaming) -> WrittenReport:
+def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: ReportNaming) -> WrittenReport:
     """Write one JSON object per row without replacing any existing file.
 
     Local files are created exclusively (``open(..., "x")``); on object stores an ``exists`` check picks the
@@ -186,7 +186,7 @@ def write_report_file(target: str, outcomes: Sequence[RowOutcome], naming: Repor
     raise FileExistsError(f"report {target!r} and {_MAX_NAME_ATTEMPTS} fresh names beside it all exist")
 
 
-def _write_local(path: Path, outcomes: Sequence[RowOutcome]) -> str | None:
+def _write_local(path: Path, outcomes: Sequence[ReportRecord]) -> str | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         stream = path.open("x", encoding="utf-8")
@@ -197,7 +197,7 @@ def _write_local(path: Path, outcomes: Sequence[RowOutcome]) -> str | None:
     return path.as_uri()
 
 
-def _write_url(url: str, outcomes: Sequence[RowOutcome]) -> str | None:
+def _write_url(url: str, outcomes: Sequence[ReportRecord]) -> str | None:
     from airflow.sdk import ObjectStoragePath
 
     target = ObjectStoragePath(url)
@@ -210,7 +210,7 @@ def _write_url(url: str, outcomes: Sequence[RowOutcome]) -> str | None:
 
 
 def write_fallback_report(
-    outcomes: Sequence[RowOutcome], naming: ReportNaming, directory: str | Path | None = None
+    outcomes: Sequence[ReportRecord], naming: ReportNaming, directory: str | Path | None = None
 ) -> str:
     """Write the outcomes to the worker's local disk when the configured report failed; returns the URL."""
     folder = Path(directory) if directory is not None else DEFAULT_FALLBACK_DIR

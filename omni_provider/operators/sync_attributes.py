@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omni_provider._compat import (
     AirflowException,
     AirflowFailException,
-    BaseHook,
     BaseOperator,
     Context,
 )
 from omni_provider.client import OmniError, OmniValidationError
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.rendered import parse_bool, parse_structure
+from omni_provider.operators.rendered import parse_bool
 from omni_provider.operators.report_sink import (
     ReportNaming,
     check_report_location,
@@ -28,6 +27,7 @@ from omni_provider.operators.report_sink import (
     write_report_file,
     write_report_table,
 )
+from omni_provider.operators.row_source import check_sources, read_rows
 from omni_provider.operators.update_user import fail_or_retry, load_definitions
 from omni_provider.sync import (
     SyncSpec,
@@ -166,12 +166,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         )
 
     def _check_sources(self) -> None:
-        if (self.rows is None) == (self.sql is None):
-            raise OmniValidationError("give exactly one of rows (a list of dicts) or sql (with sql_conn_id)")
-        if self.sql is not None and not self.sql_conn_id:
-            raise OmniValidationError("sql needs sql_conn_id (any common-sql connection)")
-        if self.sql_batch_size < 1:
-            raise OmniValidationError("sql_batch_size must be positive")
+        check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
 
     def _check_settings(self) -> None:
         """Settings only used after the writes (thresholds, report table), checked before any request."""
@@ -193,40 +188,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         return target
 
     def _read_rows(self) -> list[Mapping[str, Any]]:
-        if self.sql is not None:
-            return list(self._query_rows())
-        rows: Any = self.rows
-        if isinstance(rows, str):
-            rows = parse_structure(rows, what="rows")
-        if not isinstance(rows, Sequence) or isinstance(rows, str | bytes):
-            raise OmniValidationError(f"rows must be a list of dicts, got {type(rows).__name__}")
-        for number, row in enumerate(rows, start=1):
-            if not isinstance(row, Mapping):
-                raise OmniValidationError(
-                    f"row {number} is a {type(row).__name__}, not a dict of column -> value; with "
-                    "SQLExecuteQueryOperator pass "
-                    "output_processor=omni_provider.operators.sql_rows.rows_as_dicts"
-                )
-        return list(rows)
-
-    def _query_rows(self) -> Iterator[dict[str, Any]]:
-        """Run ``sql`` on the common-sql connection and stream its rows in batches (no XCom involved)."""
-        hook = BaseHook.get_connection(str(self.sql_conn_id)).get_hook()  # type: ignore[no-untyped-call]
-        if not hasattr(hook, "get_conn"):
-            raise OmniValidationError(f"connection {self.sql_conn_id!r} is not a SQL connection")
-        conn = hook.get_conn()
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self.sql)
-                columns = [str(col[0]) for col in cursor.description or []]
-                while batch := cursor.fetchmany(self.sql_batch_size):
-                    for row in batch:
-                        yield dict(zip(columns, row, strict=True))
-            finally:
-                cursor.close()
-        finally:
-            conn.close()
+        return read_rows(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
 
     # -- run -----------------------------------------------------------------------------------------------
 

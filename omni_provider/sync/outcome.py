@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from omni_provider.client.client import UpdateResult
 from omni_provider.sync.plan import PlanItem, RowAction
@@ -116,7 +116,13 @@ def tally_by_action(outcomes: Iterable[RowOutcome]) -> dict[str, dict[str, int]]
     return {action: dict(counter) for action, counter in sorted(table.items())}
 
 
-def write_jsonl(outcomes: Iterable[RowOutcome], stream: IO[str]) -> int:
+class ReportRecord(Protocol):
+    """One line of a report file (a row outcome, a membership outcome)."""
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
+def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
     n = 0
     for outcome in outcomes:
         stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
@@ -124,9 +130,9 @@ def write_jsonl(outcomes: Iterable[RowOutcome], stream: IO[str]) -> int:
     return n
 
 
-def format_table(summary: Mapping[str, Mapping[str, int]]) -> str:
+def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str] | None = None) -> str:
     """A small fixed-width table of action x status counts, for the task log."""
-    statuses = [s.value for s in RowStatus]
+    statuses = list(statuses) if statuses is not None else [s.value for s in RowStatus]
     lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
     for action, counts in summary.items():
         lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))

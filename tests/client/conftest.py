@@ -70,6 +70,7 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "faults": {},
     "fault_seed": 0,
     "fault_methods": None,
+    "group_patch_mode": "documented",
 }
 
 
