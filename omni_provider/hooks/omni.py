@@ -18,7 +18,7 @@ from omni_provider.client import (
     RetryPolicy,
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
-from omni_provider.get_provider_info import CONNECTION_FORM
+from omni_provider.get_provider_info import CONNECTION_FORM, CONNECTION_TYPE
 
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_TIMEOUT = 30.0
@@ -71,7 +71,7 @@ class OmniScimHook(BaseHook):
 
     conn_name_attr = "omni_conn_id"
     default_conn_name = "omni_default"
-    conn_type = "omni"
+    conn_type = CONNECTION_TYPE
     hook_name = "Omni"
 
     def __init__(
