@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -48,6 +49,18 @@ def fail_or_retry(exc: OmniError) -> AirflowException:
     if isinstance(exc, OmniApiError) and exc.status_code not in _PERMANENT_STATUS:
         return AirflowException(message)
     return AirflowFailException(message)
+
+
+def describe_changes(report: Mapping[str, Mapping[str, Any]], *, empty: str = "no change") -> str:
+    """``region: "eu-west" -> "EMEA", cost_centre: (unset) -> 4100``: old -> new per change, for the log."""
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    parts = [
+        f"{name}: {shown(change['old'])} -> {shown(change['new'])}" for name, change in sorted(report.items())
+    ]
+    return ", ".join(parts) or empty
 
 
 def load_definitions(client: OmniScimClient, log: Any) -> dict[str, AttributeDefinition] | None:
@@ -183,7 +196,9 @@ class UpdateOmniUserOperator(BaseOperator):
             )
             action = "dry_run"
             self.log.info(
-                "Dry run for %s: would change %s", user.user_name, sorted(changes.report()) or "nothing"
+                "Dry run for %s: would change %s",
+                user.user_name,
+                describe_changes(changes.report(), empty="nothing"),
             )
         else:
             result = client.update_user(
@@ -191,7 +206,7 @@ class UpdateOmniUserOperator(BaseOperator):
             )
             changes, action = result.changes, result.action
             self.log.info(
-                "%s %s: %s", action.capitalize(), user.user_name, sorted(changes.report()) or "no change"
+                "%s %s: %s", action.capitalize(), user.user_name, describe_changes(changes.report())
             )
         return {
             "user_id": user.id,
