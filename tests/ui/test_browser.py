@@ -199,18 +199,21 @@ class Ui:
         """The toast that shows ``title`` and ``message`` (older toasts may still be on screen)."""
         from selenium.webdriver.common.by import By
 
+        seen: list[str] = []
+
         def shown() -> Any:
             for toast in self.driver.find_elements(By.CSS_SELECTOR, "[data-scope=toast][data-part=root]"):
                 text = toast.text
                 if title in text and message in text:
                     return toast
+                if text and text not in seen:
+                    seen.append(text)
             return None
 
         try:
             return self.until(f"toast {title!r} / {message!r}", shown)
         except TimeoutError:
-            on_screen = [t.text for t in self.driver.find_elements(By.CSS_SELECTOR, "[data-scope=toast]")]
-            raise AssertionError(f"no toast {title!r} with {message!r}; on screen: {on_screen}") from None
+            raise AssertionError(f"no toast {title!r} with {message!r}; toasts seen: {seen}") from None
 
     def assert_no_secret(self, page: str) -> None:
         source = self.driver.page_source
