@@ -5,7 +5,7 @@ is ``0`` for a connection without a port, and the test endpoint then answers 400
 differs from the stored connection" because ``0`` is not the stored NULL. An Omni connection has no port
 (the URL in the host field carries one when needed), so its Test button could never work. Airflow fixed
 the comparison upstream (apache/airflow#73298, "port 0 means the same as blank"); this middleware applies
-the same rule to Omni connections only, on the Airflow versions that lack it, and is a no-op elsewhere.
+the same rule to Omni connections only. On an Airflow that has the fix it makes no difference.
 
 It is registered through the ``airflow.plugins`` entry point, so it is listed under Admin > Plugins.
 """

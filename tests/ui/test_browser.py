@@ -288,7 +288,9 @@ def test_airflow_ui_end_to_end(
     edit(key=WRONG_KEY)
     press_test("key-rejected", failed, "Omni rejected the API key (HTTP 401)")
     edit(key=PERSONAL_TOKEN)
-    press_test("personal-token", failed, "it looks like a personal access token")
+    toast = press_test("personal-token", failed, "it looks like a personal access token")
+    if readme_images:
+        toast.screenshot(str(Path(readme_images) / "connection-test-personal-token.png"))
     edit(host=f"http://127.0.0.1:{closed_port}", key=TEST_API_KEY)
     press_test("unreachable", failed, f"Cannot reach Omni at http://127.0.0.1:{closed_port}")
     edit(host=emulator.base_url + "/not-omni")

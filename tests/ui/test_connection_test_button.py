@@ -174,3 +174,14 @@ def test_middleware_rewrites_a_chunked_omni_body_and_its_length() -> None:
 def test_middleware_passes_other_requests_untouched(path: str, method: str) -> None:
     raw = json.dumps({"conn_type": "omni", "port": 0}).encode()
     assert _run(path, [raw], method)[0] == raw
+
+
+def test_the_plugin_is_registered_with_airflow() -> None:
+    """Found through the ``airflow.plugins`` entry point, as ``airflow api-server`` loads it."""
+    from airflow import plugins_manager
+
+    _apps, middlewares = plugins_manager.get_fastapi_plugins()
+    assert {
+        "name": "omni-connection-test-port",
+        "middleware": OmniConnectionTestPortMiddleware,
+    } in middlewares
