@@ -5,7 +5,7 @@ README says); press the list's Test button for a good key, a wrong key, a person
 host and a URL without Omni's SCIM API, and read the provider's message in the toast; trigger
 ``omni_update_user`` from its form (a bad email first, then a real update with dry run off) and check the
 emulator's state; open the task's log, XCom and rendered-template pages and check the key is in none of
-them. Airflow's REST API is used only to wait for parsing and for the run to finish.
+them. Airflow's REST API is used only to wait (for parsing, for the run) and to check what the UI stored.
 
 Each step leaves a screenshot in ``.ui-test-artifacts/<time>/`` (or ``$OMNI_UI_ARTIFACTS``), kept with the
 Airflow logs when the test fails and removed when it passes. ``OMNI_UI_README_IMAGES=docs/images`` also
@@ -222,7 +222,7 @@ class Ui:
 
 
 def test_airflow_ui_end_to_end(
-    stack: AirflowStack, browser: Any, emulator: EmulatorServer, artifacts: Path, tmp_path: Path
+    stack: AirflowStack, browser: Any, emulator: EmulatorServer, artifacts: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -334,9 +334,9 @@ def test_airflow_ui_end_to_end(
     state = stack.wait_for_run("omni_update_user", run_id)
     task_path = f"/dags/omni_update_user/runs/{urllib.parse.quote(run_id, safe='')}/tasks/update_user"
     ui.open(task_path)
-    ui.until("the task's state", lambda: "Success" in ui.text() or None)
+    ui.until("the task page", lambda: "Rendered Templates" in ui.text() or None)
     shots.take(browser, "run-finished")
-    assert state == "success"
+    assert state == "success", "the update_user run failed; its log is in the kept artifacts"
     user = emulator.state.find_by_email(USER)
     assert user is not None and dict(user.attributes) == {"region": "EMEA", "department": "Finance"}
 
