@@ -10,6 +10,9 @@ from typing import Any
 
 from omni_provider import __version__
 
+#: The Airflow connection type (``OmniScimHook.conn_type``).
+CONNECTION_TYPE = "omni"
+
 CONNECTION_FORM: dict[str, Any] = {
     "hidden-fields": ["schema", "port", "login", "extra"],
     "relabeling": {"host": "Omni instance URL", "password": "Organization API key"},
@@ -86,7 +89,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "omni_provider.hooks.omni.OmniScimHook",
                 "hook-name": "Omni",
-                "connection-type": "omni",
+                "connection-type": CONNECTION_TYPE,
                 "ui-field-behaviour": CONNECTION_FORM,
                 "conn-fields": CONNECTION_FIELDS,
             }

@@ -78,6 +78,7 @@ MAX_PAGES = 100_000
 #: Full reads of a list whose pages shifted under us (users deleted or created between pages).
 MAX_LISTING_READS = 3
 
+
 def listing_page_count(total: int, page_size: int) -> int:
     """Requests one drift-checked read of a list of ``total`` entries takes: each page after the first
     starts on the last entry already read (see ``OmniScimClient._walk_listing``), so it brings

@@ -19,7 +19,7 @@ from omni_provider.client import (
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
 from omni_provider.client.settings import ClientSettings, validate_settings
-from omni_provider.get_provider_info import CONNECTION_FORM
+from omni_provider.get_provider_info import CONNECTION_FORM, CONNECTION_TYPE
 
 _DEFAULTS = ClientSettings()
 DEFAULT_RATE_LIMIT = _DEFAULTS.rate_limit_per_minute
@@ -84,7 +84,7 @@ class OmniScimHook(BaseHook):
 
     conn_name_attr = "omni_conn_id"
     default_conn_name = "omni_default"
-    conn_type = "omni"
+    conn_type = CONNECTION_TYPE
     hook_name = "Omni"
 
     def __init__(

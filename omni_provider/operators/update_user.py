@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -69,6 +70,18 @@ def result_changes(changes: ChangeSet) -> dict[str, dict[str, dict[str, Any]]]:
         "attributes": {name: {"old": old, "new": new} for name, (old, new) in changes.attributes.items()},
         "user": user,
     }
+
+
+def describe_changes(report: Mapping[str, Mapping[str, Any]], *, empty: str = "no change") -> str:
+    """``region: "eu-west" -> "EMEA", cost_centre: (unset) -> 4100``: old -> new per change, for the log."""
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    parts = [
+        f"{name}: {shown(change['old'])} -> {shown(change['new'])}" for name, change in sorted(report.items())
+    ]
+    return ", ".join(parts) or empty
 
 
 def load_definitions(client: OmniScimClient, log: Any) -> dict[str, AttributeDefinition] | None:
@@ -205,7 +218,9 @@ class UpdateOmniUserOperator(BaseOperator):
             )
             action = "dry_run"
             self.log.info(
-                "Dry run for %s: would change %s", user.user_name, sorted(changes.report()) or "nothing"
+                "Dry run for %s: would change %s",
+                user.user_name,
+                describe_changes(changes.report(), empty="nothing"),
             )
         else:
             result = client.update_user(
@@ -223,7 +238,7 @@ class UpdateOmniUserOperator(BaseOperator):
                     change.after,
                 )
             self.log.info(
-                "%s %s: %s", action.capitalize(), user.user_name, sorted(changes.report()) or "no change"
+                "%s %s: %s", action.capitalize(), user.user_name, describe_changes(changes.report())
             )
         return {
             "user_id": user.id,
