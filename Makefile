@@ -10,7 +10,7 @@ DAGSTER_VERSION := 1.13.28
 # only one of them (extras "airflow" or "dagster").
 EXTRAS := test,airflow,dagster,sql,emulator
 
-.PHONY: install lint typecheck test demo demo-dagster bench clean
+.PHONY: install ui-deps lint typecheck test ui-test demo demo-dagster bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser test (tests/ui/test_browser.py) needs Debian's chromium and chromedriver. CI runs as root and
+# gets them here; elsewhere, without root, the test is skipped with a message (under CI=true it fails).
+ui-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-liberation; \
+	else echo "chromium/chromedriver missing: sudo apt-get install chromium chromium-driver fonts-liberation"; fi
+
+test: lint typecheck ui-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Only the real-browser test of the Airflow UI (about 3 minutes); screenshots in .ui-test-artifacts/ on failure.
+ui-test: install ui-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/ui/test_browser.py $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python scripts/demo.py
@@ -40,6 +53,7 @@ demo-dagster: install
 bench: install
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_groups.py
 
 clean:
 	rm -rf $(VENV) .demo .demo-dagster .mypy_cache .ruff_cache .pytest_cache

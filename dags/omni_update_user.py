@@ -10,6 +10,9 @@ from airflow.sdk import DAG, Param
 
 from omni_provider.operators.update_user import UpdateOmniUserOperator
 
+#: name@domain.tld with no spaces: what the operator accepts (it also trims surrounding spaces).
+EMAIL_PATTERN = r"^\s*[^\s@]+@[^\s@]+\.[^\s@]+\s*$"
+
 with DAG(
     dag_id="omni_update_user",
     description="Update one Omni user's attributes from a form",
@@ -19,11 +22,16 @@ with DAG(
     # Native rendering hands the operator the form's object and boolean as they are, not as strings.
     render_template_as_native_obj=True,
     params={
+        # Airflow 3.3's trigger form does not check a pattern or format while typing (it sends the form
+        # and shows the server's refusal), so the description says what is expected; the pattern and
+        # format make that refusal happen before the run is created.
         "email": Param(
             type="string",
             format="email",
+            pattern=EMAIL_PATTERN,
             title="User email",
-            description="Matched case-insensitively against Omni's userName.",
+            description="The user's email address in Omni, e.g. ada@example.com (one address, no spaces). "
+            "Matched case-insensitively against Omni's userName.",
         ),
         "attributes": Param(
             {"region": "EMEA"},

@@ -2,7 +2,8 @@
 
 Reads the table through any common-sql connection (``omni_warehouse``; the demo points it at a SQLite
 file), compares with every Omni user, and sends only what differs, at the connection's rate limit. The
-per-row outcome goes to ``$OMNI_SYNC_REPORT_DIR/<run_id>.jsonl`` (any ObjectStoragePath URL works).
+per-row outcome goes to ``$OMNI_SYNC_REPORT_DIR/<dag>.<task>.<run id>.try<n>.jsonl`` (a folder ending in
+``/``; any ObjectStoragePath URL works), so a retry never overwrites an earlier try's report.
 """
 
 from __future__ import annotations
@@ -32,5 +33,5 @@ with DAG(
         mode="update",
         max_changes="50%",  # a broken query must not rewrite most of the company
         max_failed_rows=0,
-        report_path=REPORT_DIR + "/omni_sync_{{ run_id | replace(':', '') | replace('+', '_') }}.jsonl",
+        report_path=REPORT_DIR + "/",  # a folder: one report per try, named after the run and the try
     )

@@ -18,11 +18,13 @@ _LAZY = {
     "OmniScimHook": "omni_provider.hooks.omni",
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
+    "SyncOmniGroupMembershipOperator": "omni_provider.operators.sync_groups",
 }
 
 __all__ = [
     "OmniScimClient",
     "OmniScimHook",
+    "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
     "SyncRun",
     "UpdateOmniUserOperator",
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from omni_provider.client import OmniScimClient
     from omni_provider.hooks.omni import OmniScimHook
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
+    from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
     from omni_provider.sync.run import SyncRun
     from omni_provider.sync.single import update_one_user

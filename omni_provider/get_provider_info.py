@@ -10,6 +10,9 @@ from typing import Any
 
 from omni_provider import __version__
 
+#: The Airflow connection type (``OmniScimHook.conn_type``).
+CONNECTION_TYPE = "omni"
+
 CONNECTION_FORM: dict[str, Any] = {
     "hidden-fields": ["schema", "port", "login", "extra"],
     "relabeling": {"host": "Omni instance URL", "password": "Organization API key"},
@@ -21,9 +24,19 @@ CONNECTION_FORM: dict[str, Any] = {
 
 CONNECTION_FIELDS: dict[str, Any] = {
     "rate_limit_per_minute": {
-        "label": "Rate limit (requests per minute per key)",
+        "label": "Rate limit (requests per window per key)",
         "description": "Omni allows 60 per key unless support raised it (up to 500 per instance).",
         "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000, "default": 60},
+    },
+    "rate_window_seconds": {
+        "label": "Rate window (s)",
+        "description": "The span the rate limit counts over; Omni's is one minute.",
+        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 3600, "default": 60},
+    },
+    "rate_limit_margin": {
+        "label": "Rate limit margin",
+        "description": "Share of each key's limit left unused for other tools using the same key (0 to 0.9).",
+        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 0.9, "default": 0},
     },
     "timeout": {
         "label": "Timeout (s)",
@@ -68,6 +81,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "omni_provider.operators.update_user",
                     "omni_provider.operators.sync_attributes",
+                    "omni_provider.operators.sync_groups",
                 ],
             }
         ],
@@ -75,7 +89,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "omni_provider.hooks.omni.OmniScimHook",
                 "hook-name": "Omni",
-                "connection-type": "omni",
+                "connection-type": CONNECTION_TYPE,
                 "ui-field-behaviour": CONNECTION_FORM,
                 "conn-fields": CONNECTION_FIELDS,
             }

@@ -42,6 +42,15 @@ WAREHOUSE_ROWS = [
     ("user00008@example.com", "AMER", "Sales", "viewer", 4200, 0),
 ]
 SHOWN = ["region", "department", "seat_tier", "cost_centre"]
+#: Who belongs to which managed group (the group DAG mirrors Finance, Sales and Engineering).
+GROUP_ROWS = [
+    ("User00001@Example.com", "Finance"),
+    ("user00007@example.com", "Finance"),
+    ("user00002@example.com", "Sales"),
+    ("user00008@example.com", "Sales"),
+    ("USER00003@EXAMPLE.COM", "Engineering"),
+    ("user00005@example.com", "Engineering"),
+]
 
 
 def free_port() -> int:
@@ -57,6 +66,30 @@ def make_warehouse(path: Path) -> None:
             "seat_tier TEXT, cost_centre INTEGER, active INTEGER)"
         )
         db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE_ROWS)
+        db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
+        db.executemany("INSERT INTO group_memberships VALUES (?, ?)", GROUP_ROWS)
+
+
+def seed_groups(base_url: str, api_key: str) -> None:
+    """Groups as an admin left them: Sales with a member the warehouse no longer lists, and Admins,
+    which the DAG does not manage. (Finance and Engineering do not exist yet: the DAG creates them.)"""
+    api = httpx.Client(base_url=base_url + "/api", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    with api:
+        users = api.get("/scim/v2/users", params={"count": 100}).json()["Resources"]
+        ids = {u["userName"]: u["id"] for u in users}
+        for name, emails in (
+            ("Sales", ["user00002@example.com", "user00010@example.com"]),
+            ("Admins", ["user00011@example.com"]),
+        ):
+            body = {"displayName": name, "members": [{"value": ids[e]} for e in emails]}
+            api.post("/scim/v2/groups", json=body).raise_for_status()
+
+
+def show_groups(title: str, base_url: str) -> None:
+    print(f"\n{title}")
+    for group in httpx.get(f"{base_url}/_emulator/groups", timeout=10).json()["groups"]:
+        emails = sorted(m["display"] for m in group["members"])
+        print(f"  {group['displayName']:<12} {', '.join(emails) or '-'}")
 
 
 def wait_until_up(base_url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -212,6 +245,23 @@ def main() -> None:
                 print(f"\nPer-row report: {reports[-1]}")
                 for line in reports[-1].read_text().splitlines()[:12]:
                     print(f"  {line}")
+        if (ROOT / "dags" / "omni_warehouse_groups.py").exists():
+            seed_groups(base_url, api_key)
+            show_groups("Omni groups before omni_warehouse_groups:", base_url)
+            run([AIRFLOW, "dags", "test", "omni_warehouse_groups"], env, "omni_warehouse_groups.log")
+            show_groups(
+                "Omni groups after (Sales, Finance, Engineering mirrored; Admins untouched):", base_url
+            )
+            for task_id, _map_index, value in task_summaries(
+                airflow_home / "airflow.db", "omni_warehouse_groups"
+            ):
+                print(f"\nGroup sync summary (XCom, {task_id}): {json.dumps(value)}")
+            run([AIRFLOW, "dags", "test", "omni_warehouse_groups"], env, "omni_warehouse_groups_rerun.log")
+            for task_id, _map_index, value in task_summaries(
+                airflow_home / "airflow.db", "omni_warehouse_groups"
+            )[-1:]:
+                sent = value["requests_by_method"]
+                print(f"Re-run (XCom, {task_id}): outcomes {value['outcomes']}, requests {sent}")
         print("\nDemo finished: every DAG run succeeded.")
     finally:
         emulator.terminate()

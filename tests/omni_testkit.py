@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 #: Long enough for Airflow's masker (min 5 chars) and distinctive enough to grep for.
 TEST_API_KEY = "omni-test-key-7f3a9c1e5b"
@@ -33,3 +34,38 @@ def make_warehouse(path: Path, rows: Iterable[tuple[object, ...]]) -> Path:
         db.execute(WAREHOUSE_DDL)
         db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", rows)
     return path
+
+
+ATTRIBUTE_URN = "urn:omni:params:1.0:UserAttribute"
+
+
+def apply_patch_ops(user: dict[str, Any], body: dict[str, Any]) -> None:
+    """Apply a SCIM PatchOp the way the client assumes Omni does, in place, for the test fakes: a no-path
+    ``replace`` merges ``displayName``, ``active`` and the attribute map key by key (``null`` clears);
+    ``replace`` / ``remove`` with the path ``urn:omni:params:1.0:UserAttribute:<name>`` set or clear one
+    attribute; the paths ``displayName`` and ``active`` set those fields."""
+    attrs = user.setdefault(ATTRIBUTE_URN, {})
+
+    def put(name: str, value: Any) -> None:
+        if value is None or value == "" or value == []:
+            attrs.pop(name, None)
+        else:
+            attrs[name] = value
+
+    for op in body["Operations"]:
+        path = op.get("path")
+        if path is None:
+            assert op["op"] == "replace", op
+            value = op["value"]
+            for field in ("displayName", "active"):
+                if field in value:
+                    user[field] = value[field]
+            for name, item in (value.get(ATTRIBUTE_URN) or {}).items():
+                put(name, item)
+        elif path in ("displayName", "active"):
+            assert op["op"] == "replace", op
+            user[path] = op["value"]
+        else:
+            assert path.startswith(ATTRIBUTE_URN + ":"), op
+            assert op["op"] in ("replace", "remove"), op
+            put(path[len(ATTRIBUTE_URN) + 1 :], None if op["op"] == "remove" else op["value"])

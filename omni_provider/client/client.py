@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -16,41 +18,53 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from omni_provider import __version__
-from omni_provider.client.diff import ChangeSet, compute_changes
+from omni_provider.client.diff import ChangeSet, ConcurrentChange, compute_changes, judge_write
 from omni_provider.client.errors import (
     AmbiguousUserError,
-    OmniApiError,
     OmniCancelledError,
     OmniConfigurationError,
     OmniConflictError,
+    OmniError,
+    OmniListingDriftError,
     OmniNotFoundError,
     OmniRateLimitError,
     OmniRedirectError,
     OmniResponseError,
+    OmniTimeoutError,
     OmniTransportError,
-    OmniUnexpectedStateError,
     OmniValidationError,
     error_from_response,
 )
 from omni_provider.client.identity import (
+    email_lookup_spellings,
     emails_match,
     scim_string_literal,
     validate_email,
     validate_user_id,
 )
 from omni_provider.client.models import (
+    DEFAULT_PATCH_FORM,
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
     AttributeValue,
     OmniUser,
+    PatchForm,
     PatchRequest,
     UserListPage,
     attributes_patch,
 )
 from omni_provider.client.pacing import KeyPacer
-from omni_provider.client.retry import RetryPolicy, is_retryable, make_retrying
+from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
+from omni_provider.client.settings import validate_settings
+from omni_provider.client.transport import (
+    ACCEPTED_ENCODINGS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CappedStream,
+    RequestDeadline,
+    deadline_transport,
+    read_capped,
+)
 from omni_provider.client.urls import normalize_base_url, same_origin
-from omni_provider.client.values import values_equal
 
 log = logging.getLogger("omni_provider.client")
 
@@ -61,8 +75,23 @@ DEFAULT_PAGE_SIZE = 100
 MAX_REDIRECTS = 3
 #: Stops a paging loop against a server that never reports the end.
 MAX_PAGES = 100_000
+#: Full reads of a list whose pages shifted under us (users deleted or created between pages).
+MAX_LISTING_READS = 3
+
+
+def listing_page_count(total: int, page_size: int) -> int:
+    """Requests one drift-checked read of a list of ``total`` entries takes: each page after the first
+    starts on the last entry already read (see ``OmniScimClient._walk_listing``), so it brings
+    ``page_size - 1`` new ones."""
+    if total <= page_size or page_size < 2:
+        return max(1, math.ceil(total / max(page_size, 1)))
+    return 1 + math.ceil((total - page_size) / (page_size - 1))
+
 
 _M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
+#: Headers describing the wire form of a body, dropped once the client holds the decoded body.
+_BODY_ENCODING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass
@@ -75,6 +104,8 @@ class ClientStats:
     by_method: Counter[str] = field(default_factory=Counter)
     by_status: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    #: Listings read again because their pages shifted while they were read.
+    listing_rereads: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, Any]:
@@ -84,6 +115,7 @@ class ClientStats:
                 "retries": self.retries,
                 "rate_limited": self.rate_limited,
                 "transport_errors": self.transport_errors,
+                "listing_rereads": self.listing_rereads,
                 "by_method": dict(self.by_method),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
             }
@@ -96,19 +128,46 @@ class UpdateResult:
     user: OmniUser
     action: Literal["updated", "unchanged"]
     changes: ChangeSet
+    #: Unsent attributes another writer changed between our read and our write (not errors).
+    concurrent_changes: tuple[ConcurrentChange, ...] = ()
+    #: The write was judged on a fresh GET after it, not only on the PATCH answer.
+    confirmed_by_read: bool = False
 
     @property
     def changed_keys(self) -> list[str]:
         return list(self.changes.report())
 
 
-def _secret(value: str | SecretStr) -> SecretStr:
+def _header_problem(text: str) -> str | None:
+    """What stops ``text`` from going into an HTTP header, and roughly where; never the text itself."""
+    for index, ch in enumerate(text):
+        if ch.isspace():
+            kind = "whitespace"
+        elif not ch.isascii():
+            kind = "a non-ASCII character"
+        elif not ch.isprintable():
+            kind = "a control character"
+        else:
+            continue
+        where = ("near the start", "in the middle", "near the end")[3 * index // len(text)]
+        return f"{kind} {where}"
+    return None
+
+
+def _secret(value: str | SecretStr, *, number: int, count: int, owner: str) -> SecretStr:
+    """The key, checked to fit an ``Authorization`` header: a key that cannot would fail on the first
+    request with an encoding error holding the whole header, and be retried as if Omni were down."""
     secret = value if isinstance(value, SecretStr) else SecretStr(str(value))
-    text = secret.get_secret_value().strip()
+    text = secret.get_secret_value().strip()  # a pasted key often ends with a newline
+    which = f"{owner}: API key" + (f" {number} of {count}" if count > 1 else "")
     if not text:
-        raise OmniConfigurationError("the Omni API key is empty")
-    if any(ch.isspace() or ord(ch) < 32 for ch in text):
-        raise OmniConfigurationError("the Omni API key contains whitespace or control characters")
+        raise OmniConfigurationError(f"{which} is empty")
+    problem = _header_problem(text)
+    if problem is not None:
+        raise OmniConfigurationError(
+            f"{which} contains {problem}, which an HTTP header cannot carry; "
+            "paste the Organization API key again (the key is not shown here)"
+        )
     return SecretStr(text)
 
 
@@ -135,45 +194,76 @@ class OmniScimClient:
         connect_timeout: float = 10.0,
         rate_limit_per_minute: float = 60.0,
         rate_window_seconds: float = 60.0,
+        rate_limit_margin: float = 0.0,
         retry_policy: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owner: str = "Omni client",
+        patch_form: PatchForm = DEFAULT_PATCH_FORM,
     ) -> None:
+        """``timeout``: the longest one request (one attempt) may take, connect to last byte; retries
+        aside, every call ends by then with ``OmniTimeoutError``. ``max_response_bytes``: the largest
+        answer read (``OmniResponseTooLargeError`` beyond). ``owner`` names the configuration in errors,
+        e.g. "connection 'omni_default'"."""
         self.base_url = normalize_base_url(base_url)
         self._cancelled = threading.Event()
         # The default wait ends early on ``cancel()``, so a stopping task is not held by a retry back-off.
         sleep = sleep or self._wait
         keys = [api_key] if isinstance(api_key, str | SecretStr) else list(api_key)
         if not keys:
-            raise OmniConfigurationError("at least one Omni API key is needed")
-        self._keys = [_secret(k) for k in keys]
-        if timeout <= 0 or connect_timeout <= 0:
-            raise OmniConfigurationError("timeouts must be positive")
-        if not 1 <= page_size <= 1000:
-            raise OmniConfigurationError("page_size must be between 1 and 1000")
-        self.page_size = page_size
+            raise OmniConfigurationError(f"{owner}: at least one Omni API key is needed")
+        self._keys = [_secret(k, number=i, count=len(keys), owner=owner) for i, k in enumerate(keys, 1)]
+        settings = validate_settings(
+            {
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+                "rate_limit_per_minute": rate_limit_per_minute,
+                "rate_window_seconds": rate_window_seconds,
+                "rate_limit_margin": rate_limit_margin,
+                "page_size": page_size,
+                "max_response_bytes": max_response_bytes,
+                "patch_form": patch_form,
+            },
+            describe={"patch_form": f"{owner}: patch_form"},
+        )
+        self.page_size = settings.page_size
+        self.timeout = settings.timeout
+        self.max_response_bytes = settings.max_response_bytes
+        #: How attribute changes are written (see ``models.attributes_patch``).
+        self.patch_form: PatchForm = settings.patch_form
         self.retry_policy = retry_policy or RetryPolicy()
         self.pacer = KeyPacer(
             len(self._keys),
-            rate_limit_per_minute,
-            window_seconds=rate_window_seconds,
+            settings.rate_limit_per_minute,
+            window_seconds=settings.rate_window_seconds,
+            margin=settings.rate_limit_margin,
             clock=clock,
             sleep=sleep,
         )
         self.stats = ClientStats()
         self._sleep = sleep
         self._base = httpx.URL(self.base_url)
+        self._deadline = RequestDeadline()
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
+        tls = _ssl_verify(verify)
         self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            # Redirects are handled in ``_send`` so the key can never follow one to another host.
-            follow_redirects=False,
-            verify=_ssl_verify(verify),
-            transport=transport,
-            headers={"User-Agent": f"omni-provider/{__version__}", "Accept": "application/json"},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            # httpx follows redirects; ``_check_answer`` refuses any that would take the key elsewhere.
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            event_hooks={"response": [self._check_answer]},
+            verify=tls,
+            transport=transport or deadline_transport(self._deadline, verify=tls, limits=limits),
+            headers={
+                "User-Agent": f"omni-provider/{__version__}",
+                "Accept": "application/json",
+                "Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS),
+            },
+            limits=limits,
         )
 
     # -- plumbing -----------------------------------------------------------------------------------------
@@ -194,6 +284,7 @@ class OmniScimClient:
         """Stop for good (the task is being killed): waits for a slot or a retry end at once, and no
         further request is sent (each raises ``OmniCancelledError``); a request on the wire finishes."""
         self._cancelled.set()
+        self.pacer.cancel()
 
     def _wait(self, seconds: float) -> None:
         self._cancelled.wait(seconds)
@@ -205,40 +296,81 @@ class OmniScimClient:
     def _url(self, path: str) -> httpx.URL:
         return self._base.copy_with(path=self._base.path.rstrip("/") + path)
 
+    def _api_path(self, url: httpx.URL) -> str:
+        """``/scim/v2/users`` for ``https://host/api/scim/v2/users``: the path as our errors name it."""
+        prefix = self._base.path.rstrip("/")
+        return url.path[len(prefix) :] if url.path.startswith(prefix + "/") else url.path
+
+    def _check_answer(self, response: httpx.Response) -> None:
+        """httpx event hook, run on every answer before its body is read and before httpx follows a
+        redirect: caps the body, and refuses a redirect to another origin (it would carry the key) or
+        one that would turn a write into a GET (httpx does so on 301/302/303, as browsers do)."""
+        request = response.request
+        method, path = request.method, self._api_path(request.url)
+        response.stream = CappedStream(response, self.max_response_bytes, method=method, path=path)
+        if not (response.is_redirect and response.has_redirect_location):
+            return
+        target = request.url.join(response.headers["location"])
+        if not same_origin(request.url, target):
+            raise OmniRedirectError(
+                f"{method} {path}: Omni redirected to {target.scheme}://{target.host}; "
+                "not following, since the request carries the API key"
+            )
+        becomes_get = response.status_code in (302, 303) or (response.status_code == 301 and method == "POST")
+        if becomes_get and method not in ("GET", "HEAD"):
+            raise OmniRedirectError(
+                f"{method} {path}: Omni answered HTTP {response.status_code}, which would turn the "
+                f"{method} into a GET; not following"
+            )
+
     def _send(
         self, method: str, path: str, *, params: Mapping[str, Any] | None, body: Any, user: str | None
     ) -> httpx.Response:
-        """One attempt: wait for a paced slot, send, follow same-origin redirects only, type the error."""
+        """One attempt: wait for a paced slot, then send and read the answer within ``timeout`` seconds
+        and ``max_response_bytes``; same-origin redirects are followed (``_check_answer``)."""
         index = self.pacer.acquire()
+        try:
+            return self._send_with_key(index, method, path, params=params, body=body, user=user)
+        finally:
+            self.pacer.release(index)  # the request counts against the key until a window after this
+
+    def _send_with_key(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        user: str | None,
+    ) -> httpx.Response:
         if self._cancelled.is_set():
             raise OmniCancelledError(f"{method} {path}: not sent, the run is being stopped")
         headers = {"Authorization": "Bearer " + self._keys[index].get_secret_value()}
-        url = self._url(path)
         with self.stats._lock:
             self.stats.requests += 1
             self.stats.by_method[method] += 1
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                response = self._http.request(method, url, params=params, json=body, headers=headers)
-            except httpx.TransportError:
-                with self.stats._lock:
-                    self.stats.transport_errors += 1
-                raise
-            except httpx.DecodingError:  # e.g. a body that claims gzip but is not: a bad body like others
-                raise OmniResponseError(f"{method} {path}: Omni's answer could not be decoded") from None
-            if response.is_redirect and response.has_redirect_location:
-                target = url.join(response.headers["location"])
-                response.close()
-                if not same_origin(url, target):
-                    raise OmniRedirectError(
-                        f"{method} {path}: Omni redirected to {target.scheme}://{target.host}; "
-                        "not following, since the request carries the API key"
-                    )
-                url, params = target, None
-                continue
-            break
-        else:
-            raise OmniRedirectError(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
+        try:
+            url = self._url(path)
+            with (
+                self._deadline.until(time.monotonic() + self.timeout),
+                self._http.stream(method, url, params=params, json=body, headers=headers) as answer,
+            ):
+                limit = self.max_response_bytes
+                content = read_capped(answer, limit, self._deadline, method=method, path=path)
+        except httpx.TimeoutException as exc:
+            self._count_transport_error()
+            raise OmniTimeoutError(method, path, exc, seconds=self.timeout, user=user) from None
+        except httpx.TransportError as exc:
+            self._count_transport_error()
+            raise OmniTransportError(method, path, exc, user=user) from None
+        except httpx.TooManyRedirects:
+            raise OmniRedirectError(f"{method} {path}: more than {MAX_REDIRECTS} redirects") from None
+        except httpx.DecodingError:  # e.g. a body that claims gzip but is not: a bad body like others
+            raise OmniResponseError(f"{method} {path}: Omni's answer could not be decoded") from None
+        # The body is decoded already, so the headers that described its encoding no longer apply.
+        kept = [(k, v) for k, v in answer.headers.multi_items() if k.lower() not in _BODY_ENCODING_HEADERS]
+        response = httpx.Response(answer.status_code, headers=kept, content=content, request=answer.request)
         with self.stats._lock:
             self.stats.by_status[response.status_code] += 1
         log.debug("Omni %s %s -> %d (key #%d)", method, path, response.status_code, index + 1)
@@ -248,14 +380,31 @@ class OmniScimClient:
             if isinstance(error, OmniRateLimitError):
                 with self.stats._lock:
                     self.stats.rate_limited += 1
-                # Without Retry-After, rest this key for a few slots; the others carry on meanwhile.
-                self.pacer.penalize(index, error.retry_after or 4 * self.pacer.interval)
+                # The key rests until its window frees (Retry-After, else one window); others carry on.
+                self.pacer.rest(index, error.retry_after)
             raise error
         return response
+
+    def _count_transport_error(self) -> None:
+        with self.stats._lock:
+            self.stats.transport_errors += 1
 
     def _count_retry(self, _exc: BaseException | None) -> None:
         with self.stats._lock:
             self.stats.retries += 1
+
+    def _retrying_call(
+        self, method: str, path: str, attempt: Callable[[bool], _T], *, repeat_is_harmless: bool | None = None
+    ) -> _T:
+        return call_with_retries(
+            self.retry_policy,
+            method,
+            path,
+            attempt,
+            sleep=self._sleep,
+            on_retry=self._count_retry,
+            repeat_is_harmless=repeat_is_harmless,
+        )
 
     def request(
         self,
@@ -267,16 +416,15 @@ class OmniScimClient:
         user: str | None = None,
         retry: bool = True,
     ) -> httpx.Response:
-        """Send with retries (when ``retry``); raise ``OmniTransportError`` when no answer ever came."""
-        try:
-            if not retry:
-                return self._send(method, path, params=params, body=body, user=user)
-            retrying = make_retrying(
-                self.retry_policy, method, path, sleep=self._sleep, on_retry=self._count_retry
-            )
-            return retrying(self._send, method, path, params=params, body=body, user=user)
-        except httpx.TransportError as exc:
-            raise OmniTransportError(method, path, exc, user=user) from None
+        """Send with retries (when ``retry``); ``OmniTransportError`` (``OmniTimeoutError`` for a timeout)
+        when no complete answer ever came."""
+
+        def attempt(_retried: bool) -> httpx.Response:
+            return self._send(method, path, params=params, body=body, user=user)
+
+        if not retry:
+            return attempt(False)
+        return self._retrying_call(method, path, attempt)
 
     def _json(self, response: httpx.Response, method: str, path: str) -> Any:
         try:
@@ -308,30 +456,91 @@ class OmniScimClient:
         response = self.request("GET", USERS_PATH, params=params)
         return self._parse(UserListPage, self._json(response, "GET", USERS_PATH), "GET", USERS_PATH)
 
-    def _iter_pages(
-        self, fetch: Callable[[int, int], UserListPage], page_size: int | None
-    ) -> Iterator[OmniUser]:
-        """Walk a 1-based SCIM list to ``totalResults``, advancing by what each page really held.
+    def _read_listing(
+        self, fetch: Callable[[int, int], UserListPage], page_size: int | None, what: str
+    ) -> list[OmniUser]:
+        """A whole 1-based SCIM list, read again (bounded) when its pages shifted while it was read.
 
-        The server may clamp ``count``: stopping on "fewer than asked for" would then end after one page.
+        Offset paging skips a user when one before the read position is deleted between two pages (and
+        repeats one when a user is inserted there). That user would then look absent: "no Omni user", a
+        create into a 409, or, in a mirror run, nothing. So a shifted listing is never used.
+        """
+        for attempt in range(1, MAX_LISTING_READS + 1):
+            users, drift = self._walk_listing(fetch, page_size)
+            if drift is None:
+                if attempt > 1:
+                    log.warning("Omni's %s read consistently on attempt %d", what, attempt)
+                return users
+            again = attempt < MAX_LISTING_READS
+            log.warning(
+                "Omni's %s shifted while it was read (%s): users were deleted or created between pages; "
+                "%s (read %d of %d)",
+                what,
+                drift,
+                "reading it again" if again else "giving up",
+                attempt,
+                MAX_LISTING_READS,
+            )
+            if again:
+                with self.stats._lock:
+                    self.stats.listing_rereads += 1
+        raise OmniListingDriftError(
+            f"Omni's {what} kept shifting while it was read ({MAX_LISTING_READS} attempts): users are being "
+            "deleted or created right now. Nothing was written; run again when that has settled"
+        )
+
+    def _walk_listing(
+        self, fetch: Callable[[int, int], UserListPage], page_size: int | None
+    ) -> tuple[list[OmniUser], str | None]:
+        """One read of a list: (users, None), or (partial, why it drifted).
+
+        Each page after the first starts one entry early, on the last user of the page before: if that
+        entry moved, the list shifted under us, whatever ``totalResults`` says (a deletion and a creation
+        leave it unchanged). Also drift: a user seen twice, a short or empty page before the end, and
+        (when pages are too small to overlap) a change of ``totalResults``. The server may clamp ``count``:
+        the first page's length is the page size, and we advance by what each page really held.
         """
         count = page_size or self.page_size
-        start = 1
+        users: list[OmniUser] = []
+        seen: set[str] = set()
+        start, total, page_length = 1, -1, 0
         for _page in range(MAX_PAGES):
-            page = fetch(start, count)
-            yield from page.resources
+            overlap = bool(users) and page_length >= 2
+            page = fetch(start - 1 if overlap else start, count)
+            resources = page.resources
+            if overlap:
+                if not resources or resources[0].id != users[-1].id:
+                    return users, f"the page at {start - 1} no longer begins with the user read last"
+                resources = resources[1:]
+            elif users and page.total_results != total:
+                return users, f"totalResults changed from {total} to {page.total_results}"
+            if users and page.total_results != total:
+                # Harmless once the overlap matched: the change lies after the read position.
+                log.info("Omni's user count changed from %d to %d during the read", total, page.total_results)
+            total = page.total_results
+            for user in resources:
+                if user.id in seen:
+                    return users, f"user {user.id} appeared twice"
+                seen.add(user.id)
+                users.append(user)
             got = len(page.resources)
-            start += got
-            if got == 0 or start > page.total_results:
-                return
+            page_length = page_length or got
+            start += len(resources)
+            if start > total:
+                return users, None
+            if got == 0 or not resources:
+                return users, f"an empty page at {start} of {total}"
+            if got < page_length:
+                return users, f"a short page ({got} of {page_length}) before the end ({start - 1} of {total})"
         raise OmniResponseError(f"paging did not end after {MAX_PAGES} pages")
 
     def iter_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
-        """Every standard user, page by page (ceil(N / page) requests)."""
-        return self._iter_pages(lambda s, c: self.list_users_page(s, c), page_size)
+        """Every standard user; the list is read whole first, so a shifted listing can be read again."""
+        return iter(self.list_users(page_size=page_size))
 
     def list_users(self, *, page_size: int | None = None) -> list[OmniUser]:
-        return list(self.iter_users(page_size=page_size))
+        """Every standard user, page by page (about ceil(N / page) requests), never a shifted listing."""
+        return self._read_listing(lambda s, c: self.list_users_page(s, c), page_size, "user list")
 
     def get_user(self, user_id: str) -> OmniUser:
         user_id = validate_user_id(user_id)
@@ -346,12 +555,18 @@ class OmniScimClient:
         several matches raise ``AmbiguousUserError`` rather than choose one.
         """
         email = validate_email(email)
-        flt = f"userName eq {scim_string_literal(email)}"
-        matches = [
-            u
-            for u in self._iter_pages(lambda s, c: self.list_users_page(s, c, filter=flt), None)
-            if emails_match(u.user_name, email)
-        ]
+        # Each Unicode spelling of a non-ASCII email is asked for (one request each), since the server's
+        # filter may compare code points; the re-check below uses the one identity rule.
+        found: dict[str, OmniUser] = {}
+        for spelling in email_lookup_spellings(email):
+            flt = f"userName eq {scim_string_literal(spelling)}"
+            listed = self._read_listing(
+                functools.partial(self.list_users_page, filter=flt), None, "filtered list"
+            )
+            for u in listed:
+                if emails_match(u.user_name, email):
+                    found.setdefault(u.id, u)
+        matches = list(found.values())
         if len(matches) > 1:
             raise AmbiguousUserError(email, len(matches))
         return matches[0] if matches else None
@@ -366,7 +581,8 @@ class OmniScimClient:
 
         A POST is not idempotent, so it is not retried blindly: after a failure that may have created the
         user (no answer, 5xx, 429), we look the email up first and only POST again if it is still absent.
-        A 409 after such a retry means our earlier attempt won; we return that user.
+        A 409 after such a retry means our earlier attempt won; we return that user. A 409 on the first
+        attempt raises ``OmniConflictError``. Retries follow the client's one policy (``client/retry.py``).
         """
         user_name = validate_email(user_name)
         if not display_name or not display_name.strip():
@@ -374,47 +590,40 @@ class OmniScimClient:
         body: dict[str, Any] = {"userName": user_name, "displayName": display_name}
         if attributes:
             body[USER_ATTRIBUTES_URN] = dict(attributes)
-        policy = self.retry_policy
-        uncertain = False
-        last: BaseException | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            if uncertain:
-                existing = self.find_user_by_email(user_name)
-                if existing is not None:
-                    return existing
+
+        def look_up() -> OmniUser | None:
             try:
-                response = self.request("POST", USERS_PATH, body=body, user=user_name, retry=False)
+                return self.find_user_by_email(user_name)
+            except OmniError as exc:  # already retried on its own: retrying around it would multiply
+                raise GiveUp(exc) from None
+
+        def attempt(retried: bool) -> OmniUser:
+            # Hook of the retry engine: an earlier POST may have created the user although its answer
+            # was lost, so look before sending again; a POST is never repeated blindly.
+            existing = look_up() if retried else None
+            if existing is not None:
+                return existing
+            try:
+                response = self._send("POST", USERS_PATH, params=None, body=body, user=user_name)
             except OmniConflictError:
-                if uncertain:
-                    existing = self.find_user_by_email(user_name)
-                    if existing is not None:
-                        return existing
-                raise
-            except (OmniTransportError, OmniApiError) as exc:
-                # The look-up before each resend makes repeating the POST harmless.
-                retryable = is_retryable(exc, "POST", repeat_is_harmless=True)
-                if not retryable or attempt == policy.max_attempts:
+                # A 409 on a first attempt is the caller's business; after a retry, it means our earlier
+                # attempt won the race with the look-up.
+                existing = look_up() if retried else None
+                if existing is None:
                     raise
-                last = exc
-                uncertain = True
-                with self.stats._lock:
-                    self.stats.retries += 1
-                wait = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
-                if isinstance(exc, OmniApiError) and exc.retry_after is not None:
-                    wait = min(policy.max_retry_after, max(wait, exc.retry_after))
-                log.warning("Omni POST %s failed (%s); checking before retry in %.1fs", USERS_PATH, exc, wait)
-                self._sleep(wait)
-                continue
+                return existing
             try:
                 return self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
             except OmniResponseError:
                 # A 2xx means the user was created even if the body is unreadable: fetch it rather than
                 # leave the caller to POST again into a 409.
-                existing = self.find_user_by_email(user_name)
+                existing = look_up()
                 if existing is None:
                     raise
                 return existing
-        raise AssertionError("unreachable") from last
+
+        # The look-up before each resend makes repeating the POST harmless, 500 included.
+        return self._retrying_call("POST", USERS_PATH, attempt, repeat_is_harmless=True)
 
     def replace_user(self, user_id: str, body: Mapping[str, Any]) -> OmniUser:
         """Raw PUT. Omni's docs disagree on whether it merges or replaces the whole user (omni-api.md
@@ -435,24 +644,16 @@ class OmniScimClient:
         """DELETE; a 404 on a retry means an earlier attempt already deleted the user."""
         user_id = validate_user_id(user_id)
         path = f"{USERS_PATH}/{quote(user_id, safe='')}"
-        retried = False
 
-        def once() -> None:
-            nonlocal retried
+        def attempt(retried: bool) -> None:
             try:
                 self._send("DELETE", path, params=None, body=None, user=user_id)
             except OmniNotFoundError:
+                # Hook of the retry engine: after an attempt whose answer was lost, a 404 means it worked.
                 if not retried:
                     raise
-            finally:
-                retried = True
 
-        try:
-            make_retrying(self.retry_policy, "DELETE", path, sleep=self._sleep, on_retry=self._count_retry)(
-                once
-            )
-        except httpx.TransportError as exc:
-            raise OmniTransportError("DELETE", path, exc, user=user_id) from None
+        self._retrying_call("DELETE", path, attempt)
 
     def update_user(
         self,
@@ -462,6 +663,7 @@ class OmniScimClient:
         display_name: str | None = None,
         active: bool | None = None,
         definitions: Mapping[str, AttributeDefinition] | None = None,
+        confirm_with_read: bool | None = None,
     ) -> UpdateResult:
         """Change exactly the given fields and attribute keys; leave everything else as it was.
 
@@ -469,12 +671,14 @@ class OmniScimClient:
         1. ``GET /scim/v2/users/{id}`` (skipped when ``user`` is an ``OmniUser`` that carries its attribute
            map, e.g. from a listing): the current values, to send nothing when nothing would change and
            to report old -> new.
-        2. ``PATCH /scim/v2/users/{id}`` with one no-path ``replace`` op holding only the changed keys
-           (``None`` unsets a key). Never PUT: Omni's PUT has replaced the whole user in some versions of
-           its docs and merged in others, and a replace would reset every field and attribute we did
-           not send. PATCH is partial in both.
-        The PATCH answer is then checked: if Omni reports a changed key with another value, or an untouched
-        key changed, ``OmniUnexpectedStateError`` says so instead of reporting success.
+        2. ``PATCH /scim/v2/users/{id}`` with only the changed keys, in the client's ``patch_form``
+           (per-attribute path ops, or one no-path replace of the map). Never PUT: Omni's PUT has replaced
+           the whole user in some versions of its docs and merged in others.
+        3. ``GET /scim/v2/users/{id}`` again when ``confirm_with_read`` is true, or (``None``, the default)
+           when the PATCH answer left out the attribute map: the write is then judged on a fresh read.
+        The write is judged on what it sent (``diff.judge_write``): a value other than sent, an unsent
+        attribute gone or reset, or an unsent user field changed raises ``OmniWriteSemanticsError``; an
+        unsent attribute another writer changed meanwhile is returned in ``concurrent_changes``.
         """
         if isinstance(user, OmniUser) and user.attributes_present:
             current = user
@@ -486,48 +690,47 @@ class OmniScimClient:
         )
         if not changes:
             return UpdateResult(user=current, action="unchanged", changes=changes)
-        sent = changes.new_attributes()
         patch = attributes_patch(
-            sent,
+            changes.new_attributes(),
             display_name=changes.display_name[1] if changes.display_name else None,
             active=changes.active[1] if changes.active else None,
+            form=self.patch_form,
         )
-        updated = self.patch_user(current.id, patch, user=who)
-        self._check_after_update(current, updated, sent, definitions)
-        return UpdateResult(user=updated, action="updated", changes=changes)
+        try:
+            answer: OmniUser | None = self.patch_user(current.id, patch, user=who)
+        except OmniResponseError as exc:
+            # A 2xx whose body cannot be read: the write most likely landed. Judge it on a fresh read
+            # rather than fail (for good) a write that landed.
+            log.warning("User %s: %s; checking the write on a fresh read", who, exc)
+            answer = None
+        updated = answer if answer is not None else current
+        concurrent: tuple[ConcurrentChange, ...] = ()
+        if answer is not None:
+            concurrent = self._check_after_update(current, answer, changes, definitions)
+        read_back = (
+            answer is None
+            or bool(confirm_with_read)
+            or (confirm_with_read is None and not answer.attributes_present)
+        )
+        if read_back:
+            updated = self.get_user(current.id)
+            concurrent = self._check_after_update(current, updated, changes, definitions)
+        return UpdateResult(
+            user=updated,
+            action="updated",
+            changes=changes,
+            concurrent_changes=concurrent,
+            confirmed_by_read=read_back,
+        )
 
-    @staticmethod
     def _check_after_update(
+        self,
         before: OmniUser,
         after: OmniUser,
-        sent: Mapping[str, AttributeValue],
+        changes: ChangeSet,
         definitions: Mapping[str, AttributeDefinition] | None,
-    ) -> None:
-        if not after.attributes_present:
-            return  # Omni's PATCH example omits the map; nothing to check against
-        wrong = [
-            k
-            for k, v in sent.items()
-            if not values_equal(after.attributes.get(k), v, definitions.get(k) if definitions else None)
-        ]
-        lost = [
-            k
-            for k, v in before.attributes.items()
-            if k not in sent
-            and not values_equal(after.attributes.get(k), v, definitions.get(k) if definitions else None)
-        ]
-        if wrong or lost:
-            raise OmniUnexpectedStateError(
-                f"user {after.user_name}: after PATCH Omni reports "
-                + "; ".join(
-                    part
-                    for part in (
-                        f"other values than sent for {sorted(wrong)}" if wrong else "",
-                        f"changed attributes we did not touch: {sorted(lost)}" if lost else "",
-                    )
-                    if part
-                )
-            )
+    ) -> tuple[ConcurrentChange, ...]:
+        return judge_write(before, after, changes, definitions=definitions, form=self.patch_form)
 
     # -- embed users and attribute definitions ------------------------------------------------------------
 
@@ -539,7 +742,9 @@ class OmniScimClient:
         )
 
     def iter_embed_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
-        return self._iter_pages(lambda s, c: self.list_embed_users_page(s, c), page_size)
+        return iter(
+            self._read_listing(lambda s, c: self.list_embed_users_page(s, c), page_size, "embed list")
+        )
 
     def get_embed_user(self, user_id: str) -> OmniUser:
         user_id = validate_user_id(user_id)

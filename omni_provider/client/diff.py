@@ -1,4 +1,5 @@
-"""What an update would change: pure, shared by ``update_user`` and dry runs."""
+"""What an update would change, and whether Omni did what a write asked: pure, shared by ``update_user``,
+dry runs and the sync's canary."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from omni_provider.client.errors import OmniWriteSemanticsError
 from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
-from omni_provider.client.values import values_equal
+from omni_provider.client.values import is_unset, values_equal
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,138 @@ def compute_changes(
         else None,
         active=(current.active, active) if active is not None and active != current.active else None,
     )
+
+
+@dataclass(frozen=True)
+class ConcurrentChange:
+    """An attribute the write did not send that holds another value afterwards: another writer's work
+    between our read and our write, not damage (the write is still applied)."""
+
+    attribute: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class _Problem:
+    field: str
+    old: Any
+    new: Any
+    problem: str
+    hint: str
+
+
+def _lost_hint(form: str) -> str:
+    return (
+        f"Omni may apply this PATCH form ({form!r}) as a replacement of the whole attribute map rather than "
+        "a change of the keys sent. Restore the value on this user (the old value is above and in the "
+        "report), then try the other form (connection extra 'patch_form') on a test user before syncing"
+    )
+
+
+def judge_write(
+    before: OmniUser,
+    after: OmniUser,
+    changes: ChangeSet,
+    *,
+    definitions: Mapping[str, AttributeDefinition] | None = None,
+    form: str = "attribute_path",
+) -> tuple[ConcurrentChange, ...]:
+    """Judge a write on what it sent, against the state it was based on (``before``).
+
+    Errors (``OmniWriteSemanticsError``, never retryable): a sent attribute or field that does not hold the
+    value sent; an unsent attribute that was set and is now absent, or now equals its definition's default
+    while it held something else; the display name or ``active`` changed although not sent. An unsent
+    attribute that now holds another non-null value is another writer's change: returned, not raised.
+    Without an attribute map in ``after`` only the user fields can be judged.
+    """
+
+    def definition(name: str) -> AttributeDefinition | None:
+        return definitions.get(name) if definitions else None
+
+    who = after.user_name or before.user_name or after.id
+    problems: list[_Problem] = []
+    concurrent: list[ConcurrentChange] = []
+    sent_fields = {"displayName": changes.display_name, "active": changes.active}
+    for field_name, now, then in (
+        ("displayName", after.display_name, before.display_name),
+        ("active", after.active, before.active),
+    ):
+        sent = sent_fields[field_name]
+        if sent is not None and now != sent[1]:
+            problems.append(
+                _Problem(
+                    field_name,
+                    then,
+                    now,
+                    f"Omni did not store the {field_name} sent ({sent[1]!r})",
+                    "whether Omni accepts this field through PATCH; nothing else was changed",
+                )
+            )
+        elif sent is None and now != then:
+            problems.append(
+                _Problem(
+                    field_name,
+                    then,
+                    now,
+                    f"the write changed {field_name} although it did not send it",
+                    "Omni may reset fields a write leaves out; restore this user's "
+                    f"{field_name} and set the connection extra 'patch_form' to the other form",
+                )
+            )
+    if after.attributes_present:
+        sent_attributes = changes.new_attributes()
+        for name, value in sent_attributes.items():
+            now = after.attributes.get(name)
+            if not values_equal(now, value, definition(name)):
+                problems.append(
+                    _Problem(
+                        name,
+                        before.attributes.get(name),
+                        now,
+                        f"Omni did not store the value sent for attribute {name!r} "
+                        f"({'an unset' if is_unset(value) else repr(value)})",
+                        "the attribute's definition in Omni (type, multiple values) and whether "
+                        f"Omni applies this PATCH form ({form!r}) as this client assumes",
+                    )
+                )
+        for name, then in before.attributes.items():
+            if name in sent_attributes or is_unset(then):
+                continue
+            now = after.attributes.get(name)
+            if values_equal(now, then, definition(name)):
+                continue
+            default = getattr(definition(name), "default_value", None)
+            if is_unset(now):
+                problems.append(
+                    _Problem(
+                        name, then, now, "an attribute the write did not send vanished", _lost_hint(form)
+                    )
+                )
+            elif not is_unset(default) and values_equal(now, default, definition(name)):
+                problems.append(
+                    _Problem(
+                        name,
+                        then,
+                        now,
+                        "an attribute the write did not send was reset to its default",
+                        _lost_hint(form),
+                    )
+                )
+            else:
+                concurrent.append(ConcurrentChange(name, then, now))
+        for name, now in after.attributes.items():
+            if name not in sent_attributes and name not in before.attributes and not is_unset(now):
+                concurrent.append(ConcurrentChange(name, None, now))
+    if problems:
+        first = problems[0]
+        raise OmniWriteSemanticsError(
+            user=who,
+            field=first.field,
+            old=first.old,
+            new=first.new,
+            problem=first.problem,
+            hint=first.hint,
+            more=len(problems) - 1,
+        )
+    return tuple(concurrent)

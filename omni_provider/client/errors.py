@@ -119,6 +119,21 @@ class OmniTransportError(OmniError):
         super().__init__(f"{method} {path}{about}: no answer from Omni: {self.cause_type}")
 
 
+class OmniTimeoutError(OmniTransportError):
+    """No complete answer within the request deadline (a connect, a read, or the whole exchange took too
+    long). Retryable like any transport error; told apart so callers can report a slow Omni as such."""
+
+    def __init__(
+        self, method: str, path: str, cause: BaseException, *, seconds: float, user: str | None = None
+    ) -> None:
+        super().__init__(method, path, cause, user=user)
+        self.seconds = seconds
+        about = f" (user {user})" if user else ""
+        self.args = (
+            f"{method} {path}{about}: no complete answer from Omni within {seconds:g} s ({self.cause_type})",
+        )
+
+
 class OmniCancelledError(OmniError):
     """The client was cancelled (its task is being stopped), so this request was not sent."""
 
@@ -127,8 +142,66 @@ class OmniResponseError(OmniError):
     """Omni answered 2xx but the body is not what the API documents (not JSON, truncated, fields missing)."""
 
 
+class OmniResponseTooLargeError(OmniResponseError):
+    """Omni's answer is larger than the client accepts (``max_response_bytes``); reading stopped there."""
+
+    def __init__(self, method: str, path: str, limit: int) -> None:
+        self.method = method
+        self.path = path
+        self.limit = limit
+        super().__init__(
+            f"{method} {path}: Omni's answer is larger than {limit:,} bytes; stopped reading it "
+            "(raise the connection extra 'max_response_bytes' if such answers are expected)"
+        )
+
+
 class OmniUnexpectedStateError(OmniError):
     """After a write, Omni reports values other than the ones we sent or kept (checked on every update)."""
+
+
+class OmniWriteSemanticsError(OmniUnexpectedStateError):
+    """A write changed something it did not ask for, or did not set what it sent: Omni applies the write
+    differently than this client assumes. Never retryable: repeating the write repeats the damage.
+
+    Carries the user, the field or attribute, the value before the write, the value after it and a hint of
+    what to check, so one message says what happened and where to look.
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        field: str,
+        old: object,
+        new: object,
+        problem: str,
+        hint: str,
+        more: int = 0,
+    ) -> None:
+        self.user = user
+        self.field = field
+        self.old = old
+        self.new = new
+        self.problem = problem
+        self.hint = hint
+        others = f" (and {more} more field{'s' if more != 1 else ''})" if more else ""
+        super().__init__(
+            f"user {user}: {problem}: {field!r} was {_shown_value(old)}, Omni now reports "
+            f"{_shown_value(new)}{others}. What to check: {hint}"
+        )
+
+
+def _shown_value(value: object) -> str:
+    """A value for an error message: short, and ``absent`` rather than ``None``."""
+    if value is None:
+        return "absent"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+class OmniListingDriftError(OmniError):
+    """Omni's user list kept shifting while it was read page by page (users deleted or created between
+    pages), so no complete listing could be had. Nothing was written; a retry reads it again."""
 
 
 class OmniRedirectError(OmniError):
@@ -297,3 +370,50 @@ def error_from_response(
         user=user,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
+
+
+class GroupNotFoundError(OmniError, LookupError):
+    """No Omni group has the given name."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        super().__init__(f"no Omni group is named {group!r}")
+
+
+class AmbiguousGroupError(OmniError):
+    """Several Omni groups carry the same display name."""
+
+    def __init__(self, group: str, count: int) -> None:
+        self.group = group
+        self.count = count
+        super().__init__(f"{count} Omni groups are named {group!r}; refusing to guess")
+
+
+class OmniGroupWriteSemanticsError(OmniUnexpectedStateError):
+    """A group write's answer shows a change the write did not ask for (a member it did not touch vanished,
+    a member it added is missing, one it removed is still there, or the name changed). Never retryable:
+    it means Omni applies group PATCHes differently than this client assumes, and it stops the sync."""
+
+    def __init__(
+        self,
+        group: str,
+        problem: str,
+        *,
+        members: tuple[str, ...] = (),
+        old: object = None,
+        new: object = None,
+    ) -> None:
+        self.group = group
+        self.problem = problem
+        self.members = members
+        self.old = old
+        self.new = new
+        shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
+        detail = f" ({shown})" if shown else ""
+        if old is not None or new is not None:
+            detail += f": was {old!r}, now {new!r}"
+        super().__init__(
+            f"group {group!r}: after PATCH Omni reports {problem}{detail}. What to check: whether Omni "
+            "treated the member operations as a replace of the whole member list, or whether someone else "
+            "edited this group at the same moment; compare the group in Omni's UI with the sync report"
+        )

@@ -1,9 +1,8 @@
 """Pydantic models of Omni's SCIM payloads.
 
 Hand-written rather than taken from scim2-models: Omni's attribute map is an open set of snake_case keys
-whose ``null`` means "unset", which typed SCIM models camel-case, reject or drop (see
-shared/reference/sync-tools-and-peers.md section 1.1). Here the map is a plain dict and unknown fields
-are kept.
+whose ``null`` means "unset", which typed SCIM models camel-case, reject or drop. Here the map is a plain
+dict and unknown fields are kept.
 """
 
 from __future__ import annotations
@@ -87,7 +86,11 @@ class AttributeDefinition(_ScimModel):
 class PatchOperation(_ScimModel):
     op: Literal["add", "replace", "remove"]
     path: str | None = None
-    # Omni's published schema requires ``value`` on every op, remove included, so it is always sent.
+    # Omni's published OpenAPI requires ``value`` on every op, remove included, so ``remove`` carries
+    # ``"value": null``. RFC 7644 gives a value on a single-attribute remove no meaning, so a server that
+    # follows the RFC ignores it (OmniKit, Omni's admin tool, leaves it out, which shows Omni does not need
+    # it); one that validated against its own published schema would refuse a remove without it. If Omni
+    # read it any other way, the unset would not take and the check after the write stops the run.
     value: Any = None
 
     def to_scim(self) -> dict[str, Any]:
@@ -106,22 +109,60 @@ class PatchRequest(_ScimModel):
         return {"schemas": list(self.schemas), "Operations": [op.to_scim() for op in self.operations]}
 
 
+#: How ``update_user`` writes attribute changes (connection extra ``patch_form``).
+PatchForm = Literal["attribute_path", "map_replace"]
+PATCH_FORMS: tuple[PatchForm, ...] = ("attribute_path", "map_replace")
+#: Per-attribute path ops by default. Omni documents neither form; the evidence for this one: it is what
+#: Microsoft Entra's Omni provisioning (attribute targets ``urn:omni:params:1.0:UserAttribute:<name>``) and
+#: OmniKit, Omni's admin tool, send, and RFC 7644 gives a path op one meaning (that attribute only). Above
+#: all, a server that does not support it refuses the write (400) and nothing is damaged, whereas a server
+#: that reads the no-path map replace as "replace the whole map" silently drops every attribute not sent.
+DEFAULT_PATCH_FORM: PatchForm = "attribute_path"
+
+
+def attribute_path(name: str) -> str:
+    """The RFC 7644 URN path of one attribute: ``urn:omni:params:1.0:UserAttribute:<name>``."""
+    return f"{USER_ATTRIBUTES_URN}:{name}"
+
+
 def attributes_patch(
     attributes: Mapping[str, AttributeValue] | None = None,
     *,
     display_name: str | None = None,
     active: bool | None = None,
+    form: PatchForm = DEFAULT_PATCH_FORM,
 ) -> PatchRequest:
-    """A PatchOp that changes exactly the given fields.
+    """A PatchOp that changes exactly the given fields, in one of two forms.
 
-    Uses the no-path ``replace`` whose value nests the attribute map under its URN: the form Omni's own CLI
-    sends, which the server merges key by key (``null`` clears a key). See omni-api.md section 5.
+    ``attribute_path``: one op per change. ``replace`` with the path ``...UserAttribute:<name>`` sets a
+    value; ``remove`` with that path unsets it (also for ``""`` and ``[]``, Omni's other "no value"
+    spellings). ``displayName`` and ``active`` use their own paths, as in Omni's deactivation example.
+
+    ``map_replace``: one no-path ``replace`` whose value nests the changed keys under the URN (``null``
+    unsets), the form Omni's CLI sends; it relies on Omni merging that map key by key (RFC 7644 section
+    3.5.2.3), which Omni does not document.
     """
-    value: dict[str, Any] = {}
+    if form == "map_replace":
+        value: dict[str, Any] = {}
+        if display_name is not None:
+            value["displayName"] = display_name
+        if active is not None:
+            value["active"] = active
+        if attributes:
+            value[USER_ATTRIBUTES_URN] = dict(attributes)
+        return PatchRequest(Operations=[PatchOperation(op="replace", value=value)])
+    if form != "attribute_path":
+        raise ValueError(f"unknown PATCH form {form!r}; expected one of {PATCH_FORMS}")
+    from omni_provider.client.values import is_unset  # values imports this module
+
+    operations: list[PatchOperation] = []
     if display_name is not None:
-        value["displayName"] = display_name
+        operations.append(PatchOperation(op="replace", path="displayName", value=display_name))
     if active is not None:
-        value["active"] = active
-    if attributes:
-        value[USER_ATTRIBUTES_URN] = dict(attributes)
-    return PatchRequest(Operations=[PatchOperation(op="replace", value=value)])
+        operations.append(PatchOperation(op="replace", path="active", value=active))
+    for name, new in (attributes or {}).items():
+        if is_unset(new):
+            operations.append(PatchOperation(op="remove", path=attribute_path(name)))
+        else:
+            operations.append(PatchOperation(op="replace", path=attribute_path(name), value=new))
+    return PatchRequest(Operations=operations)

@@ -20,6 +20,11 @@ AttributeType = Literal["String", "Number"]
 
 WRITABLE_SYSTEM_ATTRIBUTES = frozenset({"omni_user_timezone"})
 
+# Omni documents no size limit on attribute values; these are the emulator's (and the client's own
+# pre-send checks use the same numbers), so an oversized value is a 400 here as on any bounded server.
+MAX_VALUE_CHARS = 10_000
+MAX_VALUES = 1_000
+
 # Stable ids for the seeded catalogue, so runs and state files agree.
 _ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4e8f-9a0b-1c2d3e4f5a6b")
 
@@ -134,10 +139,19 @@ def normalise_changes(
     out: dict[str, Any] = {}
     for name, value in changes.items():
         definition = definitions.get(name)
+        _check_size(name, value)  # in lenient mode too: Omni stores nothing unbounded
         if strict:
             _check_value(name, definition, value)
         out[name] = None if _is_unset(definition, value) else value
     return out
+
+
+def _check_size(name: str, value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_VALUES:
+        raise bad_request(f"User attribute {name} takes at most {MAX_VALUES} values")
+    if any(isinstance(v, str) and len(v) > MAX_VALUE_CHARS for v in values):
+        raise bad_request(f"User attribute {name}: a value is longer than {MAX_VALUE_CHARS} characters")
 
 
 def _check_value(name: str, definition: AttributeDefinition | None, value: Any) -> None:

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from uvicorn.config import LOGGING_CONFIG
 
-from .config import FAULT_KINDS, PUT_MODES, EmulatorConfig
+from .config import FAULT_KINDS, PATCH_SEMANTICS, PUT_MODES, EmulatorConfig
+from .ratelimit import RATE_WINDOW_MODES
 from .server import EmulatorServer, is_loopback
 from .state import EmulatorState, UserRecord
 
@@ -50,8 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-file", type=Path)
     serve.add_argument("--persist-interval", type=float, default=0.5)
     serve.add_argument("--put-mode", choices=PUT_MODES, default="replace")
+    serve.add_argument(
+        "--patch-semantics",
+        choices=PATCH_SEMANTICS,
+        default="assumed",
+        help="'other': a no-path map replace replaces the whole map; attribute paths get 400",
+    )
+    serve.add_argument("--no-list-attribute-maps", action="store_true", help="list users without their maps")
     serve.add_argument("--rate-limit", type=int, default=60)
     serve.add_argument("--rate-window", type=float, default=60.0)
+    serve.add_argument("--rate-window-mode", choices=RATE_WINDOW_MODES, default="sliding")
     serve.add_argument("--no-rate-limit", action="store_true")
     serve.add_argument("--retry-after-header", action="store_true", help="send Retry-After on 429")
     serve.add_argument("--max-page-size", type=int, default=100)
@@ -77,10 +86,13 @@ def _config_from_args(args: argparse.Namespace, api_keys: list[str]) -> Emulator
         api_keys=api_keys,
         personal_tokens=list(args.personal_token),
         put_mode=args.put_mode,
+        patch_semantics=args.patch_semantics,
+        list_attribute_maps=not args.no_list_attribute_maps,
         max_page_size=args.max_page_size,
         strict_attributes=not args.lenient_attributes,
         rate_limit=args.rate_limit,
         rate_window=args.rate_window,
+        rate_window_mode=args.rate_window_mode,
         rate_limit_enabled=not args.no_rate_limit,
         retry_after_header=args.retry_after_header,
         faults=dict(args.fault_rate),

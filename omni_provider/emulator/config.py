@@ -7,12 +7,20 @@ The admin endpoint ``POST /_emulator/config`` patches a live instance through ``
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from .ratelimit import RATE_WINDOW_MODES, RateWindowMode
+
 PutMode = Literal["merge", "replace"]
 PUT_MODES: tuple[PutMode, ...] = ("merge", "replace")
+#: "assumed": a no-path replace of the attribute map merges key by key and per-attribute paths work (what
+#: the client assumes). "other": the opposite for each form: a no-path replace replaces the whole map, and
+#: a per-attribute path under the attribute URN is refused with 400.
+PatchSemantics = Literal["assumed", "other"]
+PATCH_SEMANTICS: tuple[PatchSemantics, ...] = ("assumed", "other")
 
 # Fault kinds drawn independently for every /api request (see faults.py).
 FAULT_KINDS: tuple[str, ...] = (
@@ -37,6 +45,7 @@ PATCHABLE_FIELDS = frozenset(
         "strict_attributes",
         "rate_limit",
         "rate_window",
+        "rate_window_mode",
         "rate_limit_enabled",
         "retry_after_header",
         "faults",
@@ -44,6 +53,11 @@ PATCHABLE_FIELDS = frozenset(
         "fault_methods",
         "burst_429_length",
         "slow_seconds",
+        "patch_semantics",
+        "list_attribute_maps",
+        "list_churn",
+        "concurrent_writer",
+        "group_patch_mode",
     }
 )
 
@@ -65,6 +79,8 @@ class EmulatorConfig:
     strict_attributes: bool = True
     rate_limit: int = 60
     rate_window: float = 60.0
+    #: How the limit is counted: "sliding" (any window-length span) or "fixed" (consecutive windows).
+    rate_window_mode: RateWindowMode = "sliding"
     rate_limit_enabled: bool = True
     retry_after_header: bool = False
     faults: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -76,6 +92,18 @@ class EmulatorConfig:
     state_file: Path | None = None
     # How often (seconds) the background saver checks for unsaved writes.
     persist_interval: float = 0.5
+    patch_semantics: PatchSemantics = "assumed"
+    #: False: list responses leave out each user's attribute map (SCIM makes it optional).
+    list_attribute_maps: bool = True
+    #: Users deleted and created between two list pages, once: ``{"after_page": k, "delete": n,
+    #: "create": m}`` deletes the n oldest users and creates m new ones after the k-th unfiltered page.
+    list_churn: dict[str, int] | None = None
+    #: Another writer acting on every PATCH: ``{"attribute": name, "value": v, "when": "before"|"after"}``
+    #: sets that attribute of the target user just before the PATCH is applied (or just after, so the
+    #: answer shows it); ``value`` null unsets it.
+    concurrent_writer: dict[str, Any] | None = None
+    # "documented", or "replace_members": a group PATCH ``add`` replaces the member list (see groups.py).
+    group_patch_mode: Literal["documented", "replace_members"] = "documented"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,14 +118,24 @@ class EmulatorConfig:
             raise ValueError("a token cannot be both an API key and a personal token")
         if self.put_mode not in PUT_MODES:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
-        _check_int(self.max_page_size, "max_page_size", minimum=1)
-        _check_int(self.rate_limit, "rate_limit", minimum=1)
-        _check_int(self.burst_429_length, "burst_429_length", minimum=1)
-        _check_positive(self.rate_window, "rate_window")
-        _check_positive(self.persist_interval, "persist_interval")
-        if not _is_number(self.slow_seconds) or self.slow_seconds < 0:
-            raise ValueError("slow_seconds must be >= 0")
-        for name in ("strict_attributes", "rate_limit_enabled", "retry_after_header"):
+        if self.rate_window_mode not in RATE_WINDOW_MODES:
+            raise ValueError(f"rate_window_mode must be one of {RATE_WINDOW_MODES}")
+        if self.group_patch_mode not in ("documented", "replace_members"):
+            raise ValueError("group_patch_mode must be 'documented' or 'replace_members'")
+        # Upper bounds too: these can be set over the unauthenticated admin route, and one request must
+        # not be able to hang the emulator (slow_seconds=1e9) or make every page huge.
+        _check_int(self.max_page_size, "max_page_size", minimum=1, maximum=10_000)
+        _check_int(self.rate_limit, "rate_limit", minimum=1, maximum=1_000_000)
+        _check_int(self.burst_429_length, "burst_429_length", minimum=1, maximum=10_000)
+        _check_positive(self.rate_window, "rate_window", maximum=86_400)
+        _check_positive(self.persist_interval, "persist_interval", maximum=3600)
+        if not _is_number(self.slow_seconds) or not 0 <= self.slow_seconds <= 60:
+            raise ValueError("slow_seconds must be from 0 to 60")
+        if self.patch_semantics not in PATCH_SEMANTICS:
+            raise ValueError(f"patch_semantics must be one of {PATCH_SEMANTICS}")
+        _check_churn(self.list_churn)
+        _check_writer(self.concurrent_writer)
+        for name in ("strict_attributes", "rate_limit_enabled", "retry_after_header", "list_attribute_maps"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a boolean")
         for kind, prob in self.faults.items():
@@ -151,14 +189,41 @@ class EmulatorConfig:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN fails every comparison, so it would pass "< 0" checks: refuse it (and infinities) here.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_int(value: object, name: str, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}")
+def _check_int(value: object, name: str, *, minimum: int, maximum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from {minimum} to {maximum}")
 
 
-def _check_positive(value: object, name: str) -> None:
-    if not _is_number(value) or cast(float, value) <= 0:
-        raise ValueError(f"{name} must be a positive number")
+def _check_positive(value: object, name: str, *, maximum: float) -> None:
+    if not _is_number(value) or not 0 < cast(float, value) <= maximum:
+        raise ValueError(f"{name} must be a positive number up to {maximum:g}")
+
+
+#: Bounds of ``list_churn`` (the admin route is unauthenticated: one request must stay cheap).
+MAX_PAGES_FOR_CHURN = 100_000
+MAX_CHURN_USERS = 10_000
+
+
+def _check_churn(churn: object) -> None:
+    if churn is None:
+        return
+    if not isinstance(churn, Mapping) or set(churn) - {"after_page", "delete", "create"}:
+        raise ValueError("list_churn must be an object with after_page, delete and create")
+    _check_int(churn.get("after_page"), "list_churn.after_page", minimum=1, maximum=MAX_PAGES_FOR_CHURN)
+    _check_int(churn.get("delete", 0), "list_churn.delete", minimum=0, maximum=MAX_CHURN_USERS)
+    _check_int(churn.get("create", 0), "list_churn.create", minimum=0, maximum=MAX_CHURN_USERS)
+
+
+def _check_writer(writer: object) -> None:
+    if writer is None:
+        return
+    if not isinstance(writer, Mapping) or set(writer) - {"attribute", "value", "when"}:
+        raise ValueError("concurrent_writer must be an object with attribute, value and when")
+    if not isinstance(writer.get("attribute"), str) or not writer.get("attribute"):
+        raise ValueError("concurrent_writer.attribute must be an attribute name")
+    if writer.get("when", "before") not in ("before", "after"):
+        raise ValueError("concurrent_writer.when must be 'before' or 'after'")

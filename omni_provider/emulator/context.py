@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from typing import Any
 
+from .attributes import apply_changes
 from .config import EmulatorConfig
 from .faults import FaultInjector
 from .persistence import StateSaver
-from .ratelimit import SlidingWindowLimiter
-from .state import EmulatorState
+from .ratelimit import RateLimiter
+from .state import EmulatorState, UserRecord
 from .stats import EmulatorStats
 from .writes import AttributeRules
 
@@ -18,9 +21,13 @@ class EmulatorContext:
     config: EmulatorConfig
     state: EmulatorState
     stats: EmulatorStats
-    limiter: SlidingWindowLimiter
+    limiter: RateLimiter
     faults: FaultInjector
     saver: StateSaver | None
+    #: Unfiltered list pages served since the last reset (drives ``config.list_churn``).
+    list_pages_served: int = 0
+    list_churn_fired: bool = False
+    _churn_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, config: EmulatorConfig, state: EmulatorState) -> EmulatorContext:
@@ -28,7 +35,9 @@ class EmulatorContext:
             config=config,
             state=state,
             stats=EmulatorStats(),
-            limiter=SlidingWindowLimiter(lambda: config.rate_limit, lambda: config.rate_window),
+            limiter=RateLimiter(
+                lambda: config.rate_limit, lambda: config.rate_window, lambda: config.rate_window_mode
+            ),
             faults=FaultInjector(config),
             saver=(
                 StateSaver(state, config.state_file, config.persist_interval)
@@ -48,7 +57,35 @@ class EmulatorContext:
         self.stats.reset()
         self.limiter.reset()
         self.faults.reset()
+        with self._churn_lock:
+            self.list_pages_served, self.list_churn_fired = 0, False
         return created
+
+    def after_list_page(self) -> None:
+        """Count a served list page; play ``config.list_churn`` once when its page has been served."""
+        churn = self.config.list_churn
+        with self._churn_lock:
+            self.list_pages_served += 1
+            if not churn or self.list_churn_fired or self.list_pages_served != churn["after_page"]:
+                return
+            self.list_churn_fired = True
+        for user in self.state.users()[: churn.get("delete", 0)]:
+            self.state.delete_user(user.id)
+            self.stats.bump("users_deleted")
+        start = self.state.user_count() + self.stats.users_deleted + 1
+        for i in range(churn.get("create", 0)):
+            self.state.add_user(f"churn{start + i:05d}@example.com", f"Churn {start + i}")
+            self.stats.bump("users_created")
+
+    def other_writer_acts(self, user_id: str, writer: dict[str, Any]) -> UserRecord | None:
+        """``config.concurrent_writer``: another tool sets one attribute of this user (under the state
+        lock, so exactly between our read and our write, or between our write and its answer)."""
+        with self.state.lock:
+            user = self.state.get_user(user_id)
+            if user is None:
+                return None
+            attributes = apply_changes(user.attributes, {writer["attribute"]: writer.get("value")})
+            return self.state.replace_user(user.evolve(attributes=attributes))
 
     def attribute_rules(self) -> AttributeRules:
         return AttributeRules(self.state.attribute_definitions, strict=self.config.strict_attributes)

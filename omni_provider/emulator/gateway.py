@@ -11,7 +11,8 @@ import asyncio
 import hmac
 import json
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Literal
 
@@ -21,17 +22,21 @@ from .context import EmulatorContext
 from .faults import FaultDecision
 from .ratelimit import retry_after_seconds
 
-# Omni's docs spell the collection both "Users" and "users"; route on one canonical spelling.
-_USERS_PATH = re.compile(r"^/api/scim/v2/(embed/)?users(?=/|$)", re.IGNORECASE)
+# Omni's docs spell the collections both "Users" and "users" ("Groups", "groups"); route on one spelling.
+_USERS_PATH = re.compile(r"^/api/scim/v2/(embed/)?(users|groups)(?=/|$)", re.IGNORECASE)
 
 PAT_ON_SCIM = "Personal access tokens are not supported on SCIM endpoints; use an Organization API key"
 AUTH_REQUIRED = "Authentication required (SCIM bearer token)"
 
 TokenKind = Literal["org", "pat"]
+#: Marks the response start of a dropped connection for the request log (servers ignore unknown keys).
+DROPPED = "omni_emulator.dropped"
 
 
 def canonical_path(path: str) -> str:
-    return _USERS_PATH.sub(lambda m: "/api/scim/v2/" + ("embed/" if m.group(1) else "") + "users", path)
+    return _USERS_PATH.sub(
+        lambda m: "/api/scim/v2/" + ("embed/" if m.group(1) else "") + m.group(2).lower(), path
+    )
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -82,6 +87,7 @@ async def drop_connection(send: Send) -> None:
             "type": "http.response.start",
             "status": 200,
             "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            DROPPED: True,
         }
     )
     await send({"type": "http.response.body", "body": b'{"Resources": [', "more_body": True})
@@ -97,12 +103,15 @@ class ApiGateway:
         if scope["type"] != "http" or not (path == "/api" or path.startswith("/api/")):
             await self.app(scope, receive, send)
             return
+        arrived = time.monotonic()
         scope = dict(scope, path=canonical_path(path))
         method: str = scope["method"]
         stats = self.ctx.stats
         token = bearer_token(scope)
         kind = self._classify(token)
         stats.request(method, token if kind else None)
+        logged_key = token if kind else None
+        send = _logging(send, lambda status: stats.log_request(arrived, method, logged_key, status))
 
         if kind is None or (kind == "pat" and scope["path"].startswith("/api/scim/")):
             stats.bump("auth_failures")
@@ -180,3 +189,18 @@ class ApiGateway:
 
 async def _swallow(message: Message) -> None:
     return None
+
+
+def _logging(send: Send, note: Callable[[int], None]) -> Send:
+    """Note the answer's status in the request log; a cut connection notes 0."""
+    noted = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal noted
+        if message["type"] == "http.response.start" and not noted:
+            noted = True
+            # drop_connection marks the 200 it starts and never finishes: that is no answer.
+            note(0 if message.get(DROPPED) else int(message["status"]))
+        await send(message)
+
+    return wrapped

@@ -1,32 +1,73 @@
 """Emulator-only admin routes under /_emulator (no auth; they do not exist in Omni).
 
-They let tests, benchmarks and the demo inspect and steer a running emulator.
+They let tests, benchmarks and the demo inspect and steer a running emulator. The emulator runs on
+developers' laptops, where any web page in a browser can send requests to it, so these routes answer
+only requests addressed to a loopback host name (a DNS-rebinding page sends ``Host: its.own.name``) and
+take POSTs only as ``application/json`` (which a page cannot send cross-site without a CORS preflight,
+and the emulator answers none).
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .bodies import parse_json, read_body
 from .context import EmulatorContext
-from .errors import bad_request
+from .errors import ApiError, bad_request
 from .resources import user_json
 
 PREFIX = "/_emulator"
+#: Users one ``POST /_emulator/reset`` may seed (about 0.3 s); larger sets through the CLI or Python API.
+MAX_SEED_USERS = 10_000
+#: Entries in the ``fail_next`` queue (each request walks it).
+MAX_FAIL_NEXT = 100
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def is_loopback_host_header(value: str) -> bool:
+    """``localhost:8765``, ``127.0.0.1``, ``[::1]:80``: a Host header naming this machine."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def guarded(handler: Handler) -> Handler:
+    """Refuse a request to an admin route unless it names a loopback host and, for a POST, is JSON."""
+
+    async def guard(request: Request) -> Response:
+        if not is_loopback_host_header(request.headers.get("host", "")):
+            raise ApiError(403, "Emulator admin routes answer only requests to a loopback host")
+        if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
+            raise ApiError(415, "Emulator admin routes take application/json bodies only")
+        return await handler(request)
+
+    return guard
 
 
 async def _optional_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await read_body(request)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise bad_request("malformed JSON") from None
+    body = parse_json(raw, bad_request)
     if not isinstance(body, dict):
         raise bad_request("expected a JSON object")
     return body
@@ -37,15 +78,16 @@ class AdminRoutes:
         self.ctx = context
 
     def routes(self) -> list[Route]:
-        return [
-            Route(f"{PREFIX}/health", self.health, methods=["GET"]),
-            Route(f"{PREFIX}/stats", self.stats, methods=["GET"]),
-            Route(f"{PREFIX}/config", self.get_config, methods=["GET"]),
-            Route(f"{PREFIX}/config", self.patch_config, methods=["POST"]),
-            Route(f"{PREFIX}/reset", self.reset, methods=["POST"]),
-            Route(f"{PREFIX}/users", self.users, methods=["GET"]),
-            Route(f"{PREFIX}/save", self.save, methods=["POST"]),
+        routes: list[tuple[str, Handler, str]] = [
+            ("health", self.health, "GET"),
+            ("stats", self.stats, "GET"),
+            ("config", self.get_config, "GET"),
+            ("config", self.patch_config, "POST"),
+            ("reset", self.reset, "POST"),
+            ("users", self.users, "GET"),
+            ("save", self.save, "POST"),
         ]
+        return [Route(f"{PREFIX}/{name}", guarded(h), methods=[method]) for name, h, method in routes]
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -70,8 +112,8 @@ class AdminRoutes:
         fail_next = patch.pop("fail_next", None)
         try:
             if fail_next is not None:
-                if not isinstance(fail_next, list):
-                    raise ValueError("fail_next must be a list")
+                if not isinstance(fail_next, list) or len(fail_next) > MAX_FAIL_NEXT:
+                    raise ValueError(f"fail_next must be a list of at most {MAX_FAIL_NEXT} entries")
                 self.ctx.faults.set_fail_next(fail_next)
             self.ctx.config.apply_patch(patch)
         except ValueError as exc:
@@ -83,13 +125,17 @@ class AdminRoutes:
     async def reset(self, request: Request) -> Response:
         """Clear users, counters, rate-limit windows and pending faults.
 
-        Body (all optional): ``seed_users`` (int), ``seed`` (int), ``keep_users`` (bool).
+        Body (all optional): ``seed_users`` (int, at most ``MAX_SEED_USERS``), ``seed`` (int),
+        ``keep_users`` (bool).
         """
         body = await _optional_object(request)
         seed_users, seed = body.get("seed_users", 0), body.get("seed", 0)
-        if not isinstance(seed_users, int) or seed_users < 0 or not isinstance(seed, int):
-            raise bad_request("seed_users and seed must be non-negative integers")
-        created = self.ctx.reset(seed_users=seed_users, seed=seed, keep_users=bool(body.get("keep_users")))
+        if not _is_int(seed_users) or not 0 <= seed_users <= MAX_SEED_USERS or not _is_int(seed):
+            raise bad_request(f"seed_users must be an integer from 0 to {MAX_SEED_USERS}; seed an integer")
+        keep = body.get("keep_users", False)
+        if not isinstance(keep, bool):
+            raise bad_request("keep_users must be a boolean")
+        created = self.ctx.reset(seed_users=seed_users, seed=seed, keep_users=keep)
         return JSONResponse({"users": self.ctx.state.user_count(), "seeded": created})
 
     async def users(self, request: Request) -> Response:
@@ -105,3 +151,7 @@ class AdminRoutes:
             raise bad_request("no state_file configured")
         self.ctx.saver.flush(force=True)
         return JSONResponse({"saved": str(self.ctx.saver.path)})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -11,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .bodies import read_json
 from .context import EmulatorContext
 from .errors import ApiError, bad_request, not_found
-from .resources import list_response, user_json
+from .resources import USER_ATTRIBUTE_URN, list_response, user_json
 from .scim_filter import parse_filter
 from .state import DuplicateEmailError, UserRecord
 from .writes import apply_patch, apply_put, invalid_body, invalid_patch, parse_create
@@ -34,10 +34,7 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 async def _json_body(request: Request, error: Callable[[str], ApiError]) -> Any:
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise error("malformed JSON") from None
+    return await read_json(request, error)
 
 
 class ApiRoutes:
@@ -64,7 +61,11 @@ class ApiRoutes:
         start = max(1, _int_param(request, "startIndex", 1))
         count = max(0, min(_int_param(request, "count", 100), self.ctx.config.max_page_size))
         page = matches[start - 1 : start - 1 + count]
-        return JSONResponse(list_response(page, start_index=start, total=len(matches), embed=embed))
+        body = list_response(page, start_index=start, total=len(matches), embed=embed)
+        if not self.ctx.config.list_attribute_maps:
+            for resource in body["Resources"]:  # SCIM lets a list leave the map out
+                resource.pop(USER_ATTRIBUTE_URN, None)
+        return JSONResponse(body)
 
     def _user(self, request: Request) -> UserRecord:
         user = self.ctx.state.get_user(request.path_params["id"])
@@ -75,7 +76,9 @@ class ApiRoutes:
     async def list_users(self, request: Request) -> Response:
         text = request.query_params.get("filter")
         if text is None:
-            return self._page(request, self.ctx.state.users())
+            response = self._page(request, self.ctx.state.users())
+            self.ctx.after_list_page()  # the list_churn switch: users deleted/created between pages
+            return response
         wanted = parse_filter(text, _USER_FILTERS)
         found = self.ctx.state.find_by_email(wanted.value)  # the email index is case-insensitive
         return self._page(request, [found] if found else [])
@@ -107,8 +110,15 @@ class ApiRoutes:
         self._user(request)
         body = await _json_body(request, lambda _detail: invalid_patch())
         with self.ctx.state.lock:
-            updated = apply_patch(self._user(request), body, self.ctx.attribute_rules())
+            writer = self.ctx.config.concurrent_writer
+            if writer and writer.get("when", "before") == "before":
+                self.ctx.other_writer_acts(request.path_params["id"], writer)
+            updated = apply_patch(
+                self._user(request), body, self.ctx.attribute_rules(), self.ctx.config.patch_semantics
+            )
             self.ctx.state.replace_user(updated)
+            if writer and writer.get("when") == "after":
+                updated = self.ctx.other_writer_acts(request.path_params["id"], writer) or updated
         self.ctx.stats.bump("writes_applied")
         return JSONResponse(user_json(updated))
 

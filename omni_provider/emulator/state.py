@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .attributes import AttributeDefinition, default_catalogue
+from .group_store import GroupRecord, GroupStore
 
 STATE_FORMAT = "omni-emulator-state"
 STATE_VERSION = 1
@@ -114,6 +115,7 @@ class EmulatorState:
         self._embed_users: dict[str, UserRecord] = {}
         defs = default_catalogue() if attribute_definitions is None else attribute_definitions
         self._definitions: dict[str, AttributeDefinition] = {d.name: d for d in defs}
+        self.groups = GroupStore(self.lock)
 
     # ----------------------------------------------------------------- reads
     @property
@@ -265,6 +267,7 @@ class EmulatorState:
             self._users.clear()
             self._by_email.clear()
             self._embed_users.clear()
+            self.groups.clear()
             self.version += 1
 
     # ----------------------------------------------------------- persistence
@@ -277,6 +280,7 @@ class EmulatorState:
             "attribute_definitions": [d.to_json() for d in defs],
             "users": [u.to_json() for u in users],
             "embed_users": [u.to_json() for u in embed],
+            "groups": [g.to_json() for g in self.groups.groups()],
         }
 
     def _snapshot(self) -> tuple[list[UserRecord], list[UserRecord], list[AttributeDefinition]]:
@@ -295,6 +299,8 @@ class EmulatorState:
         for raw in data.get("embed_users", []):
             record = UserRecord.from_json(raw)
             state._embed_users[record.id] = record
+        for raw in data.get("groups", []):
+            state.groups.insert(GroupRecord.from_json(raw))
         state.version = 0
         return state
 
@@ -308,6 +314,7 @@ class EmulatorState:
         with self.lock:
             version = self.version
             users, embed, defs = self._snapshot()
+            groups = self.groups.groups()
         header = json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION})[:-1]
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
         try:
@@ -316,6 +323,7 @@ class EmulatorState:
                 _write_list(fh, "attribute_definitions", (d.to_json() for d in defs))
                 _write_list(fh, "users", (u.to_json() for u in users))
                 _write_list(fh, "embed_users", (u.to_json() for u in embed))
+                _write_list(fh, "groups", (g.to_json() for g in groups))
                 fh.write("}\n")
                 fh.flush()
                 os.fsync(fh.fileno())

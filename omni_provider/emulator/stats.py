@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import Counter
-from typing import Any
+from collections import Counter, deque
+from typing import Any, NamedTuple
+
+#: Newest requests kept in the request log (a long-running emulator must not grow without bound).
+REQUEST_LOG_SIZE = 200_000
+
+
+class LoggedRequest(NamedTuple):
+    """One /api request as the emulator saw it: when it arrived (``time.monotonic()``), what, the answer."""
+
+    at: float
+    method: str
+    key: str | None
+    status: int
 
 
 def key_id(token: str) -> str:
@@ -35,6 +47,7 @@ class EmulatorStats:
         self.users_created = 0
         self.users_deleted = 0
         self.auth_failures = 0
+        self.log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def request(self, method: str, token: str | None) -> None:
         with self._lock:
@@ -48,6 +61,15 @@ class EmulatorStats:
             self.responses_by_status[status] += 1
             if status == 429:
                 self.responses_429 += 1
+
+    def log_request(self, at: float, method: str, token: str | None, status: int) -> None:
+        """Note one answered request with its arrival time (for rates measured on the server side)."""
+        with self._lock:
+            self.log.append(LoggedRequest(at, method, key_id(token) if token else None, status))
+
+    def request_log(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self.log)
 
     def fault(self, kind: str) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .attributes import AttributeDefinition, apply_changes, normalise_changes
-from .config import PutMode
+from .config import PatchSemantics, PutMode
 from .errors import ApiError, bad_request
 from .resources import PATCH_OP_SCHEMA, USER_ATTRIBUTE_URN
 from .state import UserRecord
@@ -85,9 +85,13 @@ class _Draft:
     display_name: str
     active: bool
     attributes: dict[str, Any]
+    #: "other": play the semantics the client does not assume (see ``config.PatchSemantics``).
+    other: bool = False
 
 
-def apply_patch(user: UserRecord, body: Any, rules: AttributeRules) -> UserRecord:
+def apply_patch(
+    user: UserRecord, body: Any, rules: AttributeRules, semantics: PatchSemantics = "assumed"
+) -> UserRecord:
     """PATCH with RFC 7644 operations; see the package README for the supported forms."""
     if not isinstance(body, dict):
         raise invalid_patch()
@@ -96,7 +100,7 @@ def apply_patch(user: UserRecord, body: Any, rules: AttributeRules) -> UserRecor
         raise invalid_patch()
     if not isinstance(operations, list) or not operations:
         raise invalid_patch()
-    draft = _Draft(user.display_name, user.active, dict(user.attributes))
+    draft = _Draft(user.display_name, user.active, dict(user.attributes), other=semantics == "other")
     for operation in operations:
         _apply_operation(user, draft, operation, rules)
     return user.evolve(display_name=draft.display_name, active=draft.active, attributes=draft.attributes)
@@ -125,6 +129,8 @@ def _apply_operation(user: UserRecord, draft: _Draft, operation: Any, rules: Att
                 _set_target(user, draft, _resolve(key), item, rules)
         return
     target = _resolve(path)
+    if draft.other and target[0] == "attribute":
+        raise invalid_patch(f"unsupported path {path!r}")
     if op != "remove":
         _set_target(user, draft, target, value, rules)
     elif target == ("attributes", None):
@@ -167,7 +173,9 @@ def _set_target(
     elif kind == "attributes":
         if not isinstance(value, dict):
             raise invalid_patch(f"{USER_ATTRIBUTE_URN} must be an object")
-        draft.attributes = apply_changes(draft.attributes, rules.normalise(value))
+        # "other": the map given replaces the whole map, as a server reading "replace" literally would.
+        base = {} if draft.other else draft.attributes
+        draft.attributes = apply_changes(base, rules.normalise(value))
     else:
         assert key is not None
         draft.attributes = apply_changes(draft.attributes, rules.normalise({key: value}))

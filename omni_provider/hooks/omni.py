@@ -18,32 +18,41 @@ from omni_provider.client import (
     RetryPolicy,
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
-from omni_provider.get_provider_info import CONNECTION_FORM
+from omni_provider.client.settings import ClientSettings, validate_settings
+from omni_provider.get_provider_info import CONNECTION_FORM, CONNECTION_TYPE
 
-DEFAULT_RATE_LIMIT = 60.0
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 4
+_DEFAULTS = ClientSettings()
+DEFAULT_RATE_LIMIT = _DEFAULTS.rate_limit_per_minute
+DEFAULT_TIMEOUT = _DEFAULTS.timeout
+DEFAULT_MAX_RETRIES = _DEFAULTS.max_retries
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
     """A connection extra under its plain name (Airflow 3 UI, JSON) or ``extra__omni__`` (older forms)."""
     value = extras.get(name)
+    if isinstance(value, str):
+        value = value.strip()  # a value pasted into the UI form often carries spaces
     if value in (None, ""):
         value = extras.get(f"extra__omni__{name}")
+        if isinstance(value, str):
+            value = value.strip()
     return None if value == "" else value
 
 
-def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
-    value = _extra(extras, name)
-    if value is None:
-        return default
-    try:
-        number = float(value)  # URI-style connections deliver every extra as a string
-    except (TypeError, ValueError):
-        raise OmniConfigurationError(f"connection extra {name!r} must be a number, got {value!r}") from None
-    if number < minimum:
-        raise OmniConfigurationError(f"connection extra {name!r} must be at least {minimum:g}")
-    return number
+def connection_settings(
+    conn_id: str, extras: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> ClientSettings:
+    """The client settings of a connection: its extras (every field of ``ClientSettings``), overridden by
+    the hook's arguments, all checked in one place before any request (``client/settings.py``)."""
+    values = {name: _extra(extras, name) for name in ClientSettings.model_fields}
+    values.update(overrides)
+    describe = {
+        name: f"OmniScimHook argument {name!r}"
+        if name in overrides
+        else f"connection {conn_id!r} extra {name!r}"
+        for name in ClientSettings.model_fields
+    }
+    return validate_settings({k: v for k, v in values.items() if v is not None}, describe=describe)
 
 
 def _with_port(host: str, port: int | None) -> str:
@@ -64,14 +73,18 @@ class OmniScimHook(BaseHook):
     """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
 
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
-    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60), ``timeout`` (30 s),
-    ``max_retries`` (4), ``additional_api_keys`` (comma-separated; load is spread over all keys),
-    ``ca_bundle``. Arguments given here override the extras.
+    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60 requests per window),
+    ``rate_window_seconds`` (60), ``rate_limit_margin`` (0: share of the limit left to other tools),
+    ``timeout`` (30 s per request, connect to last byte), ``connect_timeout`` (10 s), ``max_retries`` (4),
+    ``page_size`` (100), ``max_response_bytes`` (32 MiB), ``patch_form`` (``attribute_path``, the default,
+    or ``map_replace``), ``additional_api_keys`` (comma-separated; load is spread over all keys),
+    ``ca_bundle``. Every setting is checked (``client/settings.py``) before any request. Arguments given
+    here override the extras.
     """
 
     conn_name_attr = "omni_conn_id"
     default_conn_name = "omni_default"
-    conn_type = "omni"
+    conn_type = CONNECTION_TYPE
     hook_name = "Omni"
 
     def __init__(
@@ -130,21 +143,20 @@ class OmniScimHook(BaseHook):
             # Airflow masks the password itself; the derived header and extra keys are ours to mask.
             mask_secret(key)
             mask_secret("Bearer " + key)
-        rate = self._rate_limit_per_minute or _number(
-            extras, "rate_limit_per_minute", DEFAULT_RATE_LIMIT, minimum=0.001
-        )
-        timeout = self._timeout or _number(extras, "timeout", DEFAULT_TIMEOUT, minimum=0.1)
-        retries = (
-            self._max_retries
-            if self._max_retries is not None
-            else int(_number(extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0))
+        overrides = {
+            "rate_limit_per_minute": self._rate_limit_per_minute,
+            "timeout": self._timeout,
+            "max_retries": self._max_retries,
+        }
+        checked = connection_settings(
+            self.omni_conn_id, extras, {k: v for k, v in overrides.items() if v is not None}
         )
         settings: dict[str, Any] = {
             "base_url": _with_port(conn.host or "", conn.port),
             "api_key": keys,
-            "timeout": timeout,
-            "rate_limit_per_minute": rate,
-            "retry_policy": RetryPolicy(max_attempts=retries + 1),
+            "owner": f"connection {self.omni_conn_id!r}",
+            **checked.model_dump(exclude={"max_retries"}),
+            "retry_policy": RetryPolicy(max_attempts=checked.max_retries + 1),
         }
         ca_bundle = _extra(extras, "ca_bundle")
         if ca_bundle:

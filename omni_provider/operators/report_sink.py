@@ -1,33 +1,226 @@
-"""Where a sync's per-row report goes: a JSON-lines file (any ObjectStoragePath URL) or a SQL table."""
+"""Where a sync's per-row report goes: a JSON-lines file (any ObjectStoragePath URL) or a SQL table.
+
+The report is the run's audit trail, so three rules hold:
+
+- The location is checked before the sync sends anything (``check_report_location``): a local directory
+  must be creatable and writable (a probe file is created and removed), a URL's fsspec backend must be
+  installed and the location readable with the worker's credentials (one ``exists`` call); a report
+  table is created if missing (``check_report_table_location``), which proves the connection works.
+- An existing report is never replaced (``write_report_file``): a task retry or a cleared task with the same
+  run id writes under a fresh name that carries the try number, and the name actually used is returned.
+- If the report still cannot be written, the outcomes go to a local fallback file
+  (``write_fallback_report``) whose path the operator logs and puts in its summary.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omni_provider._compat import BaseHook
 from omni_provider.client import OmniValidationError
-from omni_provider.sync.outcome import RowOutcome, write_jsonl
+from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
+#: Where the outcomes go when the configured report cannot be written (on the worker's local disk).
+DEFAULT_FALLBACK_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
+_MAX_NAME_ATTEMPTS = 100
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _storage_url(path: str) -> str:
-    # A bare path means the worker's local disk; ObjectStoragePath wants a scheme for that.
-    return path if "://" in path else Path(path).expanduser().resolve().as_uri()
+class ReportLocationError(OmniValidationError):
+    """The report location cannot be written; raised before the sync sends anything."""
 
 
-def write_report_file(path: str, outcomes: Sequence[RowOutcome]) -> str:
-    """Write one JSON object per row; returns the URL written."""
-    from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, file://...
+@dataclass(frozen=True, slots=True)
+class ReportNaming:
+    """What a report's default file name is made of: the task instance and its try number."""
 
-    url = _storage_url(path)
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int | None = None
+    map_index: int = -1
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any], task_id: str) -> ReportNaming:
+        ti = context.get("ti")
+        dag = context.get("dag")
+        dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or "dag"
+        try_number = getattr(ti, "try_number", None)
+        map_index = getattr(ti, "map_index", -1)
+        return cls(
+            dag_id=str(dag_id),
+            task_id=str(getattr(ti, "task_id", None) or task_id),
+            run_id=str(context.get("run_id") or getattr(ti, "run_id", None) or "run"),
+            try_number=try_number if isinstance(try_number, int) else None,
+            map_index=map_index if isinstance(map_index, int) else -1,
+        )
+
+    def file_name(self) -> str:
+        """``<dag>.<task>[.map<i>].<run id>.try<n>.jsonl``; characters unsafe in a path become ``_``."""
+        parts = [self.dag_id, self.task_id]
+        if self.map_index >= 0:
+            parts.append(f"map{self.map_index}")
+        parts.append(self.run_id)
+        if self.try_number is not None:
+            parts.append(f"try{self.try_number}")
+        return ".".join(_UNSAFE_NAME_CHARS.sub("_", part) for part in parts) + ".jsonl"
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _local_path(path: str) -> Path:
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    return Path(path).expanduser().resolve()
+
+
+def report_target(report_path: str, naming: ReportNaming) -> str:
+    """The file to write: ``report_path`` itself, or the default name inside it when it ends with ``/``."""
+    if report_path.endswith("/") or (not _is_url(report_path) and _local_path(report_path).is_dir()):
+        return report_path.rstrip("/") + "/" + naming.file_name()
+    return report_path
+
+
+def check_report_location(target: str) -> None:
+    """Raise ``ReportLocationError`` unless the report can plausibly be written there. No Omni request."""
+    if _is_url(target):
+        _check_url(target)
+    else:
+        _check_directory(_local_path(target).parent, target)
+
+
+def _check_directory(directory: Path, target: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
+            pass
+    except OSError as exc:
+        raise ReportLocationError(
+            f"report_path {target!r}: cannot write to directory {str(directory)!r} "
+            f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
+        ) from None
+
+
+#: Where Airflow's filesystem for a scheme comes from, for the error message.
+_SCHEME_PROVIDERS = {
+    "s3": "apache-airflow-providers-amazon (s3fs)",
+    "s3a": "apache-airflow-providers-amazon (s3fs)",
+    "gs": "apache-airflow-providers-google (gcsfs)",
+    "gcs": "apache-airflow-providers-google (gcsfs)",
+    "abfs": "apache-airflow-providers-microsoft-azure (adlfs)",
+    "abfss": "apache-airflow-providers-microsoft-azure (adlfs)",
+    "az": "apache-airflow-providers-microsoft-azure (adlfs)",
+}
+
+
+def _check_url(target: str) -> None:
+    from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, ...
+
+    scheme = target.split("://", 1)[0].lower()
+    needs = _SCHEME_PROVIDERS.get(scheme, "the Airflow provider or fsspec package for it")
+    try:
+        path = ObjectStoragePath(target)
+        path.fs  # noqa: B018 - the filesystem the report is written through (raises if none is registered)
+        path.exists()  # one cheap call with the worker's credentials
+    except (ImportError, ValueError) as exc:
+        raise ReportLocationError(
+            f"report_path {target!r}: no storage backend for {scheme}:// URLs is available on this worker "
+            f"({_short(exc)}); install {needs}, or attach a filesystem with airflow.sdk.io.attach. "
+            "Nothing was sent to Omni"
+        ) from None
+    except Exception as exc:  # any backend's error means the location is unusable
+        raise ReportLocationError(
+            f"report_path {target!r} is not usable ({type(exc).__name__}: {_short(exc)}); "
+            "check the URL and the worker's credentials. Nothing was sent to Omni"
+        ) from None
+
+
+def _candidates(target: str, naming: ReportNaming) -> list[str]:
+    """The target, then fresh names beside it carrying the try number (and a counter)."""
+    head, slash, name = target.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = name, ""
+    suffix = f".{suffix}" if suffix else ""
+    tag = f".try{naming.try_number}" if naming.try_number is not None else ""
+    if stem.endswith(tag):
+        tag = ""  # the default name already carries it
+    names = [name]
+    if tag:
+        names.append(f"{stem}{tag}{suffix}")
+    names += [f"{stem}{tag}.{n}{suffix}" for n in range(2, _MAX_NAME_ATTEMPTS)]
+    return [head + slash + n for n in names]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenReport:
+    #: The URL written (``file://`` for a local path).
+    url: str
+    #: True when the requested name already existed and a fresh one was used.
+    renamed: bool
+
+
+def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: ReportNaming) -> WrittenReport:
+    """Write one JSON object per row without replacing any existing file.
+
+    Local files are created exclusively (``open(..., "x")``); on object stores an ``exists`` check picks the
+    name, which is as close to "never replace" as a store without conditional writes allows.
+    """
+    for attempt, candidate in enumerate(_candidates(target, naming)):
+        if _is_url(candidate):
+            written = _write_url(candidate, outcomes)
+        else:
+            written = _write_local(_local_path(candidate), outcomes)
+        if written is not None:
+            return WrittenReport(written, renamed=attempt > 0)
+    raise FileExistsError(f"report {target!r} and {_MAX_NAME_ATTEMPTS} fresh names beside it all exist")
+
+
+def _write_local(path: Path, outcomes: Sequence[ReportRecord]) -> str | None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stream = path.open("x", encoding="utf-8")
+    except FileExistsError:
+        return None
+    with stream:
+        write_jsonl(outcomes, stream)
+    return path.as_uri()
+
+
+def _write_url(url: str, outcomes: Sequence[ReportRecord]) -> str | None:
+    from airflow.sdk import ObjectStoragePath
+
     target = ObjectStoragePath(url)
+    if target.exists():
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w") as stream:  # type: ignore[no-untyped-call]
         write_jsonl(outcomes, stream)
     return url
+
+
+def write_fallback_report(
+    outcomes: Sequence[ReportRecord], naming: ReportNaming, directory: str | Path | None = None
+) -> str:
+    """Write the outcomes to the worker's local disk when the configured report failed; returns the URL."""
+    folder = Path(directory) if directory is not None else DEFAULT_FALLBACK_DIR
+    target = str(folder.expanduser().resolve() / naming.file_name())
+    return write_report_file(target, outcomes, naming).url
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_report_table(table: str) -> None:
@@ -37,14 +230,38 @@ def check_report_table(table: str) -> None:
         raise OmniValidationError(f"report_table {table!r} must be a plain [[database.]schema.]table name")
 
 
-def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[RowOutcome]) -> None:
-    """Insert the rows through the connection's common-sql hook (the table is created if missing)."""
-    check_report_table(table)
+def report_table_hook(conn_id: str) -> Any:
+    """The connection's common-sql hook."""
     hook = BaseHook.get_connection(conn_id).get_hook()  # type: ignore[no-untyped-call]
     if not hasattr(hook, "insert_rows"):
         raise OmniValidationError(f"connection {conn_id!r} is not a SQL connection (no insert_rows)")
+    return hook
+
+
+def _create_report_table(hook: Any, table: str) -> None:
     columns = ", ".join(f"{c} {'INTEGER' if c == 'row_number' else 'VARCHAR(2000)'}" for c in REPORT_COLUMNS)
     hook.run(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+
+
+def check_report_table_location(conn_id: str, table: str) -> None:
+    """Before any Omni request: the connection exists, is SQL, and can create the table (one statement)."""
+    check_report_table(table)
+    try:
+        _create_report_table(report_table_hook(conn_id), table)
+    except OmniValidationError:
+        raise
+    except Exception as exc:  # a missing connection, bad credentials, no CREATE permission...
+        raise ReportLocationError(
+            f"report_table {table!r} on connection {conn_id!r} is not usable ({type(exc).__name__}: "
+            f"{_short(exc)}). Nothing was sent to Omni"
+        ) from None
+
+
+def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[RowOutcome]) -> None:
+    """Insert the rows through the connection's common-sql hook (the table is created if missing)."""
+    check_report_table(table)
+    hook = report_table_hook(conn_id)
+    _create_report_table(hook, table)
     rows = [
         (
             run_id,

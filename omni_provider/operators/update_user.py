@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,8 +22,13 @@ from omni_provider.client import (
     OmniUser,
     UserNotFoundError,
 )
-from omni_provider.client.diff import compute_changes
-from omni_provider.client.errors import OmniAuthenticationError, OmniPermissionError, OmniValidationError
+from omni_provider.client.diff import ChangeSet, compute_changes
+from omni_provider.client.errors import (
+    OmniAuthenticationError,
+    OmniListingDriftError,
+    OmniPermissionError,
+    OmniValidationError,
+)
 from omni_provider.client.identity import emails_match
 from omni_provider.client.values import normalize_attributes
 from omni_provider.hooks.omni import OmniScimHook
@@ -42,12 +48,40 @@ _PERMANENT_STATUS = frozenset({400, 401, 403, 404, 409, 422})
 def fail_or_retry(exc: OmniError) -> AirflowException:
     """The Airflow exception for an Omni error: retryable only when waiting could help (429, 5xx, network)."""
     message = str(exc)
+    if isinstance(exc, OmniListingDriftError):
+        return AirflowException(message)  # users were being added or removed; a later read settles
     if isinstance(exc, OmniTransportError):
         # A certificate the worker does not trust needs a configuration change, not another try.
         return AirflowFailException(message) if exc.tls_verification_failed else AirflowException(message)
     if isinstance(exc, OmniApiError) and exc.status_code not in _PERMANENT_STATUS:
         return AirflowException(message)
     return AirflowFailException(message)
+
+
+def result_changes(changes: ChangeSet) -> dict[str, dict[str, dict[str, Any]]]:
+    """The XCom form of a change: attributes and user fields in separate maps, both always present, so an
+    attribute named ``active`` and the user's ``active`` flag are both reported when both change."""
+    user: dict[str, dict[str, Any]] = {}
+    if changes.display_name is not None:
+        user["displayName"] = {"old": changes.display_name[0], "new": changes.display_name[1]}
+    if changes.active is not None:
+        user["active"] = {"old": changes.active[0], "new": changes.active[1]}
+    return {
+        "attributes": {name: {"old": old, "new": new} for name, (old, new) in changes.attributes.items()},
+        "user": user,
+    }
+
+
+def describe_changes(report: Mapping[str, Mapping[str, Any]], *, empty: str = "no change") -> str:
+    """``region: "eu-west" -> "EMEA", cost_centre: (unset) -> 4100``: old -> new per change, for the log."""
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    parts = [
+        f"{name}: {shown(change['old'])} -> {shown(change['new'])}" for name, change in sorted(report.items())
+    ]
+    return ", ".join(parts) or empty
 
 
 def load_definitions(client: OmniScimClient, log: Any) -> dict[str, AttributeDefinition] | None:
@@ -82,7 +116,8 @@ class UpdateOmniUserOperator(BaseOperator):
         writing (``None``: when the key may read them).
 
     Returns to XCom ``{"user_id", "user_name", "action", "changes"}`` where action is ``updated``,
-    ``unchanged`` or ``dry_run`` and changes maps each changed key to ``{"old", "new"}``.
+    ``unchanged`` or ``dry_run`` and changes is ``{"attributes": {name: {"old", "new"}}, "user":
+    {"displayName" | "active": {"old", "new"}}}`` (attributes and user fields never share one map).
 
     Mapped over users with ``.partial(...).expand_kwargs(...)`` it makes one task instance (and at least
     two requests) per user and stops at Airflow's ``max_map_length`` (1024); for tables use
@@ -183,21 +218,33 @@ class UpdateOmniUserOperator(BaseOperator):
             )
             action = "dry_run"
             self.log.info(
-                "Dry run for %s: would change %s", user.user_name, sorted(changes.report()) or "nothing"
+                "Dry run for %s: would change %s",
+                user.user_name,
+                describe_changes(changes.report(), empty="nothing"),
             )
         else:
             result = client.update_user(
                 user, attributes=attributes, display_name=display_name, active=active, definitions=definitions
             )
             changes, action = result.changes, result.action
+            for change in result.concurrent_changes:
+                # Decision: judged on what was sent; another writer's change to an unsent key is not ours.
+                self.log.warning(
+                    "%s: another writer changed attribute %r between our read and our write (%r -> %r); "
+                    "left as it is",
+                    user.user_name,
+                    change.attribute,
+                    change.before,
+                    change.after,
+                )
             self.log.info(
-                "%s %s: %s", action.capitalize(), user.user_name, sorted(changes.report()) or "no change"
+                "%s %s: %s", action.capitalize(), user.user_name, describe_changes(changes.report())
             )
         return {
             "user_id": user.id,
             "user_name": user.user_name,
             "action": action,
-            "changes": changes.report(),
+            "changes": result_changes(changes),
         }
 
     @staticmethod

@@ -2,6 +2,18 @@
 
 Every plan item ends as exactly one ``RowOutcome``; a stop request (task killed, SIGTERM) leaves the
 remaining writes as ``failed`` ("not attempted") so the report is complete and a re-run picks them up.
+
+Two safety nets guard against Omni applying a write differently than this client assumes (its docs do not
+say how a PATCH of the attribute map is applied):
+
+- **Canary.** A write whose kind of change (setting an attribute, unsetting one) has not yet been seen to
+  work in this run is sent alone: no other write is on the wire, none starts until it is judged on a
+  fresh read of the user. Only then do writes of that kind run at full pace. So at most one user can be
+  damaged by a surprise, whatever the concurrency, the number of keys and the mix of creates and updates.
+- **Circuit breaker.** Any write whose answer shows a change it did not ask for (``OmniWriteSemanticsError``),
+  or a 400 to a canary (the form is refused), stops the run: no new write starts, writes in flight finish,
+  every other row is reported ``failed: not attempted (stopped: <reason>)``, and ``apply_plan`` raises
+  ``WritesHaltedError`` (never retryable).
 """
 
 from __future__ import annotations
@@ -9,13 +21,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from omni_provider.client import OmniError, OmniScimClient, OmniUser
-from omni_provider.client.errors import OmniCancelledError
-from omni_provider.client.models import AttributeDefinition
+from omni_provider.client import OmniError, OmniScimClient, OmniUser, UpdateResult
+from omni_provider.client.diff import ChangeSet, compute_changes
+from omni_provider.client.errors import (
+    OmniBadRequestError,
+    OmniCancelledError,
+    OmniConflictError,
+    OmniWriteSemanticsError,
+)
+from omni_provider.client.models import AttributeDefinition, AttributeValue
+from omni_provider.client.values import is_unset
 from omni_provider.sync.outcome import RowOutcome, RowStatus, outcome_without_write
 from omni_provider.sync.plan import PlanItem, RowAction, SyncPlan
 
@@ -27,6 +47,35 @@ STOPPED_PENDING = (
     "not confirmed: the run was stopped while this write was pending; a re-run applies it if needed"
 )
 STOPPED_ERRORS = frozenset({NOT_ATTEMPTED, STOPPED_PENDING})
+#: How rows left unsent by the circuit breaker begin (the reason follows).
+HALTED_PREFIX = "not attempted (stopped: "
+
+
+def halted_error(reason: str) -> str:
+    return f"{HALTED_PREFIX}{reason})"
+
+
+def is_stopped_error(error: str | None) -> bool:
+    """Whether a failed row was never confirmed because the run stopped (killed, or the breaker tripped)."""
+    return error is not None and (error in STOPPED_ERRORS or error.startswith(HALTED_PREFIX))
+
+
+class WritesHaltedError(OmniError):
+    """The circuit breaker stopped the run: Omni applied a write differently than assumed, or refused the
+    form of the first write. Raised after every row has its outcome; never worth an automatic retry."""
+
+    def __init__(self, reason: str, cause: OmniError, outcomes: list[RowOutcome]) -> None:
+        self.reason = reason
+        self.cause = cause
+        self.outcomes = outcomes
+        counts = {status: sum(1 for o in outcomes if o.status is status) for status in RowStatus}
+        not_sent = sum(1 for o in outcomes if o.status is RowStatus.FAILED and is_stopped_error(o.error))
+        super().__init__(
+            f"Sync stopped by its circuit breaker: {cause} | Run so far: "
+            f"{counts[RowStatus.APPLIED]} applied, {counts[RowStatus.UNCHANGED]} unchanged, "
+            f"{not_sent} not attempted (stopped). Do not re-run until this is understood: a re-run would "
+            "send the same kind of write again"
+        )
 
 
 @dataclass
@@ -52,6 +101,168 @@ class Progress:
         )
 
 
+class _Halted(Exception):
+    """Raised to a write waiting at the gate when the breaker has tripped: it must not be sent."""
+
+
+class WriteGate:
+    """Canary gate and circuit breaker of one run (thread-safe).
+
+    ``hold(kinds)`` admits a write: at once and alongside others when every kind of change it makes has
+    been verified in this run; otherwise alone (it waits until no other write is on the wire, and new
+    writes wait for it) as a canary. ``verified(kinds)`` ends a canary's probation. ``trip(reason, error)``
+    stops everything: writes waiting at the gate get ``_Halted``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        #: Also ends a wait at the gate: the run is being stopped (killed, interrupted).
+        self.stopping: Callable[[], bool] = lambda: False
+        self._verified: set[str] = set()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+        self.reason: str | None = None
+        self.error: OmniError | None = None
+        self.canaries = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.reason is not None
+
+    def trip(self, reason: str, error: OmniError) -> None:
+        with self._cond:
+            if self.reason is None:
+                self.reason, self.error = reason, error
+                log.error("Circuit breaker tripped, no new write will start: %s", error)
+            self._cond.notify_all()
+
+    def verified(self, kinds: frozenset[str]) -> None:
+        with self._cond:
+            self._verified |= kinds
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, kinds: frozenset[str]) -> Iterator[bool]:
+        """Yields True for a canary (sent alone, to be verified on a fresh read before any other write)."""
+        with self._cond:
+            alone = not kinds <= self._verified
+            if alone:
+                self._waiting_exclusive += 1
+            try:
+                while True:
+                    if self.reason is not None or self.stopping():
+                        raise _Halted()
+                    if alone and kinds <= self._verified:
+                        # A canary verified these kinds meanwhile: join the others.
+                        alone = False
+                        self._waiting_exclusive -= 1
+                    if alone:
+                        if not self._exclusive and self._shared == 0:
+                            self._exclusive = True
+                            self.canaries += 1
+                            break
+                    elif not self._exclusive and self._waiting_exclusive == 0:
+                        self._shared += 1
+                        break
+                    self._cond.wait(timeout=0.1)  # also wakes to see a stop request
+            finally:
+                if alone:
+                    self._waiting_exclusive -= 1
+        try:
+            yield alone
+        finally:
+            with self._cond:
+                if alone:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._cond.notify_all()
+
+
+def change_kinds(changes: ChangeSet, base: OmniUser) -> frozenset[str]:
+    """What a write must have seen verified before it may run alongside others.
+
+    Each kind of change (setting an attribute, unsetting one, a user field) is verified on its own. And a
+    write to a user holding attributes it does not send needs its kinds verified by a canary that also
+    held some (``<kind>+others``): only such a canary can show whether those survive. A canary whose user
+    had nothing else to lose proves less, so it does not open the gate for users who have.
+    """
+    kinds = {"unset" if is_unset(new) else "set" for _old, new in changes.attributes.values()}
+    if changes.display_name is not None:
+        kinds.add("displayName")
+    if changes.active is not None:
+        kinds.add("active")
+    sent = changes.attributes
+    if any(not is_unset(value) for name, value in base.attributes.items() if name not in sent):
+        kinds |= {f"{kind}+others" for kind in kinds}
+    return frozenset(kinds)
+
+
+class _Writer:
+    """The writes of one run, through the gate."""
+
+    def __init__(
+        self,
+        client: OmniScimClient,
+        gate: WriteGate,
+        definitions: Mapping[str, AttributeDefinition] | None,
+        managed: tuple[str, ...],
+    ) -> None:
+        self.client = client
+        self.gate = gate
+        self.definitions = definitions
+        self.managed = managed
+
+    def update(self, user: OmniUser | str, attributes: Mapping[str, AttributeValue]) -> UpdateResult:
+        """``update_user`` behind the gate. The base state is read first when the user carries no attribute
+        map, so the kinds of change (and so whether this is a canary) are known before anything is sent."""
+        base = user if isinstance(user, OmniUser) and user.attributes_present else None
+        if base is None:
+            base = self.client.get_user(user.id if isinstance(user, OmniUser) else user)
+        changes = compute_changes(base, attributes=attributes, definitions=self.definitions)
+        if not changes:
+            return UpdateResult(user=base, action="unchanged", changes=changes)
+        kinds = change_kinds(changes, base)
+        with self.gate.hold(kinds) as canary:
+            who = base.user_name or base.id
+            if canary:
+                log.info(
+                    "Canary write (%s) to %s: sent alone and checked on a fresh read",
+                    ", ".join(sorted(kinds)),
+                    who,
+                )
+            try:
+                # A canary is judged on a fresh read; later writes of verified kinds on Omni's answer.
+                result = self.client.update_user(
+                    base, attributes=attributes, definitions=self.definitions, confirm_with_read=canary
+                )
+            except OmniWriteSemanticsError as exc:
+                self.gate.trip(f"user {exc.user}, {exc.field!r}: {exc.problem}", exc)
+                raise
+            except OmniBadRequestError as exc:
+                if canary:
+                    reason = f"Omni refused the first {self.client.patch_form!r} write (HTTP 400)"
+                    self.gate.trip(
+                        reason,
+                        OmniError(
+                            f"{exc} | {reason}: this Omni may not accept that PATCH form. What to check: "
+                            "set the connection extra 'patch_form' to the other form and try one user first"
+                        ),
+                    )
+                raise
+            if canary and result.action == "updated":
+                self.gate.verified(kinds)
+                log.info("Canary write to %s verified; continuing at full pace", who)
+        for change in result.concurrent_changes:
+            log.warning("User %s: another writer changed %r meanwhile (left as it is)", who, change.attribute)
+        return result
+
+    def desired_of_create(self, item: PlanItem) -> dict[str, AttributeValue]:
+        """Every managed value a create row wants, unsets included (a create item lists only the set ones)."""
+        return {attribute: item.attributes.get(attribute) for attribute in self.managed}
+
+
 def _workers_for(client: OmniScimClient, requested: int | None) -> int:
     # Enough threads to keep every key's paced slots busy while requests are in flight; more only queue.
     if requested is not None:
@@ -71,6 +282,7 @@ def apply_plan(
     on_outcome: Callable[[int, RowOutcome], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     progress_every: float = 30.0,
+    gate: WriteGate | None = None,
 ) -> list[RowOutcome]:
     """Send the plan's writes; return one outcome per plan item, in plan order.
 
@@ -80,15 +292,26 @@ def apply_plan(
     yet started are settled as failed ("not attempted"); writes already on the wire finish and are
     reported as they ended. An exception in the calling thread (e.g. Airflow's task timeout) stops the run
     the same way before it propagates.
+
+    When the circuit breaker trips (see the module doc) every item is still settled, then
+    ``WritesHaltedError`` is raised; the client is cancelled so nothing waiting for a slot goes out.
     """
     caller_stop = stop or threading.Event()
+    gate = gate or WriteGate()
     halt = threading.Event()  # set when the calling thread is interrupted
     lock = threading.Lock()
     outcomes: list[RowOutcome | None] = [None] * len(plan.items)
     tally = {"done": 0, "failed": 0}
+    writer = _Writer(client, gate, definitions, plan.managed_attributes)
 
     def stopped() -> bool:
-        return caller_stop.is_set() or halt.is_set()
+        return caller_stop.is_set() or halt.is_set() or gate.tripped
+
+    # A write waiting at the gate behind a canary has not started: a stop must keep it from going out.
+    gate.stopping = lambda: caller_stop.is_set() or halt.is_set()
+
+    def not_sent() -> str:
+        return halted_error(gate.reason) if gate.reason else NOT_ATTEMPTED
 
     def settle(index: int, outcome: RowOutcome, *, write: bool) -> None:
         with lock:
@@ -112,20 +335,25 @@ def apply_plan(
     def write(index: int) -> None:
         item = plan.items[index]
         if stopped():
-            settle(index, RowOutcome.from_item(item, RowStatus.FAILED, error=NOT_ATTEMPTED), write=True)
+            settle(index, RowOutcome.from_item(item, RowStatus.FAILED, error=not_sent()), write=True)
             return
         try:
-            user_id = _apply_item(client, item, users_by_id, definitions)
+            outcome = _apply_item(writer, item, users_by_id)
+        except _Halted:
+            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=not_sent())
         except OmniCancelledError:
-            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=STOPPED_PENDING)
+            error = STOPPED_PENDING
+            if gate.reason:
+                error = f"not confirmed (stopped: {gate.reason}); a re-run applies it if needed"
+            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=error)
         except OmniError as exc:
             outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=str(exc))
         except Exception as exc:  # a bug must not lose the rest of the report
             log.exception("Unexpected error writing row %s", item.row_number)
             outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        else:
-            outcome = RowOutcome.from_item(item, RowStatus.APPLIED, user_id=user_id)
         settle(index, outcome, write=True)
+        if gate.tripped:
+            client.cancel()  # writes waiting for a paced slot or a retry must not go out now
 
     def progress(started: float) -> Progress:
         with lock:
@@ -172,11 +400,11 @@ def apply_plan(
                 halt.set()
                 raise
     finally:
-        # Whatever never started (a stop, an interruption) is still accounted for.
+        # Whatever never started (a stop, an interruption, the breaker) is still accounted for.
         for index in pending:
             settle(
                 index,
-                RowOutcome.from_item(plan.items[index], RowStatus.FAILED, error=NOT_ATTEMPTED),
+                RowOutcome.from_item(plan.items[index], RowStatus.FAILED, error=not_sent()),
                 write=True,
             )
     if on_progress and pending:
@@ -185,28 +413,53 @@ def apply_plan(
             on_progress(final)
     missing = [i for i, o in enumerate(outcomes) if o is None]
     assert not missing, f"plan items without an outcome: {missing[:5]}"
-    return [o for o in outcomes if o is not None]
+    settled = [o for o in outcomes if o is not None]
+    if gate.reason is not None and gate.error is not None:
+        raise WritesHaltedError(gate.reason, gate.error, settled)
+    return settled
 
 
-def _apply_item(
-    client: OmniScimClient,
-    item: PlanItem,
-    users_by_id: Mapping[str, OmniUser],
-    definitions: Mapping[str, AttributeDefinition] | None,
-) -> str:
-    """One write; returns the user id. Creates go through ``create_user`` (never creates twice)."""
+def _apply_item(writer: _Writer, item: PlanItem, users_by_id: Mapping[str, OmniUser]) -> RowOutcome:
+    """One row's write. ``applied`` only when a write was sent and confirmed; a write found unnecessary
+    (Omni already holds the values) is ``unchanged``."""
+    client = writer.client
     if item.action is RowAction.CREATE:
         if not item.user_name or not item.display_name:
             raise OmniError("create without an email or display name")  # the planner rejects these
-        created = client.create_user(item.user_name, item.display_name, item.attributes or None)
+        try:
+            created = client.create_user(item.user_name, item.display_name, item.attributes or None)
+        except OmniConflictError:
+            return _update_racing_create(writer, item)
         # If an earlier, lost attempt already created the user, its attributes may still be missing.
         if item.attributes:
-            client.update_user(created, attributes=item.attributes, definitions=definitions)
-        return created.id
+            writer.update(created, item.attributes)
+        return RowOutcome.from_item(item, RowStatus.APPLIED, user_id=created.id)
     if item.user_id is None:
         raise OmniError("update without a user id")  # the planner always sets it
     current = users_by_id.get(item.user_id)
-    result = client.update_user(
-        current if current is not None else item.user_id, attributes=item.attributes, definitions=definitions
-    )
-    return result.user.id
+    result = writer.update(current if current is not None else item.user_id, item.attributes)
+    return RowOutcome.from_result(item, result, note=_concurrent_note(result))
+
+
+def _update_racing_create(writer: _Writer, item: PlanItem) -> RowOutcome:
+    """A 409 on create: another writer created this user since the listing. Update it instead, to the
+    row's whole desired state (unsets included); never a second user."""
+    assert item.user_name is not None
+    existing = writer.client.find_user_by_email(item.user_name)
+    if existing is None:
+        raise OmniError(
+            f"user {item.user_name}: Omni answered 409 (exists) to the create, but no user with this email "
+            "can be found; check the user in Omni (it may be deactivated or pending)"
+        )
+    log.warning("User %s was created by someone else since the listing; updating it instead", item.user_name)
+    result = writer.update(existing, writer.desired_of_create(item))
+    note = "created meanwhile by another writer; updated instead"
+    extra = _concurrent_note(result)
+    return RowOutcome.from_result(item, result, note=f"{note}; {extra}" if extra else note)
+
+
+def _concurrent_note(result: UpdateResult) -> str | None:
+    if not result.concurrent_changes:
+        return None
+    names = ", ".join(sorted(c.attribute for c in result.concurrent_changes))
+    return f"another writer changed {names} meanwhile (left as it is)"

@@ -1,7 +1,12 @@
 """Run guards: refuse a plan whose blast radius is too big, and decide when rejected/failed rows fail a run.
 
 Both exist because the worst sync failures are silent: a broken upstream query that blanks everyone, or a
-green task that quietly skipped half the rows (sync-tools-and-peers.md section 9).
+green task that quietly skipped half the rows.
+
+Mirror mode has a limit even when ``max_changes`` is not given: a mirror run that would unset managed
+attributes of more than ``DEFAULT_MIRROR_UNSET_LIMIT`` of Omni's users is refused, because a short or
+half-broken input (a filter too narrow, a join that lost rows) looks exactly like "these users left".
+Giving ``max_changes`` explicitly replaces this default with the caller's own limit.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from fractions import Fraction
 
 from omni_provider.client.errors import OmniValidationError, PlanTooLargeError
 from omni_provider.sync.plan import RowAction, SyncPlan
+from omni_provider.sync.spec import SyncMode
 
 _PERCENT_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 _INTEGER_RE = re.compile(r"\s*\d+\s*")
+
+#: The share of Omni's users a mirror run may unset attributes on when ``max_changes`` is not given.
+DEFAULT_MIRROR_UNSET_LIMIT = "10%"
 
 
 def _percent(value: str) -> Fraction | None:
@@ -70,6 +79,9 @@ def check_max_changes(
             limit=limit,
             total_users=total_users,
         )
+    # An allowed empty input is an explicit "unset everyone"; the default limit is for partial inputs.
+    if max_changes is None and plan.mode is SyncMode.MIRROR and not (plan.empty_input and allow_empty_input):
+        check_default_mirror_limit(plan, total_users)
     if limit is not None and changes > limit:
         raise PlanTooLargeError(
             f"the plan writes {changes} users ({detail}), more than max_changes={max_changes!r} allows "
@@ -78,6 +90,37 @@ def check_max_changes(
             limit=limit,
             total_users=total_users,
         )
+
+
+def check_default_mirror_limit(plan: SyncPlan, total_users: int) -> None:
+    """Refuse a mirror plan that unsets values of more than ``DEFAULT_MIRROR_UNSET_LIMIT`` of the users.
+
+    Counted: users the plan would clear at least one managed value of, whether absent from the input or
+    given empty values in their row; the error says how many users lose each attribute.
+    """
+    losing = [item for item in plan.writes() if any(c.new is None for c in item.changes)]
+    limit = resolve_max_changes(DEFAULT_MIRROR_UNSET_LIMIT, total_users)
+    assert limit is not None
+    if len(losing) <= limit:
+        return
+    per_attribute = {a: 0 for a in plan.managed_attributes}
+    for item in losing:
+        for change in item.changes:
+            if change.new is None:
+                per_attribute[change.attribute] += 1
+    lost = ", ".join(f"{a} on {n} users" for a, n in per_attribute.items() if n)
+    absent = sum(1 for item in losing if item.row_number is None)
+    share = math.ceil(len(losing) * 100 / total_users) if total_users else 100
+    raise PlanTooLargeError(
+        f"mirror mode would unset attributes of {len(losing)} of {total_users} Omni users ({lost}; "
+        f"{absent} users absent from the input, {len(losing) - absent} through empty values in their "
+        f"rows), more than the default limit for mirror runs ({DEFAULT_MIRROR_UNSET_LIMIT} = {limit} users). "
+        "Nothing was sent. Check that the input holds every user; if this is intended, give max_changes "
+        f'explicitly (e.g. max_changes={len(losing)} or "{share}%").',
+        changes=len(losing),
+        limit=limit,
+        total_users=total_users,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,31 +1,29 @@
 """Match keys: normalising the row's key column and indexing current Omni users by the same key.
 
-Omni matches users by email case-insensitively, so emails are stripped and lower-cased on both sides, as the
-server compares them (``str.lower``, not ``casefold``: casefolding also equates "straße" with "strasse",
-which Omni holds as two users, so it would write one user's row to another); ids are UUIDs compared in
-lower case. Anything else is refused here so it can never reach a URL path.
+Emails and ids are checked and compared by the rules in ``omni_provider.client.identity`` (NFC, stripped,
+``str.lower`` for emails; canonical UUIDs for ids), the very functions the client applies before sending,
+so a row the planner accepts is never refused by the client at write time. A key that breaks them is a
+``KeyProblem``: the row is rejected, and it can never reach a URL path.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omni_provider.client.identity import email_key
+from omni_provider.client.errors import OmniValidationError
+from omni_provider.client.identity import email_key, email_problem, normalize_email_text, user_id_problem
 from omni_provider.client.models import OmniUser
-from omni_provider.sync.spec import MatchOn, SyncSpec
+from omni_provider.sync.spec import MatchOn, SyncMode, SyncSpec
 
-#: RFC 5321 path limit is 254; 320 (64 + 1 + 255) is the loosest reading, so real addresses always pass.
-MAX_EMAIL_LENGTH = 320
 _SHOWN_KEY_CHARS = 100
-# Exactly one @, non-empty parts, no whitespace or control characters. Quotes stay legal (RFC 5322).
-_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MISSING = object()
+_ID_EXAMPLE = "9e8719d9-276a-4964-9395-a493189a247c"
+_REASONS_SHOWN = 3
+_ROWS_SHOWN = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +31,6 @@ class KeyProblem:
     reason: str
     #: The raw key, clipped, for the report.
     shown: str
-    #: The lower-cased text of a malformed but non-empty key: still "present" for mirror mode.
-    loose_key: str | None = None
 
 
 def _clip(text: str) -> str:
@@ -55,24 +51,14 @@ def normalize_email(raw: object) -> str | KeyProblem:
     if raw is None:
         return KeyProblem("empty match key", "")
     if not isinstance(raw, str):
-        return KeyProblem(f"match key must be text (an email), got {type(raw).__name__}", _clip(str(raw)))
-    text = raw.strip()
+        return KeyProblem(f"match key must be text (an email), got {type(raw).__name__}", _clip(repr(raw)))
+    text = normalize_email_text(raw)
     if not text:
         return KeyProblem("empty match key", "")
-    if len(text) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(text):
-        return email_key(text)
-    return KeyProblem(_email_problem(text), _clip(text), email_key(text))
-
-
-def _email_problem(text: str) -> str:
-    # Only on the failure path, so the common case costs one regex match.
-    if len(text) > MAX_EMAIL_LENGTH:
-        return f"not an email: longer than {MAX_EMAIL_LENGTH} characters"
-    if _CONTROL_RE.search(text):
-        return "not an email: contains control characters"
-    if any(c.isspace() for c in text):
-        return "not an email: contains whitespace"
-    return "not an email: needs exactly one @ with text on both sides"
+    problem = email_problem(text)
+    if problem is not None:
+        return KeyProblem(f"not an email: {problem}", _clip(text))
+    return email_key(text)
 
 
 def normalize_id(raw: object) -> str | KeyProblem:
@@ -81,18 +67,15 @@ def normalize_id(raw: object) -> str | KeyProblem:
     if isinstance(raw, uuid.UUID):
         return str(raw)
     if not isinstance(raw, str):
-        return KeyProblem(f"match key must be a user id (UUID), got {type(raw).__name__}", _clip(str(raw)))
+        return KeyProblem(f"match key must be a user id (UUID), got {type(raw).__name__}", _clip(repr(raw)))
     text = raw.strip()
     if not text:
         return KeyProblem("empty match key", "")
-    if _UUID_RE.fullmatch(text):
-        return text.lower()
-    # Strict on purpose: the id goes into a URL path, so '/', '..', '?' or '#' must never get through.
-    return KeyProblem(
-        "not an Omni user id (expected a UUID like 9e8719d9-276a-4964-9395-a493189a247c)",
-        _clip(text),
-        text.lower(),
-    )
+    problem = user_id_problem(text)
+    if problem is not None:
+        # Strict on purpose: the id goes into a URL path, so '/', '..', '?' or '#' must never get through.
+        return KeyProblem(f"not an Omni user id: {problem} (expected a UUID like {_ID_EXAMPLE})", _clip(text))
+    return text.lower()
 
 
 def user_key(user: OmniUser, match_on: MatchOn) -> str:
@@ -122,3 +105,58 @@ class UserIndex:
     @property
     def user_count(self) -> int:
         return sum(len(bucket) for bucket in self._by_key.values())
+
+
+class UnreadableKeysError(OmniValidationError):
+    """Mirror mode with input rows whose key cannot be read: "absent from the input" is then unknowable."""
+
+    def __init__(self, message: str, *, column: str, unreadable: int, rows: int) -> None:
+        super().__init__(message)
+        self.column = column
+        self.unreadable = unreadable
+        self.rows = rows
+
+
+def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | KeyProblem]:
+    """Every row's key, after the input-wide checks that must stop a run before any request.
+
+    - The key column missing from every row is a configuration error in any mode (a renamed column or a
+      wrong ``key_column``), not a reason to reject each row.
+    - In mirror mode every row's key must be readable: a user counts as absent from the input only when
+      every input row's key could be read, so one null, non-text or malformed key refuses the whole run
+      (the alternative, unsetting a user whose row was unreadable, is the harm mirror mode must never do).
+    """
+    keys = [normalize_key(row, spec) for row in rows]
+    problems = [(n, k) for n, k in enumerate(keys, start=1) if isinstance(k, KeyProblem)]
+    if not problems:
+        return keys
+    missing = f"missing column {spec.key!r}"
+    if sum(1 for _, k in problems if k.reason == missing) == len(keys):
+        columns = sorted({str(c) for row in rows[:1] for c in row})
+        raise OmniValidationError(
+            f"the key column {spec.key!r} is not in the input (its columns: {', '.join(columns) or 'none'}); "
+            f"set key_column to the column holding the {'email' if spec.match_on == 'userName' else 'id'}, "
+            "or fix the query's column names. Nothing was sent."
+        )
+    if spec.mode is SyncMode.MIRROR:
+        raise UnreadableKeysError(
+            _unreadable_message(problems, len(keys), spec.key),
+            column=spec.key,
+            unreadable=len(problems),
+            rows=len(keys),
+        )
+    return keys
+
+
+def _unreadable_message(problems: Sequence[tuple[int, KeyProblem]], total: int, column: str) -> str:
+    reasons = Counter(k.reason for _, k in problems)
+    by_reason = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common(_REASONS_SHOWN))
+    if len(reasons) > _REASONS_SHOWN:
+        by_reason += f"; {len(reasons) - _REASONS_SHOWN} other kinds"
+    numbers = [n for n, _ in problems]
+    shown = ", ".join(map(str, numbers[:_ROWS_SHOWN])) + (" ..." if len(numbers) > _ROWS_SHOWN else "")
+    return (
+        f"mirror mode refused: {len(problems)} of {total} input rows have an unreadable key in column "
+        f"{column!r} ({by_reason}; rows {shown}). A user counts as absent from the input only when every "
+        "row's key can be read, so no user was unset and nothing was sent. Fix or remove those rows."
+    )

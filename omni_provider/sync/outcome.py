@@ -7,15 +7,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from omni_provider.client.client import UpdateResult
 from omni_provider.sync.plan import PlanItem, RowAction
 
 
 class RowStatus(StrEnum):
     #: The write was sent and Omni confirmed it.
     APPLIED = "applied"
-    #: Nothing differed; nothing was sent.
+    #: Nothing differed (in the plan, or on the client's fresh look); nothing was sent.
     UNCHANGED = "unchanged"
     #: Refused before sending (bad key, bad value, duplicate, user missing in update mode...).
     REJECTED = "rejected"
@@ -58,6 +59,32 @@ class RowOutcome:
             note=None if is_error and error is None else item.reason,
         )
 
+    @classmethod
+    def from_result(cls, item: PlanItem, result: UpdateResult, *, note: str | None = None) -> RowOutcome:
+        """The outcome of a write the client decided on: ``applied`` only when a PATCH was sent and
+        confirmed; ``unchanged`` when Omni already held the values (nothing was sent). The changes are the
+        ones really sent, old values from the state the write was based on."""
+        if result.action != "updated":
+            return cls(
+                row=item.row_number,
+                key=item.key,
+                action=item.action.value,
+                status=RowStatus.UNCHANGED,
+                user_id=result.user.id,
+                note=note or "no write needed: Omni already holds these values",
+            )
+        sent = result.changes.attributes
+        return cls(
+            row=item.row_number,
+            key=item.key,
+            action=item.action.value,
+            status=RowStatus.APPLIED,
+            user_id=result.user.id,
+            changed=tuple(sent),
+            changes=tuple({"attribute": a, "old": old, "new": new} for a, (old, new) in sent.items()),
+            note=note if note is not None else item.reason,
+        )
+
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["status"] = self.status.value
@@ -89,7 +116,13 @@ def tally_by_action(outcomes: Iterable[RowOutcome]) -> dict[str, dict[str, int]]
     return {action: dict(counter) for action, counter in sorted(table.items())}
 
 
-def write_jsonl(outcomes: Iterable[RowOutcome], stream: IO[str]) -> int:
+class ReportRecord(Protocol):
+    """One line of a report file (a row outcome, a membership outcome)."""
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
+def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
     n = 0
     for outcome in outcomes:
         stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
@@ -97,9 +130,9 @@ def write_jsonl(outcomes: Iterable[RowOutcome], stream: IO[str]) -> int:
     return n
 
 
-def format_table(summary: Mapping[str, Mapping[str, int]]) -> str:
+def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str] | None = None) -> str:
     """A small fixed-width table of action x status counts, for the task log."""
-    statuses = [s.value for s in RowStatus]
+    statuses = list(statuses) if statuses is not None else [s.value for s in RowStatus]
     lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
     for action, counts in summary.items():
         lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))

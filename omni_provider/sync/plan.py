@@ -7,12 +7,13 @@ user gets no write, so a crashed run is simply re-run (the diff against live sta
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from omni_provider.client.errors import InvalidAttributesError
+from omni_provider.client.identity import normalize_email_text
 from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
 from omni_provider.client.values import (
     WRITABLE_SYSTEM_ATTRIBUTES,
@@ -20,7 +21,7 @@ from omni_provider.client.values import (
     unknown_attribute_reason,
     values_equal,
 )
-from omni_provider.sync.keys import KeyProblem, UserIndex, normalize_key
+from omni_provider.sync.keys import KeyProblem, UserIndex, read_keys
 from omni_provider.sync.rows import desired_values, display_name_of
 from omni_provider.sync.spec import SyncMode, SyncSpec
 
@@ -156,18 +157,15 @@ def build_plan(
     """One PlanItem per input row, in input order, then (mirror) one unset per absent user with values."""
     managed = check_managed_attributes(spec, definitions)
     index = UserIndex(current_users, spec.match_on)
+    row_list = rows if isinstance(rows, Sequence) else list(rows)
+    # Raises before anything is planned: a missing key column (any mode), an unreadable key (mirror).
+    keys = read_keys(row_list, spec)
 
-    # Pass 1: keys only, so duplicates are known before any row is planned.
-    keyed: list[tuple[Mapping[str, Any], str | KeyProblem]] = []
+    # Keys first, so duplicates are known before any row is planned.
+    keyed = list(zip(row_list, keys, strict=True))
     rows_by_key: dict[str, list[int]] = {}
-    seen_keys: set[str] = set()  # also malformed keys: a mirror must not unset a user whose row was bad
-    for number, row in enumerate(rows, start=1):
-        key = normalize_key(row, spec)
-        keyed.append((row, key))
-        if isinstance(key, KeyProblem):
-            if key.loose_key:
-                seen_keys.add(key.loose_key)
-        else:
+    for number, key in enumerate(keys, start=1):
+        if not isinstance(key, KeyProblem):
             rows_by_key.setdefault(key, []).append(number)
 
     items = [
@@ -175,8 +173,8 @@ def build_plan(
         for number, (row, key) in enumerate(keyed, start=1)
     ]
     if spec.mode is SyncMode.MIRROR:
-        seen_keys.update(rows_by_key)
-        items.extend(_mirror_unsets(index, seen_keys, managed))
+        # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
+        items.extend(_mirror_unsets(index, rows_by_key.keys(), managed))
     return SyncPlan(
         items=tuple(items),
         mode=spec.mode,
@@ -232,7 +230,8 @@ def _create_item(
         return PlanItem(number, key, RowAction.REJECTED, reason=problem)
     send: dict[str, AttributeValue] = {a: value for a, value in desired.items() if value is not None}
     changes = tuple(AttributeChange(a, None, value) for a, value in send.items())
-    user_name = str(row[spec.key]).strip()  # as written (Omni keeps the case given); matched lower-cased
+    # As written (Omni keeps the case given), in NFC like every email the client sends; matched by key.
+    user_name = normalize_email_text(str(row[spec.key]))
     return PlanItem(
         number, key, RowAction.CREATE, None, user_name, display_name, send, changes, "not in Omni; create"
     )
@@ -265,7 +264,7 @@ def _update_item(
 
 
 def _mirror_unsets(
-    index: UserIndex, seen_keys: set[str], managed: Mapping[str, AttributeDefinition | None]
+    index: UserIndex, seen_keys: Collection[str], managed: Mapping[str, AttributeDefinition | None]
 ) -> list[PlanItem]:
     items: list[PlanItem] = []
     for key, users in index.items():

@@ -64,11 +64,13 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "strict_attributes": True,
     "rate_limit": 60,
     "rate_window": 60.0,
+    "rate_window_mode": "sliding",
     "rate_limit_enabled": False,
     "retry_after_header": False,
     "faults": {},
     "fault_seed": 0,
     "fault_methods": None,
+    "group_patch_mode": "documented",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2  # noqa: F401 - re-exported
+from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY, TEST_API_KEY_2, apply_patch_ops  # noqa: F401
 
 from omni_provider.client import USER_ATTRIBUTES_URN
 
@@ -111,9 +111,9 @@ _FILTER = re.compile(r'^userName eq (".*")$', re.DOTALL)
 
 class FakeOmni:
     """Just enough of Omni's SCIM user API for the client: list (clamped count, ``userName eq``), get,
-    create (409 on a duplicate email), PATCH (no-path replace, merged key by key), PUT (replace) and DELETE.
-    ``before`` hooks may answer instead of the server; ``lose_next`` makes the server do the work and then
-    drop the connection, like a response lost on the way back."""
+    create (409 on a duplicate email), PATCH (both forms, see ``omni_testkit.apply_patch_ops``), PUT
+    (replace) and DELETE. ``before`` hooks may answer instead of the server; ``lose_next`` makes the server
+    do the work and then drop the connection, like a response lost on the way back."""
 
     def __init__(self, *, max_page_size: int = 1000) -> None:
         self.users: dict[str, dict[str, Any]] = {}
@@ -193,16 +193,5 @@ class FakeOmni:
         return httpx.Response(201, json=user)
 
     def _patch(self, user: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
-        for op in body["Operations"]:
-            assert op["op"] == "replace" and "path" not in op, op
-            value = op["value"]
-            for field in ("displayName", "active"):
-                if field in value:
-                    user[field] = value[field]
-            attrs = user.setdefault(USER_ATTRIBUTES_URN, {})
-            for key, val in (value.get(USER_ATTRIBUTES_URN) or {}).items():
-                if val is None:
-                    attrs.pop(key, None)
-                else:
-                    attrs[key] = val
+        apply_patch_ops(user, body)
         return httpx.Response(200, json=user)

@@ -9,9 +9,11 @@ from omni_fakes import PATCH_SCHEMA, USERS, FakeOmni, body_of, user_json
 from omni_provider.client import (
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
+    OmniConfigurationError,
     OmniNotFoundError,
     OmniUnexpectedStateError,
     OmniUser,
+    OmniWriteSemanticsError,
 )
 
 ATTRS = {"region": "us-east", "level": 3, "teams": ["a", "b"], "cost_center": "cc-1"}
@@ -23,12 +25,23 @@ def seeded(fake_omni: FakeOmni) -> dict:
 
 
 def _patch_value(rec) -> dict:
+    """What the one PATCH asked for, as ``{displayName?, active?, URN: {name: value}}`` whichever form it
+    used (a ``remove`` reads as ``None``); the form itself is checked in ``test_patch_forms``."""
     (body,) = rec.bodies("PATCH")
     assert body["schemas"] == [PATCH_SCHEMA]
-    (op,) = body["Operations"]
-    assert op["op"] == "replace"
-    assert "path" not in op
-    return op["value"]
+    ops = body["Operations"]
+    if len(ops) == 1 and "path" not in ops[0]:
+        assert ops[0]["op"] == "replace"
+        return ops[0]["value"]
+    value: dict = {}
+    for op in ops:
+        path = op["path"]
+        if path in ("displayName", "active"):
+            value[path] = op["value"]
+        else:
+            name = path.removeprefix(USER_ATTRIBUTES_URN + ":")
+            value.setdefault(USER_ATTRIBUTES_URN, {})[name] = None if op["op"] == "remove" else op["value"]
+    return value
 
 
 def test_one_patch_with_only_changed_keys(make_client, fake_omni, seeded) -> None:
@@ -48,14 +61,62 @@ def test_one_patch_with_only_changed_keys(make_client, fake_omni, seeded) -> Non
     assert result.user.attributes == {**ATTRS, "region": "eu-west", "new_key": "x"}
 
 
-def test_unset_sends_null(make_client, fake_omni, seeded) -> None:
+def test_unset_sends_remove_ops_by_default(make_client, fake_omni, seeded) -> None:
     client, rec = make_client(fake_omni)
+    result = client.update_user(seeded["id"], attributes={"cost_center": None, "teams": []})
+    (body,) = rec.bodies("PATCH")
+    assert body["Operations"] == [
+        {"op": "remove", "path": f"{USER_ATTRIBUTES_URN}:cost_center", "value": None},
+        {"op": "remove", "path": f"{USER_ATTRIBUTES_URN}:teams", "value": None},
+    ]
+    assert "cost_center" not in result.user.attributes
+    assert result.user.attributes["region"] == "us-east"
+
+
+def test_unset_sends_null_in_the_map_form(make_client, fake_omni, seeded) -> None:
+    client, rec = make_client(fake_omni, patch_form="map_replace")
     result = client.update_user(seeded["id"], attributes={"cost_center": None, "teams": []})
     value = _patch_value(rec)
     assert value == {USER_ATTRIBUTES_URN: {"cost_center": None, "teams": []}}
     assert value[USER_ATTRIBUTES_URN]["cost_center"] is None
     assert "cost_center" not in result.user.attributes
     assert result.user.attributes["region"] == "us-east"
+
+
+@pytest.mark.parametrize(
+    ("form", "operations"),
+    [
+        (
+            "attribute_path",
+            [
+                {"op": "replace", "path": "displayName", "value": "D"},
+                {"op": "replace", "path": f"{USER_ATTRIBUTES_URN}:region", "value": "eu-west"},
+                {"op": "remove", "path": f"{USER_ATTRIBUTES_URN}:level", "value": None},
+            ],
+        ),
+        (
+            "map_replace",
+            [
+                {
+                    "op": "replace",
+                    "value": {"displayName": "D", USER_ATTRIBUTES_URN: {"region": "eu-west", "level": None}},
+                }
+            ],
+        ),
+    ],
+)
+def test_patch_forms(make_client, fake_omni, seeded, form, operations) -> None:
+    client, rec = make_client(fake_omni, patch_form=form)
+    client.update_user(seeded["id"], attributes={"region": "eu-west", "level": None}, display_name="D")
+    (body,) = rec.bodies("PATCH")
+    assert body == {"schemas": [PATCH_SCHEMA], "Operations": operations}
+
+
+def test_default_patch_form_is_per_attribute_paths(make_client, fake_omni) -> None:
+    client, _ = make_client(fake_omni)
+    assert client.patch_form == "attribute_path"
+    with pytest.raises(OmniConfigurationError, match="patch_form"):
+        make_client(fake_omni, patch_form="json_patch")
 
 
 def test_unset_of_absent_key_is_no_change(make_client, fake_omni, seeded) -> None:
@@ -142,10 +203,16 @@ def test_patch_answer_dropping_untouched_key_is_reported(make_client, fake_omni,
 
     fake_omni.before.append(drop_teams)
     client, rec = make_client(fake_omni)
-    with pytest.raises(OmniUnexpectedStateError) as info:
+    with pytest.raises(OmniWriteSemanticsError) as info:
         client.update_user(seeded["id"], attributes={"region": "eu-west"})
-    assert "teams" in str(info.value)
-    assert "did not touch" in str(info.value)
+    assert isinstance(info.value, OmniUnexpectedStateError)
+    assert (info.value.user, info.value.field, info.value.old, info.value.new) == (
+        "dana@example.com",
+        "teams",
+        ["a", "b"],
+        None,
+    )
+    assert "did not send vanished" in str(info.value) and "What to check" in str(info.value)
     assert rec.count("PATCH") == 1  # reported, not retried
 
 
@@ -155,8 +222,73 @@ def test_patch_answer_with_other_value_is_reported(make_client, fake_omni, seede
 
     fake_omni.before.append(ignore_write)
     client, _ = make_client(fake_omni)
-    with pytest.raises(OmniUnexpectedStateError, match="other values than sent"):
+    with pytest.raises(OmniWriteSemanticsError, match="did not store the value sent") as info:
         client.update_user(seeded["id"], attributes={"region": "eu-west"})
+    assert (info.value.field, info.value.old, info.value.new) == ("region", "us-east", "us-east")
+
+
+def _another_writer(fake_omni: FakeOmni, user: dict, name: str, value: object) -> None:
+    """Before the PATCH lands, another tool sets ``name`` on the user (between our read and our write)."""
+
+    def hook(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PATCH":
+            user[USER_ATTRIBUTES_URN][name] = value
+        return None
+
+    fake_omni.before.append(hook)
+
+
+def test_another_writer_changing_an_unsent_attribute_is_not_a_failure(make_client, fake_omni, seeded) -> None:
+    """Issue 8 item 6: judged on what was sent. Old code raised OmniUnexpectedStateError here."""
+    _another_writer(fake_omni, seeded, "cost_center", "cc-2")
+    client, rec = make_client(fake_omni)
+    listed = client.list_users()[0]
+    result = client.update_user(listed, attributes={"region": "eu-west"})
+    assert result.action == "updated"
+    assert [(c.attribute, c.before, c.after) for c in result.concurrent_changes] == [
+        ("cost_center", "cc-1", "cc-2")
+    ]
+    assert rec.count("PATCH") == 1
+
+
+@pytest.mark.parametrize("how", ["vanished", "reset", "display-name"])
+def test_damage_to_what_was_not_sent_is_still_an_error(make_client, fake_omni, seeded, how) -> None:
+    defs = {"cost_center": AttributeDefinition(name="cost_center", default_value="cc-0")}
+
+    def damage(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "PATCH":
+            return None
+        fake_omni._patch(seeded, body_of(request))
+        if how == "vanished":
+            del seeded[USER_ATTRIBUTES_URN]["cost_center"]
+        elif how == "reset":
+            seeded[USER_ATTRIBUTES_URN]["cost_center"] = "cc-0"
+        else:
+            seeded["displayName"] = seeded["userName"]
+        return httpx.Response(200, json=seeded)
+
+    fake_omni.before.append(damage)
+    client, _ = make_client(fake_omni)
+    with pytest.raises(OmniWriteSemanticsError) as info:
+        client.update_user(seeded["id"], attributes={"region": "eu-west"}, definitions=defs)
+    field = "displayName" if how == "display-name" else "cost_center"
+    assert info.value.field == field
+    assert info.value.old == ("Dana" if how == "display-name" else "cc-1")
+
+
+def test_answer_without_map_is_judged_on_a_fresh_read(make_client, fake_omni, seeded) -> None:
+    def bare_and_lossy(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "PATCH":
+            return None
+        fake_omni._patch(seeded, body_of(request))
+        del seeded[USER_ATTRIBUTES_URN]["teams"]  # the damage the answer does not show
+        return httpx.Response(200, json={k: v for k, v in seeded.items() if k != USER_ATTRIBUTES_URN})
+
+    fake_omni.before.append(bare_and_lossy)
+    client, rec = make_client(fake_omni)
+    with pytest.raises(OmniWriteSemanticsError, match="teams"):
+        client.update_user(seeded["id"], attributes={"region": "eu-west"})
+    assert rec.methods() == ["GET", "PATCH", "GET"]
 
 
 def test_patch_answer_without_attribute_map_is_accepted(make_client, fake_omni, seeded) -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import ValidationError
+from omni_testkit import apply_patch_ops
 
 from omni_provider.client import (
     USER_ATTRIBUTES_URN,
@@ -57,25 +58,24 @@ class CapturingOmni:
             answer = {**answer, "userName": body["userName"], "displayName": body["displayName"]}
             answer[USER_ATTRIBUTES_URN] = body.get(USER_ATTRIBUTES_URN, {})
             return httpx.Response(201, json=answer)
-        if request.method == "PATCH" and "path" not in body["Operations"][0]:
-            # echo the merge so the client's after-write check passes
-            value = body["Operations"][0]["value"]
-            attrs = {**self.user[USER_ATTRIBUTES_URN], **value.get(USER_ATTRIBUTES_URN, {})}
-            answer.update({k: v for k, v in value.items() if k != USER_ATTRIBUTES_URN})
-            answer[USER_ATTRIBUTES_URN] = {k: v for k, v in attrs.items() if v not in (None, [], "")}
+        if request.method == "PATCH":
+            # echo the change so the client's after-write check passes
+            answer[USER_ATTRIBUTES_URN] = dict(self.user[USER_ATTRIBUTES_URN])
+            apply_patch_ops(answer, body)
         return httpx.Response(200, json=answer)
 
     def bodies(self, method: str) -> list[Any]:
         return [b for m, _, b in self.sent if m == method]
 
 
-def _client(omni: CapturingOmni) -> OmniScimClient:
+def _client(omni: CapturingOmni, **kwargs: Any) -> OmniScimClient:
     return OmniScimClient(
         "acme.omniapp.co",
         TEST_API_KEY,
         transport=httpx.MockTransport(omni),
         rate_limit_per_minute=1e6,
         retry_policy=RetryPolicy(max_attempts=1),
+        **kwargs,
     )
 
 
@@ -159,9 +159,10 @@ def test_put_body(openapi, schema_validator, body) -> None:
     ],
     ids=["attribute", "typed", "unset", "unset-list", "display-name", "active", "everything"],
 )
-def test_patch_body_from_update_user(openapi, schema_validator, change) -> None:
+@pytest.mark.parametrize("form", ["attribute_path", "map_replace"])
+def test_patch_body_from_update_user(openapi, schema_validator, change, form) -> None:
     omni = CapturingOmni()
-    with _client(omni) as client:
+    with _client(omni, patch_form=form) as client:
         result = client.update_user(USER_ID, **change)
     assert result.action == "updated"
     assert _assert_valid(openapi, schema_validator, omni, "PATCH", "ScimUserPatchRequest") == 1
@@ -213,8 +214,13 @@ def test_any_update_sends_a_valid_patch(openapi, schema_validator, attributes, d
     assert len(patches) == (1 if result.action == "updated" else 0)
     for body in patches:
         schema_validator("ScimUserPatchRequest").validate(body)
-        sent = body["Operations"][0]["value"].get(USER_ATTRIBUTES_URN, {})
+        sent = {
+            op["path"].removeprefix(USER_ATTRIBUTES_URN + ":")
+            for op in body["Operations"]
+            if op.get("path", "").startswith(USER_ATTRIBUTES_URN)
+        }
         assert set(sent) <= set(attributes)  # never more keys than asked for
+        assert all("value" in op for op in body["Operations"])  # the spec requires it, remove included
 
 
 # ------------------------------------------------------------------------------------------ the checks bite

@@ -134,6 +134,10 @@ def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, w
             assert attributes_of(omni_connection, email) == expected
     reports = sorted((warehouse.parent / "reports").glob("*.jsonl"))
     assert len(reports) == 1
+    # The default name comes from the real task instance: dag, task, run id and try number.
+    assert reports[0].name.startswith("omni_warehouse_sync.sync_attributes.") and reports[0].name.endswith(
+        ".try1.jsonl"
+    ), reports[0].name
     records = [json.loads(line) for line in reports[0].read_text().splitlines()]
     assert [r["row"] for r in records] == [1, 2, 3]
     assert {r["status"] for r in records} == {"applied"}

@@ -62,7 +62,7 @@ def test_admin_save(make_emulator: MakeEmulator, tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     server = make_emulator(state_file=path, persist_interval=60)
     server.state.add_user("now@example.com")
-    assert httpx.post(server.base_url + "/_emulator/save").status_code == 200
+    assert httpx.post(server.base_url + "/_emulator/save", json={}).status_code == 200
     assert EmulatorState.load(path).find_by_email("now@example.com") is not None
 
 

@@ -16,7 +16,7 @@ from emulator_testkit import API_KEY, ATTRS, patch_body
 from omni_provider.emulator import EmulatorConfig, EmulatorServer, EmulatorState
 from omni_provider.emulator.errors import ApiError
 from omni_provider.emulator.faults import FaultInjector
-from omni_provider.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
+from omni_provider.emulator.ratelimit import RateLimiter, RateWindowMode, retry_after_seconds
 from omni_provider.emulator.scim_filter import parse_filter
 
 USER_FILTERS = {"userName": frozenset({"eq"})}
@@ -32,7 +32,7 @@ class FakeClock:
 
 def test_limiter_is_a_sliding_window_not_a_fixed_one() -> None:
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(lambda: 3, lambda: 10.0, clock)
+    limiter = RateLimiter(lambda: 3, lambda: 10.0, clock=clock)
     for offset in (0.0, 4.0, 8.0):
         clock.now = 1000.0 + offset
         assert limiter.acquire("k") is None
@@ -45,9 +45,25 @@ def test_limiter_is_a_sliding_window_not_a_fixed_one() -> None:
     assert limiter.acquire("other") is None
 
 
+def test_fixed_window_mode_counts_in_consecutive_windows() -> None:
+    clock = FakeClock()
+    mode: list[RateWindowMode] = ["fixed"]
+    limiter = RateLimiter(lambda: 3, lambda: 10.0, lambda: mode[0], clock=clock)
+    clock.now = 1008.0  # window [1000, 1010)
+    assert [limiter.acquire("k") for _ in range(3)] == [None, None, None]
+    assert limiter.acquire("k") == pytest.approx(2.0)  # frees at the boundary, not 10 s after the hits
+    clock.now = 1010.0
+    # A new window: three more at once, six within 2 s, which a sliding window would refuse.
+    assert [limiter.acquire("k") for _ in range(3)] == [None, None, None]
+    assert limiter.acquire("k") == pytest.approx(10.0)
+    mode[0] = "sliding"
+    clock.now = 1019.0
+    assert limiter.acquire("k") is not None  # switched at runtime: 3 accepted at t=10
+
+
 def test_limiter_handles_a_lowered_limit() -> None:
     clock, limit = FakeClock(), [5]
-    limiter = SlidingWindowLimiter(lambda: limit[0], lambda: 10.0, clock)
+    limiter = RateLimiter(lambda: limit[0], lambda: 10.0, clock=clock)
     for i in range(5):
         clock.now = 1000.0 + i
         limiter.acquire("k")
@@ -109,6 +125,7 @@ def test_fault_draws_do_not_depend_on_which_kinds_fire() -> None:
         {"put_mode": "upsert"},
         {"max_page_size": 0},
         {"rate_window": 0},
+        {"rate_window_mode": "tumbling"},
         {"faults": {"error_503": 1.5}},
         {"faults": {"nope": 0.1}},
         {"fault_methods": frozenset({"FETCH"})},

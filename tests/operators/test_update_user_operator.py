@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from omni_testkit import TEST_API_KEY
+from omni_testkit import TEST_API_KEY, omni_connection_json
 
 from omni_provider import UpdateOmniUserOperator
-from omni_provider.emulator import EmulatorServer
+from omni_provider.emulator import EmulatorConfig, EmulatorServer
+from omni_provider.emulator.attributes import custom_attribute, default_catalogue
+from omni_provider.emulator.state import EmulatorState
 
 UNTOUCHED = {"department": "Finance", "regions": ["EU", "US"], "cost_centre": 4100}
 
@@ -50,7 +53,7 @@ def test_changes_only_named_attribute_under_both_put_modes(
         "user_id": ada.id,
         "user_name": "Ada.Lovelace@Example.com",
         "action": "updated",
-        "changes": {"region": {"old": "us-east", "new": "EMEA"}},
+        "changes": {"attributes": {"region": {"old": "us-east", "new": "EMEA"}}, "user": {}},
     }
     json.dumps(result)  # XCom-safe
     assert omni_connection.stats.snapshot()["requests_by_method"].get("PUT", 0) == 0
@@ -68,21 +71,27 @@ def test_by_user_id_with_display_name_active_and_unset(omni_connection: Emulator
     assert "cost_centre" not in after.attributes
     assert after.attributes["department"] == "Finance"
     assert after.display_name == "Countess Lovelace" and after.active is False
-    assert set(result["changes"]) == {"cost_centre", "displayName", "active"}
+    assert result["changes"] == {
+        "attributes": {"cost_centre": {"old": 4100, "new": None}},
+        "user": {
+            "displayName": {"old": "Ada Lovelace", "new": "Countess Lovelace"},
+            "active": {"old": True, "new": False},
+        },
+    }
 
 
 def test_no_write_when_nothing_changes(omni_connection: EmulatorServer, ada: Any) -> None:
     result = run(
         user_name="ada.lovelace@example.com", attributes={"region": "us-east", "cost_centre": "4100"}
     )
-    assert result["action"] == "unchanged" and result["changes"] == {}
+    assert result["action"] == "unchanged" and result["changes"] == {"attributes": {}, "user": {}}
     assert writes(omni_connection) == 0
 
 
 def test_dry_run_reports_without_writing(omni_connection: EmulatorServer, ada: Any) -> None:
     result = run(user_name="ada.lovelace@example.com", attributes={"region": "EMEA"}, dry_run="True")
     assert result["action"] == "dry_run"
-    assert result["changes"] == {"region": {"old": "us-east", "new": "EMEA"}}
+    assert result["changes"] == {"attributes": {"region": {"old": "us-east", "new": "EMEA"}}, "user": {}}
     assert writes(omni_connection) == 0
     assert omni_connection.state.get_user(ada.id).attributes["region"] == "us-east"  # type: ignore[union-attr]
 
@@ -226,3 +235,34 @@ def test_key_never_logged(
     out, err = capfd.readouterr()
     assert TEST_API_KEY not in caplog.text + out + err
     assert caplog.text  # the debug logging did capture something
+
+
+def test_attribute_named_active_and_the_active_flag_are_both_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The result nests attribute changes and user-field changes: neither can overwrite the other."""
+    state = EmulatorState([*default_catalogue(), custom_attribute("active", "Active")])
+    user = state.add_user("grace@example.com", "Grace", {"active": "no"})
+    config = EmulatorConfig(api_keys=[TEST_API_KEY], rate_limit_enabled=False)
+    with EmulatorServer(config, state=state) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+        result = run(user_name="grace@example.com", attributes={"active": "yes"}, active=False)
+        after = emu.state.get_user(user.id)
+
+    assert after is not None and after.active is False and after.attributes["active"] == "yes"
+    assert result["changes"] == {
+        "attributes": {"active": {"old": "no", "new": "yes"}},
+        "user": {"active": {"old": True, "new": False}},
+    }
+
+
+def test_email_given_in_nfc_finds_the_user_omni_stores_in_nfd(omni_connection: EmulatorServer) -> None:
+    """The emulator compares code points (like an index on lower(userName)); the client asks for both Unicode
+    spellings and re-checks with the one identity rule, so the operator still reaches the one user."""
+    nfc = unicodedata.normalize("NFC", "Zoë.Ångström@exämple.com")
+    stored = omni_connection.state.add_user(unicodedata.normalize("NFD", nfc), "Zoë", {"region": "us-east"})
+    result = run(user_name=nfc.upper(), attributes={"region": "EMEA"})
+    assert result["user_id"] == stored.id and result["action"] == "updated"
+    after = omni_connection.state.get_user(stored.id)
+    assert after is not None and after.attributes["region"] == "EMEA"
+    assert omni_connection.stats.snapshot()["users_created"] == 0

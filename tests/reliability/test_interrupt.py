@@ -33,8 +33,9 @@ from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperat
 from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_PENDING
 
 USERS = 150
-#: Paced by the client (connection extra) so the sync takes ~30 s uninterrupted: plenty of time to stop it.
-RATE_PER_MINUTE = 300
+#: Paced by the client (connection extras: 5 requests per 1 s window) so the sync takes ~30 s uninterrupted:
+#: plenty of time to stop it.
+PACING = {"rate_limit_per_minute": 5, "rate_window_seconds": 1}
 STOP_AFTER_WRITES = 10
 #: The supervisor's SIGTERM -> SIGKILL escalation delay in Airflow 3.3.
 ESCALATION_DELAY = 5.0
@@ -95,9 +96,7 @@ def test_on_kill_mid_sync_reports_every_row(
 ) -> None:
     emu = omni_emulator
     rows = seed(emu)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url, rate_limit_per_minute=RATE_PER_MINUTE)
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url, **PACING))
     report = tmp_path / "killed.jsonl"
     op = SyncOmniUserAttributesOperator(
         task_id="sync", rows=rows, attributes=["region"], report_path=str(report), max_workers=2
@@ -203,9 +202,7 @@ def test_sigterm_to_dag_test_process_leaves_a_complete_report(
         child_home(tmp_path, airflow_db),
         [dags],
         {
-            "AIRFLOW_CONN_OMNI_DEFAULT": omni_connection_json(
-                emu.base_url, rate_limit_per_minute=RATE_PER_MINUTE
-            ),
+            "AIRFLOW_CONN_OMNI_DEFAULT": omni_connection_json(emu.base_url, **PACING),
             "OMNI_INTERRUPT_ROWS": str(rows_file),
             "OMNI_INTERRUPT_REPORT": str(report),
         },

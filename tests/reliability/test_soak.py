@@ -44,6 +44,8 @@ SLOW_SECONDS = 1.6  # > CLIENT_TIMEOUT: a slow answer is a client-side timeout
 MAX_RETRIES = int(os.environ.get("OMNI_SOAK_CLIENT_RETRIES", "8"))
 MAX_RUNS = int(os.environ.get("OMNI_SOAK_MAX_RUNS", "3"))
 WORKERS = 16
+#: The client's rate window, scaled down like the benchmark's: a 429 rests its key one window.
+RATE_WINDOW = 0.5
 MANAGED = ("region", "seat_tier", "cost_centre")
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south")
 TIERS = ("pro", "standard", "viewer", None)
@@ -104,7 +106,9 @@ def test_soak_sync_under_faults_converges_exactly(
     assert len(rows) == SOAK_USERS
     monkeypatch.setenv(
         "AIRFLOW_CONN_OMNI_DEFAULT",
-        omni_connection_json(emu.base_url, timeout=CLIENT_TIMEOUT, max_retries=MAX_RETRIES),
+        omni_connection_json(
+            emu.base_url, timeout=CLIENT_TIMEOUT, max_retries=MAX_RETRIES, rate_window_seconds=RATE_WINDOW
+        ),
     )
     rates = dict.fromkeys(FAULT_KINDS, FAULT_RATE)
     emu.config.apply_patch({"faults": rates, "fault_seed": FAULT_SEED, "slow_seconds": SLOW_SECONDS})

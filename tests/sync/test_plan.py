@@ -179,9 +179,17 @@ def test_quoted_local_part_is_accepted() -> None:
     assert item.action is RowAction.UPDATE
 
 
-def test_missing_key_column() -> None:
-    (item,) = build_plan([{"region": "eu", "level": 1}], [], spec(), DEFS).items
-    assert item.reason == "missing column 'userName'"
+def test_key_column_missing_from_every_row_is_a_configuration_error() -> None:
+    expected = r"key column 'userName' is not in the input \(its columns: level, region\)"
+    with pytest.raises(OmniValidationError, match=expected):
+        build_plan([{"region": "eu", "level": 1}], [], spec(), DEFS)
+
+
+def test_key_column_missing_from_some_rows_rejects_those_rows() -> None:
+    rows = [{"region": "eu", "level": 1}, {"userName": "ann@x.co", "region": "eu", "level": 1}]
+    items = by_row(build_plan(rows, [user(ID1, "ann@x.co")], spec(), DEFS))
+    assert items[1].reason == "missing column 'userName'"
+    assert items[2].action is RowAction.UPDATE
 
 
 def test_duplicate_keys_reject_every_copy() -> None:

@@ -1,0 +1,95 @@
+"""An API-server plugin that lets the connection list's Test button reach ``OmniScimHook.test_connection``.
+
+Airflow 3.3's UI tests a saved connection by posting it back with ``port: Number(connection.port)``, which
+is ``0`` for a connection without a port, and the test endpoint then answers 400 "The host or port to test
+differs from the stored connection" because ``0`` is not the stored NULL. An Omni connection has no port
+(the URL in the host field carries one when needed), so its Test button could never work. Airflow fixed
+the comparison upstream (apache/airflow#73298, "port 0 means the same as blank"); this middleware applies
+the same rule to Omni connections only. On an Airflow that has the fix it makes no difference.
+
+It is registered through the ``airflow.plugins`` entry point, so it is listed under Admin > Plugins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from omni_provider.get_provider_info import CONNECTION_TYPE
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TEST_PATH_SUFFIX = "/api/v2/connections/test"
+#: A connection test body is a few hundred bytes; anything larger is passed on untouched.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def blank_port_for_omni(body: bytes) -> bytes | None:
+    """The body with ``port: 0`` replaced by ``null`` when it tests an Omni connection; None to keep it."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("conn_type") != CONNECTION_TYPE:
+        return None
+    port = data.get("port")
+    if port != 0 or isinstance(port, bool):
+        return None
+    data["port"] = None
+    return json.dumps(data).encode()
+
+
+class OmniConnectionTestPortMiddleware:
+    """Pure ASGI middleware: touches only ``POST .../api/v2/connections/test`` bodies of Omni connections."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or not str(scope.get("path", "")).endswith(TEST_PATH_SUFFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message.get("type") != "http.request":
+                break  # a disconnect: hand on what came
+            size += len(message.get("body", b""))
+            if size > MAX_BODY_BYTES or not message.get("more_body", False):
+                break
+        complete = messages[-1].get("type") == "http.request" and not messages[-1].get("more_body", False)
+        if complete and size <= MAX_BODY_BYTES:
+            new_body = blank_port_for_omni(b"".join(m.get("body", b"") for m in messages))
+            if new_body is not None:
+                messages = [{"type": "http.request", "body": new_body, "more_body": False}]
+                scope = dict(scope)
+                scope["headers"] = [
+                    (name, value) for name, value in scope.get("headers", []) if name != b"content-length"
+                ] + [(b"content-length", str(len(new_body)).encode())]
+
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class OmniProviderPlugin(AirflowPlugin):
+    name = "omni_provider"
+    fastapi_root_middlewares = [
+        {"name": "omni-connection-test-port", "middleware": OmniConnectionTestPortMiddleware}
+    ]

@@ -1,0 +1,355 @@
+"""The group-membership plan: (user, group) rows + current Omni users and groups -> per-membership actions and
+one change per group. Pure: no I/O.
+
+Users are matched by email with the attribute sync's identity rule (``sync.keys``). Groups are matched by
+their exact name (stripped): a name that differs only in case is reported, never guessed at, and never
+created beside the existing one. Only managed groups are read for changes or written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any
+
+from omni_provider.client.errors import OmniValidationError, PlanTooLargeError
+from omni_provider.client.group_models import OmniGroup, group_name_problem
+from omni_provider.client.identity import email_key, validate_user_id
+from omni_provider.client.models import OmniUser
+from omni_provider.sync.guards import resolve_max_changes
+from omni_provider.sync.keys import KeyProblem, UserIndex, normalize_email
+
+#: Without an explicit ``max_changes``, a mirror run may remove at most this share of the managed groups'
+#: current memberships: an empty or broken source query must not strip everyone's access.
+DEFAULT_MIRROR_REMOVAL_PCT = Fraction(10)
+_MISSING = object()
+
+
+class GroupSyncMode(StrEnum):
+    #: Only add members; nobody is removed.
+    ADD = "add"
+    #: A managed group's members become exactly the input's: also removes.
+    MIRROR = "mirror"
+
+
+class MembershipAction(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+WRITE_ACTIONS = frozenset({MembershipAction.ADD, MembershipAction.REMOVE})
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipItem:
+    #: 1-based input row; None for a mirror removal (a member absent from the input).
+    row_number: int | None
+    #: The normalised email (the raw text, clipped, when it is not an email).
+    user: str
+    group: str
+    action: MembershipAction
+    user_id: str | None = None
+    #: None for a group this run creates.
+    group_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """Everything one group needs: written as one request (a POST for a new group, else a PATCH)."""
+
+    group: str
+    #: None: the group does not exist yet and is created with its members.
+    group_id: str | None
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+    #: Indexes of the plan items this change settles.
+    items: tuple[int, ...]
+
+    @property
+    def creates(self) -> bool:
+        return self.group_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    items: tuple[MembershipItem, ...]
+    changes: tuple[GroupChange, ...]
+    mode: GroupSyncMode
+    managed_groups: tuple[str, ...]
+    row_count: int
+    #: Current members of the managed groups that exist: the base of "10%" and the mirror default guard.
+    managed_memberships: int
+    #: Email of each user id involved, for the ``display`` of added members and the report.
+    emails: Mapping[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(item.action for item in self.items)
+        return {a.value: counts.get(a, 0) for a in MembershipAction} | {
+            "groups_changed": len(self.changes),
+            "groups_created": sum(1 for c in self.changes if c.creates),
+        }
+
+    @property
+    def additions(self) -> int:
+        return sum(1 for i in self.items if i.action is MembershipAction.ADD)
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for i in self.items if i.action is MembershipAction.REMOVE)
+
+
+def managed_group_names(groups: Sequence[str] | str | None) -> list[str] | None:
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        groups = [groups]
+    names: list[str] = []
+    for raw in groups:
+        problem = group_name_problem(raw)
+        if problem is not None:
+            raise OmniValidationError(f"groups: {raw!r}: {problem}")
+        names.append(str(raw).strip())
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class _Row:
+    number: int
+    user: str
+    group: str
+    #: The email key, or None when the email was not usable.
+    key: str | None
+    #: Why the row is rejected, if it is.
+    reason: str | None = None
+
+
+def _read_row(number: int, row: Mapping[str, Any], user_column: str, group_column: str) -> _Row:
+    raw_user, raw_group = row.get(user_column, _MISSING), row.get(group_column, _MISSING)
+    group_text = raw_group.strip() if isinstance(raw_group, str) else ""
+    if raw_user is _MISSING or raw_group is _MISSING:
+        missing = user_column if raw_user is _MISSING else group_column
+        return _Row(number, "", group_text, None, f"missing column {missing!r}")
+    key = normalize_email(raw_user)
+    problem = group_name_problem(raw_group)
+    if problem is not None:
+        shown = key if isinstance(key, str) else key.shown
+        return _Row(number, shown, str(raw_group)[:100], None, problem)
+    if isinstance(key, KeyProblem):
+        return _Row(number, key.shown, group_text, None, f"user: {key.reason}")
+    return _Row(number, key, group_text, key)
+
+
+def build_group_plan(
+    rows: Iterable[Mapping[str, Any]],
+    users: Iterable[OmniUser],
+    groups: Iterable[OmniGroup],
+    *,
+    user_column: str = "email",
+    group_column: str = "group",
+    managed_groups: Sequence[str] | str | None = None,
+    mode: GroupSyncMode | str = GroupSyncMode.ADD,
+    create_missing_groups: bool = False,
+) -> GroupPlan:
+    """One item per input row (plus one per mirror removal) and one ``GroupChange`` per group to write."""
+    try:
+        mode = GroupSyncMode(mode)
+    except ValueError:
+        raise OmniValidationError(f"mode must be 'add' or 'mirror', got {mode!r}") from None
+    if not user_column or not group_column or user_column == group_column:
+        raise OmniValidationError("user_column and group_column must be two different column names")
+    explicit = managed_group_names(managed_groups)
+    read = [_read_row(n, row, user_column, group_column) for n, row in enumerate(rows, start=1)]
+    if explicit is not None:
+        allowed = set(explicit)
+        for r in read:
+            if r.reason is None and r.group not in allowed:
+                r.reason = f"group {r.group!r} is not one of the managed groups"
+    managed = (
+        explicit if explicit is not None else list(dict.fromkeys(r.group for r in read if r.reason is None))
+    )
+
+    user_list = list(users)
+    index = UserIndex(user_list, "userName")
+    users_by_id = {u.id.lower(): u for u in user_list}
+    by_name: dict[str, list[OmniGroup]] = {}
+    by_folded: dict[str, list[str]] = {}
+    for g in groups:
+        name = g.display_name.strip()
+        by_name.setdefault(name, []).append(g)
+        by_folded.setdefault(name.lower(), []).append(name)
+
+    # Resolve each managed group: an existing one, one to create, or why its rows are rejected.
+    resolved: dict[str, OmniGroup | None] = {}
+    refused: dict[str, str] = {}
+    for name in managed:
+        found = by_name.get(name, [])
+        near = sorted({n for n in by_folded.get(name.lower(), []) if n != name})
+        if len(found) == 1:
+            resolved[name] = found[0]
+        elif len(found) > 1:
+            refused[name] = f"{len(found)} Omni groups are named {name!r}; refusing to guess"
+        elif near:
+            refused[name] = (
+                f"no Omni group is named {name!r}; Omni has {near} (group names are matched exactly)"
+            )
+        elif create_missing_groups:
+            resolved[name] = None
+        else:
+            refused[name] = f"no Omni group is named {name!r} (set create_missing_groups=True to create it)"
+
+    items: list[MembershipItem] = []
+    desired: dict[str, dict[str, int]] = {name: {} for name in resolved}  # group -> user id -> item
+    protected: dict[str, set[str]] = {name: set() for name in resolved}  # keys of rejected users, per group
+    emails: dict[str, str] = {}
+    for r in read:
+        if r.reason is None and r.group in refused:
+            r.reason = refused[r.group]
+        if r.reason is not None:
+            items.append(
+                MembershipItem(r.number, r.user, r.group, MembershipAction.REJECTED, reason=r.reason)
+            )
+            if r.group in protected:
+                protected[r.group].add(r.user.lower())
+            continue
+        assert r.key is not None
+        group = resolved[r.group]
+        group_id = group.id if group is not None else None
+        matches = index.get(r.key)
+        if len(matches) != 1:
+            why = (
+                "no Omni user has this email"
+                if not matches
+                else f"{len(matches)} Omni users match this email"
+            )
+            items.append(
+                MembershipItem(
+                    r.number, r.user, r.group, MembershipAction.REJECTED, group_id=group_id, reason=why
+                )
+            )
+            protected[r.group].add(r.key)
+            continue
+        user_id = matches[0].id.lower()
+        emails[user_id] = matches[0].user_name
+        seen = desired[r.group]
+        if user_id in seen:
+            first = items[seen[user_id]].row_number
+            items.append(
+                MembershipItem(
+                    r.number,
+                    r.user,
+                    r.group,
+                    MembershipAction.UNCHANGED,
+                    user_id,
+                    group_id,
+                    reason=f"duplicate of row {first}",
+                )
+            )
+            continue
+        seen[user_id] = len(items)
+        is_member = group is not None and user_id in group.member_ids
+        action = MembershipAction.UNCHANGED if is_member else MembershipAction.ADD
+        items.append(MembershipItem(r.number, r.user, r.group, action, user_id, group_id))
+
+    if mode is GroupSyncMode.MIRROR:
+        for name, group in resolved.items():
+            if group is None:
+                continue
+            for member in group.members:
+                user_id = member.value.strip().lower()
+                if user_id in desired[name]:
+                    continue
+                known = users_by_id.get(user_id)
+                email = known.user_name if known is not None else (member.display or user_id)
+                emails.setdefault(user_id, email)
+                key = email_key(email)
+                if key in protected[name]:
+                    items.append(
+                        MembershipItem(
+                            None,
+                            key,
+                            name,
+                            MembershipAction.UNCHANGED,
+                            user_id,
+                            group.id,
+                            reason="kept: this user's input row was rejected",
+                        )
+                    )
+                    continue
+                try:
+                    validate_user_id(user_id)
+                except OmniValidationError:
+                    why = "cannot remove: the member id is not a user id (UUID)"
+                    items.append(
+                        MembershipItem(None, key, name, MembershipAction.REJECTED, None, group.id, reason=why)
+                    )
+                    continue
+                items.append(
+                    MembershipItem(
+                        None,
+                        key,
+                        name,
+                        MembershipAction.REMOVE,
+                        user_id,
+                        group.id,
+                        reason="absent from the input (mirror)",
+                    )
+                )
+
+    changes: list[GroupChange] = []
+    for name, group in resolved.items():
+        mine = [i for i, item in enumerate(items) if item.group == name and item.action in WRITE_ACTIONS]
+        if not mine:
+            continue
+        add = tuple(items[i].user_id or "" for i in mine if items[i].action is MembershipAction.ADD)
+        remove = tuple(items[i].user_id or "" for i in mine if items[i].action is MembershipAction.REMOVE)
+        changes.append(GroupChange(name, group.id if group else None, add, remove, tuple(mine)))
+
+    return GroupPlan(
+        items=tuple(items),
+        changes=tuple(changes),
+        mode=mode,
+        managed_groups=tuple(managed),
+        row_count=len(read),
+        managed_memberships=sum(len(g.members) for g in resolved.values() if g is not None),
+        emails=emails,
+    )
+
+
+def check_group_plan(plan: GroupPlan, max_changes: int | str | None) -> None:
+    """Refuse a plan whose blast radius is too big (``PlanTooLargeError``), before any write.
+
+    ``max_changes`` bounds the membership changes (adds plus removes): a count, or a percentage of the
+    managed groups' current memberships. Without it, a mirror run refuses to remove more than 10% of them.
+    """
+    base = plan.managed_memberships
+    changes = plan.additions + plan.removals
+    limit = resolve_max_changes(max_changes, base)
+    detail = f"{plan.additions} additions, {plan.removals} removals"
+    if limit is not None and changes > limit:
+        raise PlanTooLargeError(
+            f"the plan changes {changes} memberships ({detail}), more than max_changes={max_changes!r} "
+            f"allows ({limit}; the managed groups hold {base} memberships); refusing. Check the source "
+            "query, or raise max_changes.",
+            changes=changes,
+            limit=limit,
+            total_users=base,
+        )
+    if max_changes is None and plan.mode is GroupSyncMode.MIRROR:
+        default = math.floor(DEFAULT_MIRROR_REMOVAL_PCT * base / 100)
+        if plan.removals > default:
+            raise PlanTooLargeError(
+                f"mirror mode would remove {plan.removals} of the {base} memberships of the managed groups, "
+                f"more than {DEFAULT_MIRROR_REMOVAL_PCT}% ({default}); refusing, since removing members "
+                "takes away their access (an empty or broken source query is the usual cause). Set "
+                "max_changes explicitly to allow it.",
+                changes=plan.removals,
+                limit=default,
+                total_users=base,
+            )

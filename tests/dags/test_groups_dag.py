@@ -1,0 +1,67 @@
+"""The example group DAG, run with dag.test() against the emulator over loopback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from omni_provider.emulator import EmulatorServer
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MEMBERSHIPS = [
+    ("User00001@Example.com", "Finance"),
+    ("user00002@example.com", "Sales"),
+    ("user00003@example.com", "Sales"),
+    ("USER00004@EXAMPLE.COM", "Engineering"),
+]
+
+
+def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
+    omni_connection: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    warehouse = tmp_path / "warehouse.db"
+    with sqlite3.connect(warehouse) as db:
+        db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
+        db.executemany("INSERT INTO group_memberships VALUES (?, ?)", MEMBERSHIPS)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+    )
+    monkeypatch.setenv("OMNI_SYNC_REPORT_DIR", str(tmp_path / "reports"))
+    emu = omni_connection
+    users = {u.user_name: u.id for u in emu.state.seed_users(6)}
+    emu.state.groups.add_group("Sales", [users["user00002@example.com"], users["user00005@example.com"]])
+    admins = emu.state.groups.add_group("Admins", [users["user00006@example.com"]])
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors
+    dag = bag.get_dag("omni_warehouse_groups")
+    assert dag.test().state == "success"
+
+    def names(group: str) -> set[str]:
+        (record,) = emu.state.groups.named(group)
+        return {emu.state.get_user(u).user_name for u in record.members}  # type: ignore[union-attr]
+
+    assert names("Sales") == {"user00002@example.com", "user00003@example.com"}  # user00005 removed
+    assert names("Finance") == {"user00001@example.com"}  # created
+    assert names("Engineering") == {"user00004@example.com"}
+    assert emu.state.groups.get(admins.id) == admins  # not managed: untouched
+    (report,) = sorted((tmp_path / "reports").glob("*.jsonl"))
+    statuses = sorted(json.loads(line)["status"] for line in report.read_text().splitlines())
+    assert statuses == ["added", "added", "added", "removed", "unchanged"]
+
+    before = emu.stats.snapshot()["requests_by_method"]
+    assert dag.test().state == "success"
+    after = emu.stats.snapshot()["requests_by_method"]
+    assert {m: after.get(m, 0) - before.get(m, 0) for m in ("POST", "PATCH", "PUT", "DELETE")} == {
+        "POST": 0,
+        "PATCH": 0,
+        "PUT": 0,
+        "DELETE": 0,
+    }
