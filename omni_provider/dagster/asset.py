@@ -8,10 +8,9 @@ from typing import Any
 import dagster as dg
 
 from omni_provider.client import OmniError
-from omni_provider.client.errors import PlanTooLargeError
 from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
-from omni_provider.sync.errors import SyncRunError, rerun_may_help
+from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
 from omni_provider.sync.outcome import RowStatus
 from omni_provider.sync.spec import SyncSpec
 
@@ -98,7 +97,8 @@ def build_omni_user_attributes_asset(
                 run_id=context.run_id,
             )
         except SyncRunError as exc:
-            # Thresholds exceeded, or the report lost after the writes: the summary goes with the failure.
+            # Thresholds exceeded, the circuit breaker tripped, or the report lost after the writes: the
+            # summary goes with the failure.
             raise dg.Failure(
                 description=str(exc), metadata=summary_metadata(exc.summary), allow_retries=exc.retryable
             ) from None

@@ -52,6 +52,8 @@ def summary_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
         metadata["report_error"] = dg.MetadataValue.text(str(summary["report_error"]))
     if summary.get("report_fallback_path"):
         metadata["report_fallback_path"] = dg.MetadataValue.path(str(summary["report_fallback_path"]))
+    if summary.get("stopped"):
+        metadata["stopped"] = dg.MetadataValue.text(str(summary["stopped"]))
     if summary.get("refused"):
         metadata["refused"] = dg.MetadataValue.text(str(summary["refused"]))
     if summary.get("errors_sample"):

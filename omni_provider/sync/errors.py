@@ -1,10 +1,21 @@
-"""Errors of a sync run that only the sync engine raises (client errors live in ``omni_provider.client``)."""
+"""Errors only the sync engine raises (client errors live in ``omni_provider.client.errors``), and the one
+rule of which errors a later run may cure."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from omni_provider.client.errors import OmniApiError, OmniError, OmniTransportError
+from omni_provider.client.errors import OmniApiError, OmniError, OmniListingDriftError, OmniTransportError
+
+
+class PlanTooLargeError(OmniError):
+    """A sync plan would write more users than the configured blast-radius guard allows."""
+
+    def __init__(self, message: str, *, changes: int, limit: int | None, total_users: int) -> None:
+        self.changes = changes
+        self.limit = limit
+        self.total_users = total_users
+        super().__init__(message)
 
 
 class SyncRunError(OmniError):
@@ -31,6 +42,12 @@ class SyncFailedError(SyncRunError):
         self.retryable = retryable
 
 
+class SyncHaltedError(SyncRunError):
+    """The circuit breaker stopped the writes (Omni applied one differently than assumed, or refused the
+    form of the first); every row is reported. Never worth an automatic retry: it would send the same kind
+    of write again."""
+
+
 class SyncReportLostError(SyncRunError):
     """The writes are done but a report sink failed; the outcomes went to the fallback (or the log). A
     re-run would only re-diff and report "unchanged", so it is no remedy."""
@@ -45,6 +62,8 @@ def rerun_may_help(exc: OmniError) -> bool:
     whose failed writes a re-plan may apply. The orchestrator adapters map this to retry or fail."""
     if isinstance(exc, SyncRunError):
         return exc.retryable
+    if isinstance(exc, OmniListingDriftError):
+        return True  # users were being added or removed while listing; a later read settles
     if isinstance(exc, OmniTransportError):
         # A certificate the worker does not trust needs a configuration change, not another try.
         return not exc.tls_verification_failed

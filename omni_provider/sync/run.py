@@ -15,13 +15,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from omni_provider.client import OmniScimClient, OmniValidationError
-from omni_provider.client.errors import PlanTooLargeError
-from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_ERRORS, Progress, apply_plan
+from omni_provider.sync.apply import (
+    NOT_ATTEMPTED,
+    Progress,
+    WritesHaltedError,
+    apply_plan,
+    is_stopped_error,
+)
+from omni_provider.sync.current import plan_on_complete_users
 from omni_provider.sync.definitions import RunLog, load_definitions
-from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
+from omni_provider.sync.errors import (
+    PlanTooLargeError,
+    SyncFailedError,
+    SyncHaltedError,
+    SyncReportLostError,
+)
 from omni_provider.sync.guards import check_max_changes, evaluate_failures, resolve_max_changes
+from omni_provider.sync.keys import read_keys
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
-from omni_provider.sync.plan import SyncPlan, build_plan
+from omni_provider.sync.plan import SyncPlan
 from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
 from omni_provider.sync.spec import SyncSpec
@@ -156,14 +168,17 @@ class SyncRun:
             list(spec.managed_attributes),
             spec.mode.value,
         )
+        # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
+        read_keys(rows, spec)
         counters_before = self.client.stats.snapshot()
         definitions = load_definitions(self.client, self.log)
         users = self.client.list_users()
         self.log.info("Omni has %d users", len(users))
-        summary["omni_users"] = len(users)
 
         summary["stage"] = "planning"
-        plan = build_plan(rows, users, spec, definitions)
+        # Listed users without their attribute map are read one by one when the plan depends on them.
+        plan, users = plan_on_complete_users(self.client, rows, users, spec, definitions)
+        summary["omni_users"] = len(users)
         self.log.info("Plan: %s", plan.counts())
         summary["plan"] = plan.counts()
         try:
@@ -189,17 +204,20 @@ class SyncRun:
                 on_progress=self.on_progress,
                 progress_every=self.progress_every,
             )
+        except WritesHaltedError as halted:
+            # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
+            # the summary, and end without a retry (a retry would send the same kind of write again).
+            summary["stopped"] = halted.reason
+            self._report_interrupted(halted.outcomes, counters_before, started)
+            self.log.error("%s", halted)
+            raise SyncHaltedError(str(halted), summary=summary) from halted
         except BaseException:
-            # Interrupted (an error, a task timeout): still report every item, but never let a failing
-            # report hide why the run stopped. The stage stays "applying": that is where it stopped.
-            try:
-                outcomes = all_outcomes(plan, settled)
-                summary.update(self._report(outcomes, counters_before, started, complete=False))
-            except Exception:
-                self.log.exception("Could not write the sync report")
+            # Interrupted (an error, a task timeout): still report every item. The stage stays "applying":
+            # that is where it stopped.
+            self._report_interrupted(all_outcomes(plan, settled), counters_before, started)
             raise
         # A stopped run returns normally, with the writes never started as "not attempted".
-        skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.error in STOPPED_ERRORS)
+        skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and is_stopped_error(o.error))
         if skipped:
             self.log.warning(
                 "Stopped before %d writes were confirmed; they are reported as failed and a re-run applies "
@@ -211,6 +229,15 @@ class SyncRun:
         self._judge(plan, summary)
         summary["stage"] = "done"
         return summary
+
+    def _report_interrupted(
+        self, outcomes: Sequence[RowOutcome], counters_before: Mapping[str, Any], started: float
+    ) -> None:
+        """Every row reported although the run did not finish; a failing report never hides why it stopped."""
+        try:
+            self.summary.update(self._report(outcomes, counters_before, started, complete=False))
+        except Exception:
+            self.log.exception("Could not write the sync report")
 
     def _report(
         self,
@@ -253,7 +280,13 @@ class SyncRun:
             try:
                 written = self.fallback_sink.write(outcomes, run_id=self.run_id)
             except Exception as exc:
-                error = f"{error}; fallback {self.fallback_sink.label}: {type(exc).__name__}: {_short(exc)}"
+                self.log.error(
+                    "Could not write the sync report (%s) nor the %s (%s); the per-row outcomes follow in "
+                    "this log",
+                    error,
+                    self.fallback_sink.label,
+                    _short(exc),
+                )
             else:
                 path = str(written.get("report_path") or "")
                 self.log.error(
@@ -263,7 +296,10 @@ class SyncRun:
                     path,
                 )
                 return path or None
-        self.log.error("Could not write the sync report (%s); the per-row outcomes follow in this log", error)
+        else:
+            self.log.error(
+                "Could not write the sync report (%s); the per-row outcomes follow in this log", error
+            )
         for outcome in outcomes:
             self.log.error("outcome %s", json.dumps(outcome.to_record(), default=str))
         return None

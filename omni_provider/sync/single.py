@@ -6,6 +6,7 @@ forms (templates, config) into the typed arguments here.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ from omni_provider.client import (
     OmniValidationError,
     UserNotFoundError,
 )
-from omni_provider.client.diff import compute_changes
+from omni_provider.client.diff import ChangeSet, compute_changes
 from omni_provider.client.identity import emails_match, validate_email, validate_user_id
 from omni_provider.client.values import normalize_attributes
 from omni_provider.sync.definitions import RunLog, load_definitions
@@ -42,6 +43,32 @@ def check_display_name(value: object) -> str | None:
     return text
 
 
+def result_changes(changes: ChangeSet) -> dict[str, dict[str, dict[str, Any]]]:
+    """The result form of a change: attributes and user fields in separate maps, both always present, so an
+    attribute named ``active`` and the user's ``active`` flag are both reported when both change."""
+    user: dict[str, dict[str, Any]] = {}
+    if changes.display_name is not None:
+        user["displayName"] = {"old": changes.display_name[0], "new": changes.display_name[1]}
+    if changes.active is not None:
+        user["active"] = {"old": changes.active[0], "new": changes.active[1]}
+    return {
+        "attributes": {name: {"old": old, "new": new} for name, (old, new) in changes.attributes.items()},
+        "user": user,
+    }
+
+
+def describe_changes(report: Mapping[str, Mapping[str, Any]], *, empty: str = "no change") -> str:
+    """``region: "eu-west" -> "EMEA", cost_centre: (unset) -> 4100``: old -> new per change, for the log."""
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    parts = [
+        f"{name}: {shown(change['old'])} -> {shown(change['new'])}" for name, change in sorted(report.items())
+    ]
+    return ", ".join(parts) or empty
+
+
 def update_one_user(
     client: OmniScimClient,
     *,
@@ -61,7 +88,9 @@ def update_one_user(
     and types against Omni's attribute definitions (``None``: when the key may read them).
 
     Returns ``{"user_id", "user_name", "action", "changes"}``: action ``updated``, ``unchanged`` or
-    ``dry_run``, changes ``{key: {"old", "new"}}``; never the whole user record. Raises
+    ``dry_run``; changes ``{"attributes": {name: {"old", "new"}}, "user": {"displayName" | "active": {"old",
+    "new"}}}`` (attributes and user fields never share one map); never the whole user record. Another
+    writer's change to an attribute not sent, seen in the answer, is logged at WARNING and left alone. Raises
     ``UserNotFoundError`` when no user matches, ``OmniValidationError`` for bad input (before any
     request), and the client's errors otherwise.
     """
@@ -102,14 +131,33 @@ def update_one_user(
             user, attributes=checked, display_name=name, active=active, definitions=definitions
         )
         action = "dry_run"
-        log.info("Dry run for %s: would change %s", user.user_name, sorted(changes.report()) or "nothing")
+        log.info(
+            "Dry run for %s: would change %s",
+            user.user_name,
+            describe_changes(changes.report(), empty="nothing"),
+        )
     else:
         result = client.update_user(
             user, attributes=checked, display_name=name, active=active, definitions=definitions
         )
         changes, action = result.changes, result.action
-        log.info("%s %s: %s", action.capitalize(), user.user_name, sorted(changes.report()) or "no change")
-    return {"user_id": user.id, "user_name": user.user_name, "action": action, "changes": changes.report()}
+        for change in result.concurrent_changes:
+            # Judged on what was sent: another writer's change to an unsent key is not ours to undo.
+            log.warning(
+                "%s: another writer changed attribute %r between our read and our write (%r -> %r); "
+                "left as it is",
+                user.user_name,
+                change.attribute,
+                change.before,
+                change.after,
+            )
+        log.info("%s %s: %s", action.capitalize(), user.user_name, describe_changes(changes.report()))
+    return {
+        "user_id": user.id,
+        "user_name": user.user_name,
+        "action": action,
+        "changes": result_changes(changes),
+    }
 
 
 def find_user(client: OmniScimClient, user_id: str | None, user_name: str | None) -> OmniUser | None:

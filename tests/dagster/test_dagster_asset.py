@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from omni_testkit import TEST_API_KEY
-from sync_testkit import UNMANAGED, attrs, method_count, seed, state_of, writes
+from sync_testkit import UNMANAGED, attrs, method_count, requests, seed, state_of, writes
 
 from omni_provider.client import OmniValidationError
 from omni_provider.dagster import NO_FAILED_ROWS, OmniScimResource, build_omni_user_attributes_asset
@@ -84,7 +84,7 @@ def test_update_materialises_counts_plan_and_report(
         "applied": 2, "unchanged": 1, "rejected": 0, "failed": 0, "planned": 0,
     }  # fmt: skip
     assert all(isinstance(metadata[k], int) for k in ("applied", "unchanged", "rejected", "failed"))
-    assert metadata["requests"] == 4  # definitions, one page, two PATCHes
+    assert metadata["requests"] == requests(emu)  # definitions, one page, the writes and their checks
     assert metadata["report_path"] == str(tmp_path / f"omni-{result.run_id}.jsonl")
     records = [json.loads(line) for line in Path(metadata["report_path"]).read_text().splitlines()]
     assert [r["status"] for r in records] == ["applied", "applied", "unchanged"]

@@ -33,7 +33,7 @@ def test_update_user(emu: EmulatorServer, omni: OmniScimResource) -> None:
         user_name="USER002@example.com", attributes={"region": "apac", "cost_centre": 9}
     )
     assert result["action"] == "updated" and result["user_name"] == emails[1]
-    assert result["changes"] == {
+    assert result["changes"]["attributes"] == {
         "region": {"old": "us-east", "new": "apac"},
         "cost_centre": {"old": None, "new": 9},
     }

@@ -17,11 +17,10 @@ from omni_testkit import TEST_API_KEY
 from sync_testkit import MANAGED, UNMANAGED, attrs, method_count, requests, seed, state_of, writes
 
 from omni_provider.client import OmniError, OmniScimClient, OmniValidationError, RetryPolicy
-from omni_provider.client.errors import PlanTooLargeError
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync import SyncSpec
-from omni_provider.sync.apply import STOPPED_ERRORS, Progress
-from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
+from omni_provider.sync.apply import Progress, is_stopped_error
+from omni_provider.sync.errors import PlanTooLargeError, SyncFailedError, SyncHaltedError, SyncReportLostError
 from omni_provider.sync.outcome import RowOutcome
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
@@ -133,7 +132,7 @@ def test_mirror_unsets_managed_attributes_of_absent_users(
     emu: EmulatorServer, client: OmniScimClient
 ) -> None:
     emails = seed(emu, 3)
-    summary = SyncRun(client, spec("mirror"), max_changes=None).run([row(emails[0])])
+    summary = SyncRun(client, spec("mirror"), max_changes=3).run([row(emails[0])])
     assert summary["plan"]["unset"] == 2
     assert attrs(emu, emails[0]) == {**UNMANAGED, "region": "eu-west", "cost_centre": 4100}
     for email in emails[1:]:
@@ -220,7 +219,7 @@ def test_stop_leaves_every_row_reported(emu: EmulatorServer, client: OmniScimCli
     assert applied == writes(emu)  # exactly the users changed in Omni
     ((outcomes, _),) = sink.written
     assert len(outcomes) == 20 and seen[0].total == 20
-    assert {o.error for o in outcomes if o.status.value == "failed"} <= STOPPED_ERRORS
+    assert all(is_stopped_error(o.error) for o in outcomes if o.status.value == "failed")
 
 
 def test_an_interrupted_run_still_reports_every_row_then_raises(
@@ -397,3 +396,20 @@ def test_an_unwritable_report_directory_fails_before_any_request(
     with pytest.raises(OmniValidationError, match="cannot write to directory"):
         run.run([row("user001@example.com")])
     assert requests(emu) == 0 and run.summary["stage"] == "configuration"
+
+
+def test_the_circuit_breaker_ends_the_run_with_every_row_reported(emu: EmulatorServer) -> None:
+    emails = seed(emu, 12)
+    emu.config.apply_patch({"patch_semantics": "other"})  # an Omni that replaces the whole attribute map
+    sink = ListSink()
+    with OmniScimClient(
+        emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6, patch_form="map_replace"
+    ) as client:
+        run = SyncRun(client, spec(), sinks=[sink])
+        with pytest.raises(SyncHaltedError) as info:
+            run.run([row(e, region="apac") for e in emails])
+    assert info.value.retryable is False and "circuit breaker" in str(info.value)
+    assert run.summary["stage"] == "applying" and run.summary["stopped"]
+    assert run.summary["complete"] is False and method_count(emu, "PATCH") == 1  # the canary only
+    ((outcomes, _),) = sink.written
+    assert len(outcomes) == 12

@@ -21,13 +21,17 @@ def test_updates_only_the_named_attributes(emu: EmulatorServer, client: OmniScim
         "user_id": user.id,
         "user_name": emails[0],
         "action": "updated",
-        "changes": {"cost_centre": {"old": None, "new": 7}},
+        "changes": {"attributes": {"cost_centre": {"old": None, "new": 7}}, "user": {}},
     }
     assert attrs(emu, emails[0]) == {**UNMANAGED, "region": "us-east", "cost_centre": 7}
     assert attrs(emu, emails[1]) == {**UNMANAGED, "region": "us-east"}
 
     again = update_one_user(client, user_id=user.id, attributes={"cost_centre": 7})
-    assert again["action"] == "unchanged" and again["changes"] == {} and writes(emu) == 1
+    assert (
+        again["action"] == "unchanged"
+        and again["changes"] == {"attributes": {}, "user": {}}
+        and writes(emu) == 1
+    )
 
 
 def test_unset_display_name_and_active(emu: EmulatorServer, client: OmniScimClient) -> None:
@@ -35,7 +39,10 @@ def test_unset_display_name_and_active(emu: EmulatorServer, client: OmniScimClie
     result = update_one_user(
         client, user_name=emails[0], attributes={"region": None}, display_name=" Ada ", active=False
     )
-    assert set(result["changes"]) == {"region", "displayName", "active"}
+    assert result["changes"] == {
+        "attributes": {"region": {"old": "us-east", "new": None}},
+        "user": {"displayName": {"old": "User 1", "new": "Ada"}, "active": {"old": True, "new": False}},
+    }
     user = emu.state.find_by_email(emails[0])
     assert user is not None and user.display_name == "Ada" and user.active is False
     assert dict(user.attributes) == UNMANAGED
@@ -46,7 +53,7 @@ def test_dry_run_reports_without_writing(emu: EmulatorServer, client: OmniScimCl
     before = state_of(emu)
     result = update_one_user(client, user_name=emails[0], attributes={"region": "apac"}, dry_run=True)
     assert result["action"] == "dry_run"
-    assert result["changes"] == {"region": {"old": "us-east", "new": "apac"}}
+    assert result["changes"]["attributes"] == {"region": {"old": "us-east", "new": "apac"}}
     assert writes(emu) == 0 and state_of(emu) == before
 
 
