@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from omni_provider.emulator import EmulatorServer
+from omni_provider.emulator import EmulatorConfig, EmulatorServer
+from omni_provider.emulator.config import PATCHABLE_FIELDS
 
-#: What every test starts from (the shared emulator may have been changed by an earlier test).
+#: What every test starts from: every setting a test may change at runtime, back to the emulator's
+#: defaults (the shared emulator may have been changed by an earlier test), with no rate limit.
 EMULATOR_DEFAULTS: dict[str, Any] = {
-    "put_mode": "replace",
-    "max_page_size": 100,
-    "strict_attributes": True,
-    "rate_limit_enabled": False,
+    **{name: getattr(EmulatorConfig(), name) for name in PATCHABLE_FIELDS},
     "faults": {},
     "fault_seed": 0,
-    "fault_methods": None,
+    "rate_limit_enabled": False,
 }
 MANAGED = ["region", "cost_centre"]
 #: Set on every seeded user and never managed here: every run must leave it alone.

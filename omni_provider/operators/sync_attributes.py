@@ -145,7 +145,8 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             key_column=self.key_column,
         )
 
-    def _sinks(self, context: Context, naming: ReportNaming) -> list[ReportSink]:
+    def _sinks(self, naming: ReportNaming) -> list[ReportSink]:
+        """Airflow's report sinks: a file (ObjectStoragePath or local) and a SQL table, as configured."""
         sinks: list[ReportSink] = []
         if self.report_path:
             sinks.append(ReportFileSink(report_target(str(self.report_path), naming), naming, self.log))
@@ -192,7 +193,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
         dry_run = parse_bool(self.dry_run, what="dry_run")
         naming = ReportNaming.from_context(context, self.task_id)
-        sinks = self._sinks(context, naming)
+        sinks = self._sinks(naming)
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
         return SyncRun(
             self._hook.get_conn(),

@@ -398,7 +398,8 @@ def test_an_unwritable_report_directory_fails_before_any_request(
     assert requests(emu) == 0 and run.summary["stage"] == "configuration"
 
 
-def test_the_circuit_breaker_ends_the_run_with_every_row_reported(emu: EmulatorServer) -> None:
+def test_the_circuit_breaker_ends_the_run_with_every_row_reported(omni_emulator: EmulatorServer) -> None:
+    emu = omni_emulator  # its own emulator: the whole-map semantics must not outlive this test
     emails = seed(emu, 12)
     emu.config.apply_patch({"patch_semantics": "other"})  # an Omni that replaces the whole attribute map
     sink = ListSink()
