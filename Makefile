@@ -5,8 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AIRFLOW_VERSION := 3.3.2
+# The oldest Airflow we support gets its own venv; it runs the tests that touch Airflow (AIRFLOW2_TESTS).
+AIRFLOW2_VERSION := 2.11.2
+VENV2 := .venv-af2
+BIN2 := $(VENV2)/bin
+STAMP2 := $(VENV2)/.installed-stamp
+AIRFLOW2_TESTS := tests/hooks tests/operators tests/sync_operator tests/dags tests/compat tests/layers \
+	tests/security tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py
 
-.PHONY: install lint typecheck test demo bench clean
+.PHONY: install install-af2 lint typecheck test test-af3 test-af2 stock-install-check demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +23,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+$(STAMP2): pyproject.toml Makefile
+	test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
+	$(BIN2)/python -m pip install --quiet --upgrade pip
+	$(BIN2)/python -m pip install --quiet -e '.[test]' 'apache-airflow==$(AIRFLOW2_VERSION)'
+	touch $(STAMP2)
+
+install-af2: $(STAMP2)
+
 lint: install
 	$(BIN)/ruff check omni_provider tests dags bench scripts
 	$(BIN)/ruff format --check omni_provider tests dags bench scripts
@@ -23,8 +38,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck test-af3 test-af2
+
+test-af3: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-af2: install-af2
+	$(BIN2)/python -m pytest -q -p no:cacheprovider $(AIRFLOW2_TESTS) $(PYTEST_ARGS)
+
+# pip-installs the built wheel into fresh stock Airflow 2.11 and 3.3 venvs and runs the example DAGs with
+# `airflow dags test` against the emulator (slow: two fresh venvs; not part of `make test`).
+stock-install-check: install
+	$(BIN)/python scripts/stock_install_check.py --airflow $(AIRFLOW2_VERSION) --airflow $(AIRFLOW_VERSION)
 
 demo: install
 	$(BIN)/python scripts/demo.py
@@ -34,4 +59,4 @@ bench: install
 	$(BIN)/python bench/bench_plan.py
 
 clean:
-	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV2) .demo .mypy_cache .ruff_cache .pytest_cache

@@ -18,7 +18,7 @@ from omni_provider.client import (
     RetryPolicy,
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
-from omni_provider.get_provider_info import CONNECTION_FORM
+from omni_provider.hooks import connection_form
 
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_TIMEOUT = 30.0
@@ -98,12 +98,13 @@ class OmniScimHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
-        return {
-            "hidden_fields": list(CONNECTION_FORM["hidden-fields"]),
-            "relabeling": dict(CONNECTION_FORM["relabeling"]),
-            "placeholders": dict(CONNECTION_FORM["placeholders"]),
-        }
+        """Airflow 2.11 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.11 form's extra fields; Airflow 3.2+ reads ``conn-fields`` from ``get_provider_info``."""
+        return connection_form.form_widgets()
 
     @property
     def connection(self) -> Connection:

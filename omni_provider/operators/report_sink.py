@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from omni_provider._compat import BaseHook
+from omni_provider._compat import BaseHook, object_storage_path
 from omni_provider.client import OmniValidationError
 from omni_provider.sync.outcome import RowOutcome, write_jsonl
 
@@ -20,12 +20,10 @@ def _storage_url(path: str) -> str:
 
 def write_report_file(path: str, outcomes: Sequence[RowOutcome]) -> str:
     """Write one JSON object per row; returns the URL written."""
-    from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, file://...
-
     url = _storage_url(path)
-    target = ObjectStoragePath(url)
+    target = object_storage_path(url)  # Airflow's fsspec layer: s3://, gs://, file://...
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w") as stream:  # type: ignore[no-untyped-call]
+    with target.open("w") as stream:
         write_jsonl(outcomes, stream)
     return url
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from omni_provider import lineage
 from omni_provider._compat import (
     AirflowException,
     AirflowFailException,
@@ -129,6 +130,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         self.progress_every = progress_every
         self._stop = threading.Event()
         self._hook: OmniScimHook | None = None
+        self._lineage: lineage.SyncLineage | None = None
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -227,6 +229,15 @@ class SyncOmniUserAttributesOperator(BaseOperator):
 
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
         client = self._hook.get_conn()
+        self._lineage = lineage.report_sync_lineage(
+            self._hook,
+            client.base_url,
+            sql=self.sql,
+            sql_conn_id=self.sql_conn_id,
+            upstream_tasks=self.upstream_list,
+            attributes=spec.managed_attributes,
+            dry_run=dry_run,
+        )
         definitions = load_definitions(client, self.log)
         users = client.list_users()
         self.log.info("Omni has %d users", len(users))
@@ -283,7 +294,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             raise
         outcomes = self._all_outcomes(plan, settled)
         summary.update(self._report(context, outcomes, client.stats.snapshot(), started, complete))
-        return self._verdict(plan, outcomes, summary, context)
+        result = self._verdict(plan, outcomes, summary, context)
+        lineage.annotate_asset_events(context, self.outlets, client.base_url, result)
+        return result
 
     @staticmethod
     def _all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:
@@ -359,6 +372,10 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             exc_type = AirflowException if failed_writes else AirflowFailException
             raise exc_type(f"Omni sync failed: {verdict.reason}")
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Called by the OpenLineage provider (when installed): what the sync read and wrote."""
+        return lineage.openlineage_facets(self._lineage)
 
     def on_kill(self) -> None:
         # Stop sending; execute()'s finally block still writes the report of what was applied.

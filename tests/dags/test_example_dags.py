@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import airflow_testkit
 import pytest
+from airflow_testkit import DagBag
 from omni_testkit import TEST_API_KEY, make_warehouse
 
 from omni_provider.emulator import EmulatorServer
@@ -25,19 +27,18 @@ WAREHOUSE = [
 
 
 def load_dag(dag_id: str, folder: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(folder))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return airflow_testkit.load_dag(dag_id, str(folder))
 
 
 def test_example_dags_import_cleanly() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     bag = DagBag(str(ROOT / "dags"))
     assert not bag.import_errors
-    assert {"omni_update_user", "omni_warehouse_attributes", "omni_warehouse_sync"} <= set(bag.dag_ids)
+    assert {
+        "omni_update_user",
+        "omni_warehouse_attributes",
+        "omni_warehouse_sync",
+        "omni_after_attribute_sync",
+    } <= set(bag.dag_ids)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from omni_provider._compat import AirflowException, AirflowFailException, AirflowSkipException
 from omni_testkit import TEST_API_KEY
 
 from omni_provider import UpdateOmniUserOperator

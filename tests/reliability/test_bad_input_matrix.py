@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from omni_provider._compat import AirflowException, AirflowFailException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omni_testkit import omni_connection_json

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from omni_provider._compat import AirflowException
 from airflow_subprocess_kit import child_env, child_home, start_runner, step_results
 from omni_testkit import omni_connection_json
 from reliability_kit import RecordingTI, print_figures, read_report
@@ -41,7 +41,7 @@ ESCALATION_DELAY = 5.0
 
 DAG_FILE = """
 import json, os
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 
 with DAG(dag_id="omni_interrupt_sync", schedule=None, catchup=False) as dag:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from omni_provider._compat import AirflowException
 from airflow_subprocess_kit import ROOT, child_env, child_home, start_runner, step_results
 from omni_testkit import make_warehouse, omni_connection_json
 

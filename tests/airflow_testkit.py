@@ -1,0 +1,35 @@
+"""Airflow names the tests need, for Airflow 2.11 and 3.x (import as ``airflow_testkit``).
+
+The package's own Airflow names come from ``omni_provider._compat``; these are the extra ones only tests
+use (loading DAG folders, raising Airflow's task timeout, attaching an fsspec filesystem).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omni_provider._compat import AIRFLOW_V_3_0_PLUS
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import DAG
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.io import attach
+else:  # Airflow 2.11
+    from airflow.exceptions import AirflowTaskTimeout
+    from airflow.io import attach
+    from airflow.models.dag import DAG
+    from airflow.models.dagbag import DagBag
+
+#: What ``airflow dags test`` needs first: ``db migrate`` on both (2.11 also accepts it).
+DB_MIGRATE = ["db", "migrate"]
+
+
+def load_dag(dag_id: str, folder: str) -> Any:
+    """One DAG of a folder, after checking the whole folder imports cleanly."""
+    bag = DagBag(folder)  # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES=False in the test environment
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+__all__ = ["AIRFLOW_V_3_0_PLUS", "DAG", "AirflowTaskTimeout", "DagBag", "attach", "load_dag"]
