@@ -87,23 +87,24 @@ def describe_sync(
     omni_base_url: str,
     sql: str | None,
     sql_conn_id: str | None,
-    upstream_tasks: Iterable[Any],
+    task: Any,
     attributes: Sequence[str],
     dry_run: bool,
 ) -> SyncLineage:
-    """The lineage of a sync. Rows from an upstream SQL task (``SQLExecuteQueryOperator``: ``sql`` and
-    ``conn_id``) name that task's table; other upstream tasks are named by task id."""
+    """The lineage of ``task``'s sync. Rows from an upstream SQL task (``SQLExecuteQueryOperator``: ``sql``
+    and ``conn_id``) name that task's table; other upstream tasks are named by task id."""
     inputs: list[str] = []
     upstream_ids: list[str] = []
     if sql is not None and sql_conn_id:
         inputs.append(sql_source_uri(_compat.BaseHook.get_connection(sql_conn_id), sql))
     else:
-        for task in upstream_tasks:
-            task_sql, conn_id = getattr(task, "sql", None), getattr(task, "conn_id", None)
+        # A task outside a DAG (called directly, as in tests) has no upstream; Airflow 2 raises on asking.
+        for upstream in task.upstream_list if task.has_dag() else ():
+            task_sql, conn_id = getattr(upstream, "sql", None), getattr(upstream, "conn_id", None)
             if isinstance(task_sql, str) and isinstance(conn_id, str) and conn_id:
                 inputs.append(sql_source_uri(_compat.BaseHook.get_connection(conn_id), task_sql))
             else:
-                upstream_ids.append(str(task.task_id))
+                upstream_ids.append(str(upstream.task_id))
     return SyncLineage(
         inputs=tuple(dict.fromkeys(inputs)),
         output=None if dry_run else omni_users_uri(omni_base_url),
@@ -118,7 +119,7 @@ def report_sync_lineage(
     *,
     sql: str | None,
     sql_conn_id: str | None,
-    upstream_tasks: Iterable[Any],
+    task: Any,
     attributes: Sequence[str],
     dry_run: bool,
 ) -> SyncLineage | None:
@@ -129,7 +130,7 @@ def report_sync_lineage(
             omni_base_url=omni_base_url,
             sql=sql,
             sql_conn_id=sql_conn_id,
-            upstream_tasks=upstream_tasks,
+            task=task,
             attributes=attributes,
             dry_run=dry_run,
         )

@@ -6,6 +6,9 @@ use (loading DAG folders, raising Airflow's task timeout, attaching an fsspec fi
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from omni_provider._compat import AIRFLOW_V_3_0_PLUS
@@ -17,7 +20,7 @@ if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk.io import attach
 else:  # Airflow 2.11
     from airflow.exceptions import AirflowTaskTimeout
-    from airflow.io import attach
+    from airflow.io.store import attach
     from airflow.models.dag import DAG
     from airflow.models.dagbag import DagBag
 
@@ -32,4 +35,43 @@ def load_dag(dag_id: str, folder: str) -> Any:
     return bag.get_dag(dag_id)
 
 
-__all__ = ["AIRFLOW_V_3_0_PLUS", "DAG", "AirflowTaskTimeout", "DagBag", "attach", "load_dag"]
+class _Records(logging.Handler):
+    def __init__(self, into: list[dict[str, Any]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append({"event": record.getMessage(), "log_level": record.levelname.lower()})
+
+
+@contextlib.contextmanager
+def capture_task_logs() -> Iterator[list[dict[str, Any]]]:
+    """Log events of operators (``{"event": ..., "log_level": "info"}``): Airflow 3 operators log through
+    structlog, Airflow 2.11 operators through the stdlib ``airflow.task`` logger."""
+    if AIRFLOW_V_3_0_PLUS:
+        import structlog
+
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+        return
+    logs: list[dict[str, Any]] = []
+    logger = logging.getLogger("airflow.task")
+    handler, level = _Records(logs), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield logs
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+__all__ = [
+    "AIRFLOW_V_3_0_PLUS",
+    "DAG",
+    "AirflowTaskTimeout",
+    "DagBag",
+    "attach",
+    "capture_task_logs",
+    "load_dag",
+]

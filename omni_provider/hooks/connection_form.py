@@ -36,8 +36,8 @@ def form_widgets() -> dict[str, Any]:
     """
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import FloatField, IntegerField, PasswordField, StringField
-    from wtforms.validators import NumberRange, Optional
+    from wtforms import IntegerField, PasswordField, StringField
+    from wtforms.validators import NumberRange, Optional, Regexp
 
     widgets: dict[str, Any] = {}
     for name, field in CONNECTION_FIELDS.items():
@@ -55,8 +55,10 @@ def form_widgets() -> dict[str, Any]:
                 label, description=description, validators=validators, widget=BS3TextFieldWidget()
             )
         elif "number" in types:
-            widgets[name] = FloatField(
-                label, description=description, validators=validators, widget=BS3TextFieldWidget()
+            # Airflow 2's form takes only String/Integer/Password/Boolean fields; the hook range-checks.
+            number = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="must be a number")
+            widgets[name] = StringField(
+                label, description=description, validators=[Optional(), number], widget=BS3TextFieldWidget()
             )
         else:
             widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())

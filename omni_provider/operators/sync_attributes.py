@@ -234,7 +234,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             client.base_url,
             sql=self.sql,
             sql_conn_id=self.sql_conn_id,
-            upstream_tasks=self.upstream_list,
+            task=self,
             attributes=spec.managed_attributes,
             dry_run=dry_run,
         )

@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from omni_provider._compat import AirflowException, AirflowFailException, AirflowSkipException
 from omni_testkit import TEST_API_KEY
 
 from omni_provider import UpdateOmniUserOperator
+from omni_provider._compat import AirflowException, AirflowFailException, AirflowSkipException
 from omni_provider.emulator import EmulatorServer
 
 UNTOUCHED = {"department": "Finance", "regions": ["EU", "US"], "cost_centre": 4100}

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from omni_provider._compat import AirflowException
 from airflow_subprocess_kit import child_env, child_home, start_runner, step_results
 from omni_testkit import omni_connection_json
 from reliability_kit import RecordingTI, print_figures, read_report
 
+from omni_provider._compat import AirflowException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_PENDING

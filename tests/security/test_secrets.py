@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from omni_provider._compat import AirflowException
 from airflow_subprocess_kit import ROOT, child_env, child_home, start_runner, step_results
 from omni_testkit import make_warehouse, omni_connection_json
 
+from omni_provider._compat import AirflowException
 from omni_provider.client import OmniError
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.hooks.omni import OmniScimHook

@@ -19,10 +19,10 @@ from typing import Any
 
 import fsspec
 import pytest
-import structlog
-from omni_provider._compat import AirflowException, AirflowFailException
+from airflow_testkit import capture_task_logs
 from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.emulator.stats import key_id
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
@@ -76,7 +76,7 @@ def run_sync(
     operator = op or SyncOmniUserAttributesOperator(task_id="sync", **kwargs)
     ti = RecordingTI()
     context: Any = {"ti": ti, "run_id": "manual__2025-01-01T00:00:00"}
-    with structlog.testing.capture_logs() as logs:
+    with capture_task_logs() as logs:
         if raises is None:
             return Run(operator.execute(context), ti, logs, operator=operator)
         with pytest.raises(raises) as info:
