@@ -9,6 +9,7 @@ starts this DAG after each successful sync. The triggering event's ``extra`` hol
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
@@ -21,6 +22,7 @@ with DAG(
     dag_id="omni_after_attribute_sync",
     description="Follows every Omni attribute sync (asset-scheduled)",
     schedule=[omni_users_asset(OMNI_HOST)],
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),  # Airflow 2.11 wants one on a dataset-scheduled DAG
     catchup=False,
     tags=["omni", "example"],
 ) as dag:
