@@ -35,6 +35,17 @@ def load_dag(dag_id: str, folder: str) -> Any:
     return bag.get_dag(dag_id)
 
 
+def allow_execute_in_this_thread() -> None:
+    """Let a test call ``execute()`` in a worker thread (to call ``on_kill`` from outside meanwhile, as
+    Airflow's signal handler does). Airflow 2.11's ``ExecutorSafeguard`` keeps its state in a thread-local
+    made in the main thread only; Airflow itself always runs ``execute`` there."""
+    if not AIRFLOW_V_3_0_PLUS:
+        from airflow.models.baseoperator import ExecutorSafeguard
+
+        if not hasattr(ExecutorSafeguard._sentinel, "callers"):
+            ExecutorSafeguard._sentinel.callers = {}
+
+
 class _Records(logging.Handler):
     def __init__(self, into: list[dict[str, Any]]) -> None:
         super().__init__(logging.DEBUG)
@@ -71,6 +82,7 @@ __all__ = [
     "DAG",
     "AirflowTaskTimeout",
     "DagBag",
+    "allow_execute_in_this_thread",
     "attach",
     "capture_task_logs",
     "load_dag",
