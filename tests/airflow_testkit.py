@@ -35,6 +35,42 @@ def load_dag(dag_id: str, folder: str) -> Any:
     return bag.get_dag(dag_id)
 
 
+def sync_dags_to_db(folder: str, bundle_name: str = "dags-folder") -> None:
+    """Register a folder's DAGs in the metadata DB, as the DAG processor would (so asset events queue runs
+    of the DAGs scheduled on them)."""
+    bag = DagBag(folder)
+    assert not bag.import_errors, bag.import_errors
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()  # the DAG rows point at their bundle's row
+        sync_bag_to_db(bag, bundle_name, None)
+    else:
+        bag.sync_to_db()
+
+
+def asset_events(uri: str, db_path: str) -> list[dict[str, Any]]:
+    """The extras of the asset events (dataset events on 2.11) recorded for ``uri``, oldest first, and the
+    DAGs queued to run because of them."""
+    import json
+    import sqlite3
+
+    kind = "asset" if AIRFLOW_V_3_0_PLUS else "dataset"
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            f"SELECT e.extra FROM {kind}_event e JOIN {kind} a ON a.id = e.{kind}_id "  # noqa: S608 - fixed names
+            "WHERE a.uri = ? ORDER BY e.id",
+            (uri,),
+        ).fetchall()
+        queued = db.execute(
+            f"SELECT q.target_dag_id FROM {kind}_dag_run_queue q JOIN {kind} a ON a.id = q.{kind}_id "  # noqa: S608
+            "WHERE a.uri = ?",
+            (uri,),
+        ).fetchall()
+    return [{"extra": json.loads(extra or "{}"), "queued": sorted(q for (q,) in queued)} for (extra,) in rows]
+
+
 def allow_execute_in_this_thread() -> None:
     """Let a test call ``execute()`` in a worker thread (to call ``on_kill`` from outside meanwhile, as
     Airflow's signal handler does). Airflow 2.11's ``ExecutorSafeguard`` keeps its state in a thread-local
@@ -83,7 +119,9 @@ __all__ = [
     "AirflowTaskTimeout",
     "DagBag",
     "allow_execute_in_this_thread",
+    "asset_events",
     "attach",
     "capture_task_logs",
     "load_dag",
+    "sync_dags_to_db",
 ]
