@@ -124,7 +124,7 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
 
     emulator = subprocess.Popen(
         [sys.executable, "-m", "omni_provider.emulator", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--seed-users", "10", "--no-rate-limit"],
+         "--seed-users", "25", "--no-rate-limit"],  # max_changes="50%" of the sync DAG allows 12
         env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
