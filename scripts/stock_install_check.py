@@ -98,6 +98,8 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
         {
             "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Unpaused, as a deployment runs them: only unpaused DAGs are queued by an asset event.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW_CONN_OMNI_DEFAULT": json.dumps(
                 {
@@ -121,6 +123,9 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
     hooks = timer.run(version, "airflow providers hooks", [airflow, "providers", "hooks", "-o", "json"], env)
     assert any(h.get("connection_type") == "omni" for h in json.loads(hooks)), f"[{version}] no omni hook"
     timer.run(version, "airflow db migrate", [airflow, "db", "migrate"], env)
+    # What the DAG processor does in a deployment: register the DAGs and the assets they use (an asset
+    # event is only recorded for a known asset, and only queues DAGs known to be scheduled on it).
+    timer.run(version, "airflow dags reserialize", [airflow, "dags", "reserialize"], env)
 
     emulator = subprocess.Popen(
         [sys.executable, "-m", "omni_provider.emulator", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -146,9 +151,13 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
         emulator.wait(timeout=10)
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
         kind = "dataset" if version.startswith("2.") else "asset"
-        events = db.execute(f"SELECT count(*) FROM {kind}_event").fetchone()[0]  # noqa: S608 - fixed name
-    assert events >= 1, f"[{version}] the sync DAG recorded no {kind} event"
-    print(f"[{version}] provider registered, every example DAG succeeded, {events} {kind} event(s) recorded")
+        events = db.execute(f"SELECT extra FROM {kind}_event").fetchall()  # noqa: S608 - fixed name
+        queued = db.execute(f"SELECT target_dag_id FROM {kind}_dag_run_queue").fetchall()  # noqa: S608
+    assert len(events) == 1, f"[{version}] the sync DAG recorded {len(events)} {kind} events"
+    assert json.loads(events[0][0])["outcomes"]["applied"] >= 1, events
+    assert queued == [("omni_after_attribute_sync",)], queued
+    print(f"[{version}] provider registered, every example DAG succeeded; the sync's {kind} event "
+          f"{events[0][0]} queued {queued[0][0]}")  # fmt: skip
 
 
 def main() -> None:
