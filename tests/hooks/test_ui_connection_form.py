@@ -36,12 +36,13 @@ class Airflow3Ui:
         return {
             "hook_name": omni["hook_name"],
             "standard": {
-                name: {k: v for k, v in field.items() if k in ("hidden", "title", "placeholder")}
+                # A field the provider does not customise comes as null.
+                name: {k: v for k, v in (field or {}).items() if k in ("hidden", "title", "placeholder")}
                 for name, field in omni["standard_fields"].items()
             },
             "extra": {
                 name: {
-                    "label": field["label"],
+                    "label": field["schema"]["title"],
                     "password": field["schema"].get("format") == "password",
                 }
                 for name, field in omni["extra_fields"].items()
