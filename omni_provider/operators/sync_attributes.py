@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from omni_provider import lineage
 from omni_provider._compat import (
     AirflowException,
     AirflowFailException,
@@ -153,6 +154,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         self.progress_every = progress_every
         self._stop = threading.Event()
         self._hook: OmniScimHook | None = None
+        self._lineage: lineage.SyncLineage | None = None
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -247,6 +249,15 @@ class SyncOmniUserAttributesOperator(BaseOperator):
 
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
         client = self._hook.get_conn()
+        self._lineage = lineage.report_sync_lineage(
+            self._hook,
+            client.base_url,
+            sql=self.sql,
+            sql_conn_id=self.sql_conn_id,
+            task=self,
+            attributes=spec.managed_attributes,
+            dry_run=dry_run,
+        )
         definitions = load_definitions(client, self.log)
         users = client.list_users()
         self.log.info("Omni has %d users", len(users))
@@ -318,7 +329,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         summary.update(
             self._report(context, naming, target, outcomes, client.stats.snapshot(), started, complete)
         )
-        return self._verdict(plan, summary)
+        result = self._verdict(plan, summary)
+        lineage.annotate_asset_events(context, self.outlets, client.base_url, result)
+        return result
 
     @staticmethod
     def _all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:
@@ -442,6 +455,10 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             raise AirflowFailException(f"Omni sync finished its writes, but{lost[1:]}")
         summary["stage"] = "done"
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Called by the OpenLineage provider (when installed): what the sync read and wrote."""
+        return lineage.openlineage_facets(self._lineage)
 
     def on_kill(self) -> None:
         # Stop sending; execute()'s finally block still writes the report of what was applied.
