@@ -38,6 +38,7 @@ def test_example_dags_import_cleanly() -> None:
         "omni_warehouse_attributes",
         "omni_warehouse_sync",
         "omni_after_attribute_sync",
+        "omni_warehouse_groups",
     } <= set(bag.dag_ids)
 
 
