@@ -6,7 +6,7 @@ Connection: ``omni_default`` (conn type "Omni": instance URL + Organization API 
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
 from omni_provider.operators.update_user import UpdateOmniUserOperator
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.common.compat.sdk import DAG, task
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.sdk import DAG, task
 
 from omni_provider.operators.sql_rows import rows_as_dicts
 from omni_provider.operators.update_user import UpdateOmniUserOperator

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
 

@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The child's program: run each step's DAG with ``dag.test()``, one result line per step.
 RUNNER = r"""
 import json, os, sys, urllib.request
-from airflow.dag_processing.dagbag import DagBag
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 2.11
+    from airflow.models.dagbag import DagBag
 
 for step in json.loads(sys.argv[1]):
     os.environ.update(step.get("env", {}))

@@ -19,7 +19,8 @@ from omni_provider.client import (
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
 from omni_provider.client.settings import ClientSettings, validate_settings
-from omni_provider.get_provider_info import CONNECTION_FORM, CONNECTION_TYPE
+from omni_provider.get_provider_info import CONNECTION_TYPE
+from omni_provider.hooks import connection_form
 
 _DEFAULTS = ClientSettings()
 DEFAULT_RATE_LIMIT = _DEFAULTS.rate_limit_per_minute
@@ -111,12 +112,13 @@ class OmniScimHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
-        return {
-            "hidden_fields": list(CONNECTION_FORM["hidden-fields"]),
-            "relabeling": dict(CONNECTION_FORM["relabeling"]),
-            "placeholders": dict(CONNECTION_FORM["placeholders"]),
-        }
+        """Airflow 2.11 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.11 form's extra fields; Airflow 3.2+ reads ``conn-fields`` from ``get_provider_info``."""
+        return connection_form.form_widgets()
 
     @property
     def connection(self) -> Connection:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omni_provider._compat import BaseHook
+from omni_provider._compat import BaseHook, object_storage_path
 from omni_provider.client import OmniValidationError
 from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
 
@@ -124,12 +124,10 @@ _SCHEME_PROVIDERS = {
 
 
 def _check_url(target: str) -> None:
-    from airflow.sdk import ObjectStoragePath  # Airflow's fsspec layer: s3://, gs://, ...
-
     scheme = target.split("://", 1)[0].lower()
     needs = _SCHEME_PROVIDERS.get(scheme, "the Airflow provider or fsspec package for it")
     try:
-        path = ObjectStoragePath(target)
+        path = object_storage_path(target)  # Airflow's fsspec layer: s3://, gs://, ...
         path.fs  # noqa: B018 - the filesystem the report is written through (raises if none is registered)
         path.exists()  # one cheap call with the worker's credentials
     except (ImportError, ValueError) as exc:
@@ -198,13 +196,11 @@ def _write_local(path: Path, outcomes: Sequence[ReportRecord]) -> str | None:
 
 
 def _write_url(url: str, outcomes: Sequence[ReportRecord]) -> str | None:
-    from airflow.sdk import ObjectStoragePath
-
-    target = ObjectStoragePath(url)
+    target = object_storage_path(url)
     if target.exists():
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w") as stream:  # type: ignore[no-untyped-call]
+    with target.open("w") as stream:
         write_jsonl(outcomes, stream)
     return url
 

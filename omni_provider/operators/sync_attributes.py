@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from omni_provider import lineage
 from omni_provider._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from omni_provider.client import OmniError, OmniValidationError
 from omni_provider.hooks.omni import OmniScimHook
@@ -133,6 +134,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         self.progress_every = progress_every
         self._hook: OmniScimHook | None = None
         self._run: SyncRun | None = None
+        self._lineage: lineage.SyncLineage | None = None
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -170,7 +172,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         try:
             self._run = self._prepare(context)
             summary = self._run.summary
-            return self._run.run(self._read_rows)
+            result = self._run.run(self._read_rows)
+            lineage.annotate_asset_events(context, self.outlets, self._run.client.base_url, result)
+            return result
         except SyncRunError as exc:
             # Failed writes may succeed on a task retry (the plan is re-diffed); rejected rows will not, a
             # tripped circuit breaker must not send the same kind of write again, and a lost report is no
@@ -195,8 +199,18 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         naming = ReportNaming.from_context(context, self.task_id)
         sinks = self._sinks(naming)
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
+        client = self._hook.get_conn()
+        self._lineage = lineage.report_sync_lineage(
+            self._hook,
+            client.base_url,
+            sql=self.sql,
+            sql_conn_id=self.sql_conn_id,
+            task=self,
+            attributes=spec.managed_attributes,
+            dry_run=dry_run,
+        )
         return SyncRun(
-            self._hook.get_conn(),
+            client,
             spec,
             dry_run=dry_run,
             max_changes=self.max_changes,
@@ -210,6 +224,10 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             log=self.log,
             run_id=str(context.get("run_id") or ""),
         )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Called by the OpenLineage provider (when installed): what the sync read and wrote."""
+        return lineage.openlineage_facets(self._lineage)
 
     def on_kill(self) -> None:
         # Stop sending; the run still reports every row, and execute() still pushes the summary.

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import airflow_testkit
 import pytest
+from airflow_testkit import DagBag
 from omni_testkit import TEST_API_KEY, make_warehouse
 
 from omni_provider.emulator import EmulatorServer
@@ -25,19 +27,19 @@ WAREHOUSE = [
 
 
 def load_dag(dag_id: str, folder: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(folder))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return airflow_testkit.load_dag(dag_id, str(folder))
 
 
 def test_example_dags_import_cleanly() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     bag = DagBag(str(ROOT / "dags"))
     assert not bag.import_errors
-    assert {"omni_update_user", "omni_warehouse_attributes", "omni_warehouse_sync"} <= set(bag.dag_ids)
+    assert {
+        "omni_update_user",
+        "omni_warehouse_attributes",
+        "omni_warehouse_sync",
+        "omni_after_attribute_sync",
+        "omni_warehouse_groups",
+    } <= set(bag.dag_ids)
 
 
 @pytest.fixture
@@ -146,6 +148,29 @@ def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, w
     second = dag.test()
     assert second.state == "success"
     assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == writes_before
+
+
+def test_warehouse_sync_emits_the_omni_users_asset_event(
+    omni_connection: EmulatorServer, warehouse: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Path
+) -> None:
+    """The sync task's outlet records an event with its counts, and queues the asset-scheduled DAG."""
+    monkeypatch.setenv("OMNI_HOST", omni_connection.base_url)
+    seed(omni_connection)
+    airflow_testkit.sync_dags_to_db(str(ROOT / "dags"))
+    uri = f"omni://{omni_connection.base_url.split('://')[1]}/users"
+    before = airflow_testkit.asset_events(uri, str(airflow_db))
+    assert load_dag("omni_warehouse_sync", ROOT / "dags").test().state == "success"
+    events = airflow_testkit.asset_events(uri, str(airflow_db))
+    assert len(events) == len(before) + 1
+    assert events[-1]["extra"] == {
+        "omni_users": uri,
+        "dry_run": False,
+        "mode": "update",
+        "outcomes": {"applied": 3, "unchanged": 0, "rejected": 0, "failed": 0, "planned": 0},
+    }
+    assert events[-1]["queued"] == ["omni_after_attribute_sync"]
+    # The follower reads the triggering event's counts (none here: it was started by hand).
+    assert load_dag("omni_after_attribute_sync", ROOT / "dags").test().state == "success"
 
 
 ROUTES = {

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from airflow_testkit import load_dag
 
 from omni_provider.emulator import EmulatorServer
 
@@ -24,8 +25,6 @@ MEMBERSHIPS = [
 def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
     omni_connection: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     warehouse = tmp_path / "warehouse.db"
     with sqlite3.connect(warehouse) as db:
         db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
@@ -39,9 +38,7 @@ def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
     emu.state.groups.add_group("Sales", [users["user00002@example.com"], users["user00005@example.com"]])
     admins = emu.state.groups.add_group("Admins", [users["user00006@example.com"]])
 
-    bag = DagBag(str(ROOT / "dags"))
-    assert not bag.import_errors
-    dag = bag.get_dag("omni_warehouse_groups")
+    dag = load_dag("omni_warehouse_groups", str(ROOT / "dags"))
     assert dag.test().state == "success"
 
     def names(group: str) -> set[str]:

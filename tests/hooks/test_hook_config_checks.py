@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from hook_helpers import TEST_API_KEY
 
+from omni_provider._compat import AirflowFailException
 from omni_provider.client import OmniConfigurationError, OmniScimClient
 from omni_provider.client.settings import ClientSettings
 from omni_provider.hooks.omni import OmniScimHook

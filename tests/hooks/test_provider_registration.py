@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import airflow
 import jsonschema
@@ -16,6 +17,7 @@ import pytest
 from hook_helpers import TEST_API_KEY
 from packaging.utils import canonicalize_name
 
+from omni_provider._compat import AIRFLOW_V_3_0_PLUS, Connection
 from omni_provider.get_provider_info import CONNECTION_FIELDS, get_provider_info
 from omni_provider.hooks.omni import OmniScimHook
 
@@ -76,6 +78,11 @@ def test_providers_manager_registers_hook(providers_manager) -> None:
     assert DIST in providers_manager.providers
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_0_PLUS,
+    reason="Airflow 3's task runtime has its own providers manager; on 2.11 workers use ProvidersManager, "
+    "tested above",
+)
 def test_task_runtime_providers_manager_registers_hook() -> None:
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
@@ -106,15 +113,38 @@ def test_providers_manager_form_widgets(providers_manager) -> None:
     assert {"rate_limit_per_minute", "timeout", "max_retries", "additional_api_keys"} <= set(
         CONNECTION_FIELDS
     )
-    timeout = widgets["extra__omni__timeout"]
-    assert timeout.field["schema"]["title"] == "Timeout (s)"
+    for name, field in CONNECTION_FIELDS.items():
+        assert widget_label(widgets[f"extra__omni__{name}"]) == field["label"]
     # the extra keys are secret: the form must treat the field as a password
-    assert widgets["extra__omni__additional_api_keys"].field["schema"]["format"] == "password"
+    assert widgets["extra__omni__additional_api_keys"].is_sensitive
+    assert not widgets["extra__omni__timeout"].is_sensitive
+
+
+def widget_label(widget: Any) -> str:
+    """Airflow 3 keeps a JSON-schema description of the field, Airflow 2.11 a WTForms field."""
+    if AIRFLOW_V_3_0_PLUS:
+        return str(widget.field["schema"]["title"])
+    return str(widget.field.args[0])
+
+
+@pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 3 never calls the hook's form methods")
+def test_airflow2_form_field_types() -> None:
+    """Airflow 2.11 accepts only String/Integer/Password/Boolean fields (it drops the hook otherwise)."""
+    from wtforms import BooleanField, IntegerField, PasswordField, StringField
+
+    widgets = OmniScimHook.get_connection_form_widgets()
+    assert set(widgets) == set(CONNECTION_FIELDS)
+    assert {w.field_class for w in widgets.values()} <= {
+        BooleanField,
+        IntegerField,
+        PasswordField,
+        StringField,
+    }
+    assert widgets["additional_api_keys"].field_class is PasswordField
+    assert widgets["max_retries"].field_class is IntegerField
 
 
 def test_connection_get_hook(set_conn) -> None:
-    from airflow.sdk import Connection
-
     conn = Connection(
         conn_id="omni_via_conn", conn_type="omni", host="acme.omniapp.co", password=TEST_API_KEY
     )

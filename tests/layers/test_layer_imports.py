@@ -38,6 +38,7 @@ def test_module_imports_no_orchestrator(module: str) -> None:
 
 
 def test_dagster_adapter_imports_no_airflow() -> None:
+    pytest.importorskip("dagster", reason="the Airflow 2.11 venv has no Dagster; the main venv tests this")
     assert orchestrators_imported_by("omni_provider.dagster") == ["dagster"]
 
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from omni_testkit import TEST_API_KEY, omni_connection_json
 
 from omni_provider import UpdateOmniUserOperator
+from omni_provider._compat import AirflowException, AirflowFailException, AirflowSkipException
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.emulator.attributes import custom_attribute, default_catalogue
 from omni_provider.emulator.state import EmulatorState

@@ -33,12 +33,12 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omni_testkit import apply_patch_ops, omni_connection_json
 from reliability_kit import emulator_writes, read_report
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client.models import OmniUser
 from omni_provider.emulator import EmulatorServer
 from omni_provider.emulator.state import EmulatorState

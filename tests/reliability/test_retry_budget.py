@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from omni_testkit import omni_connection_json
 from reliability_kit import print_figures
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.hooks.omni import OmniScimHook

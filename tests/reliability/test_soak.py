@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
 from omni_testkit import omni_connection_json
 from reliability_kit import RecordingTI, delta, emulator_writes, print_figures, read_report
 
+from omni_provider._compat import AirflowException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.emulator.config import FAULT_KINDS
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator

@@ -18,11 +18,11 @@ import fsspec
 import httpx
 import pytest
 import structlog
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from fsspec.implementations.memory import MemoryFileSystem
 from omni_testkit import TEST_API_KEY, omni_connection_json
 from reliability_kit import print_figures
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 

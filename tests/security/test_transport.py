@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import trustme
 import uvicorn
-from airflow.sdk.exceptions import AirflowFailException
 from omni_testkit import TEST_API_KEY, omni_connection_json
 
+from omni_provider._compat import AirflowFailException
 from omni_provider.client import (
     OmniConfigurationError,
     OmniRedirectError,

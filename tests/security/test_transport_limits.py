@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
 from omni_testkit import TEST_API_KEY, omni_connection_json
 
+from omni_provider._compat import AirflowException
 from omni_provider.client import (
     OmniResponseError,
     OmniResponseTooLargeError,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import structlog
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from omni_provider import SyncOmniGroupMembershipOperator
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync.groups_apply import not_attempted

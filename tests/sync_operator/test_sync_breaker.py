@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json
 from test_sync_operator import UNMANAGED, attrs, method_count, read_report, run_sync, seed
 
 from omni_provider import UpdateOmniUserOperator
+from omni_provider._compat import AirflowFailException
 from omni_provider.client import OmniScimClient, UpdateResult
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync import SyncMode, SyncSpec, build_plan

@@ -19,10 +19,10 @@ from typing import Any
 
 import fsspec
 import pytest
-import structlog
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_testkit import capture_task_logs
 from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.emulator.stats import key_id
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
@@ -76,7 +76,7 @@ def run_sync(
     operator = op or SyncOmniUserAttributesOperator(task_id="sync", **kwargs)
     ti = RecordingTI()
     context: Any = {"ti": ti, "run_id": "manual__2025-01-01T00:00:00"}
-    with structlog.testing.capture_logs() as logs:
+    with capture_task_logs() as logs:
         if raises is None:
             return Run(operator.execute(context), ti, logs, operator=operator)
         with pytest.raises(raises) as info:
@@ -227,7 +227,7 @@ def test_match_on_id_with_key_column_and_column_mapping(emu: EmulatorServer) -> 
 
 
 def test_report_to_an_object_storage_url(emu: EmulatorServer) -> None:
-    from airflow.sdk.io import attach
+    from airflow_testkit import attach
 
     # Any fsspec filesystem Airflow knows works; the in-memory one stands in for s3:// or gs:// here.
     memory = fsspec.filesystem("memory")
@@ -762,7 +762,7 @@ def test_configuration_errors_surface_before_any_request(emu: EmulatorServer) ->
 def test_interrupted_apply_settles_every_item_exactly(emu: EmulatorServer) -> None:
     """Airflow's task timeout raises in the task's thread mid-apply: queued writes must not go out after
     it, writes already sent must be reported as applied, and every item still gets one outcome."""
-    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow_testkit import AirflowTaskTimeout
 
     from omni_provider.client import OmniScimClient
     from omni_provider.sync import SyncSpec, build_plan

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from omni_testkit import TEST_API_KEY
 from test_sync_operator import UNMANAGED, attrs, method_count, read_report, run_sync, seed
 
+from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import OmniScimClient
 from omni_provider.emulator import EmulatorServer
 from omni_provider.sync import SyncMode, SyncSpec, build_plan
