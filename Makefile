@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AIRFLOW_VERSION := 3.3.2
+DAGSTER_VERSION := 1.13.28
+# Both orchestrators in one venv (they resolve together), so one suite tests both adapters; users install
+# only one of them (extras "airflow" or "dagster").
+EXTRAS := test,airflow,dagster,sql,emulator,openlineage
 # The oldest Airflow we support gets its own venv (without the openlineage provider, so the tests also
 # show nothing needs it); it runs the tests that touch Airflow (AIRFLOW2_TESTS).
 AIRFLOW2_VERSION := 2.11.2
@@ -14,12 +18,13 @@ STAMP2 := $(VENV2)/.installed-stamp
 AIRFLOW2_TESTS := tests/hooks tests/operators tests/sync_operator tests/dags tests/lineage tests/layers \
 	tests/security tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py
 
-.PHONY: install install-af2 ui-deps lint typecheck test test-af3 test-af2 ui-test stock-install-check demo bench clean
+.PHONY: install install-af2 ui-deps lint typecheck test test-af3 test-af2 ui-test stock-install-check demo demo-dagster bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,openlineage]' 'apache-airflow==$(AIRFLOW_VERSION)'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' \
+		'apache-airflow==$(AIRFLOW_VERSION)' 'dagster==$(DAGSTER_VERSION)'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,14 +32,14 @@ install: $(STAMP)
 $(STAMP2): pyproject.toml Makefile
 	test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
 	$(BIN2)/python -m pip install --quiet --upgrade pip
-	$(BIN2)/python -m pip install --quiet -e '.[test]' 'apache-airflow==$(AIRFLOW2_VERSION)'
+	$(BIN2)/python -m pip install --quiet -e '.[test,airflow,sql]' 'apache-airflow==$(AIRFLOW2_VERSION)'
 	touch $(STAMP2)
 
 install-af2: $(STAMP2)
 
 lint: install
-	$(BIN)/ruff check omni_provider tests dags bench scripts
-	$(BIN)/ruff format --check omni_provider tests dags bench scripts
+	$(BIN)/ruff check omni_provider tests dags bench scripts examples
+	$(BIN)/ruff format --check omni_provider tests dags bench scripts examples
 
 typecheck: install
 	$(BIN)/mypy
@@ -70,10 +75,13 @@ stock-install-check: install
 demo: install
 	$(BIN)/python scripts/demo.py
 
+demo-dagster: install
+	$(BIN)/python scripts/demo_dagster.py
+
 bench: install
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_groups.py
 
 clean:
-	rm -rf $(VENV) $(VENV2) .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV2) .demo .demo-dagster .mypy_cache .ruff_cache .pytest_cache

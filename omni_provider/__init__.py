@@ -1,7 +1,7 @@
-"""omni-provider: Apache Airflow provider for Omni's SCIM user API.
+"""omni-provider: Omni's SCIM user API for Airflow and Dagster.
 
-Top-level names are imported lazily so that ``omni_provider.client`` (Airflow-free) and the emulator can
-be used without importing Airflow.
+Top-level names are imported lazily: ``import omni_provider`` (and its client, sync engine, emulator and
+Dagster adapter) works without Airflow installed; only the Airflow names need the ``airflow`` extra.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from omni_provider.__about__ import __version__
 
 _LAZY = {
     "OmniScimClient": "omni_provider.client",
+    "SyncRun": "omni_provider.sync.run",
+    "update_one_user": "omni_provider.sync.single",
     "OmniScimHook": "omni_provider.hooks.omni",
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
@@ -24,8 +26,10 @@ __all__ = [
     "OmniScimHook",
     "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
+    "SyncRun",
     "UpdateOmniUserOperator",
     "__version__",
+    "update_one_user",
 ]
 
 if TYPE_CHECKING:
@@ -34,9 +38,19 @@ if TYPE_CHECKING:
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
+    from omni_provider.sync.run import SyncRun
+    from omni_provider.sync.single import update_one_user
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        try:
+            module = import_module(_LAZY[name])
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "airflow":
+                raise
+            raise ModuleNotFoundError(
+                f"omni_provider.{name} needs Airflow: pip install 'omni-provider[airflow]'", name=exc.name
+            ) from exc
+        return getattr(module, name)
     raise AttributeError(f"module 'omni_provider' has no attribute {name!r}")

@@ -75,7 +75,9 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
     timer.run(version, "create venv", [sys.executable, "-m", "venv", str(venv)])
     timer.run(version, f"pip install apache-airflow=={version}", [python, "-m", "pip", "install", "--quiet",
               f"apache-airflow=={version}"])  # fmt: skip
-    timer.run(version, "pip install the wheel", [python, "-m", "pip", "install", "--quiet", str(wheel)])
+    # The airflow extra keeps the Airflow installed above; the emulator extra runs the example DAGs' Omni.
+    extras = f"omni-provider[airflow,emulator] @ {wheel.as_uri()}"
+    timer.run(version, "pip install the wheel", [python, "-m", "pip", "install", "--quiet", extras])
     # The example warehouse is a SQLite file: its provider, if this Airflow does not ship it.
     sqlite = [
         python,

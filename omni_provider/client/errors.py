@@ -57,16 +57,6 @@ class InvalidAttributesError(OmniValidationError):
         super().__init__(f"{count} invalid attribute{'s' if count != 1 else ''}: {listed}", user=user)
 
 
-class PlanTooLargeError(OmniError):
-    """A sync plan would write more users than the configured blast-radius guard allows."""
-
-    def __init__(self, message: str, *, changes: int, limit: int | None, total_users: int) -> None:
-        self.changes = changes
-        self.limit = limit
-        self.total_users = total_users
-        super().__init__(message)
-
-
 class AmbiguousUserError(OmniError):
     """More than one Omni user matches an email case-insensitively."""
 

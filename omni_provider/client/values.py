@@ -13,7 +13,6 @@ Nothing here does I/O or imports Airflow.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from collections import Counter
@@ -269,12 +268,12 @@ def number_text(value: int | float) -> str:
 
 
 def normalize_attributes(
-    raw: Mapping[str, object] | str,
+    raw: Mapping[str, object],
     *,
     definitions: Mapping[str, AttributeDefinition] | None = None,
     user: str | None = None,
 ) -> dict[str, AttributeValue]:
-    """Validate a whole attribute map (or its JSON text); one InvalidAttributesError lists every problem."""
+    """Validate a whole attribute map; one InvalidAttributesError lists every problem."""
     mapping = _parse_mapping(raw, user)
     problems: list[tuple[str, str]] = []
     result: dict[str, AttributeValue] = {}
@@ -304,27 +303,10 @@ def unknown_attribute_reason(name: str, known: Mapping[str, object] | Sequence[s
     return f"unknown attribute (not defined in Omni){hint}"
 
 
-def _parse_mapping(raw: Mapping[str, object] | str, user: str | None) -> Mapping[Any, object]:
-    if isinstance(raw, str):
-        try:
-            parsed: object = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            # Position only: the text itself may be long or hold other people's data.
-            raise OmniValidationError(
-                f"attributes are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", user=user
-            ) from None
-        except (ValueError, RecursionError) as exc:  # e.g. an integer too long to parse, absurd nesting
-            reason = f"attributes are not valid JSON: {type(exc).__name__}"
-            raise OmniValidationError(reason, user=user) from None
-        if not isinstance(parsed, dict):
-            raise OmniValidationError(
-                f"attributes JSON must be an object, got {type(parsed).__name__}", user=user
-            )
-        return parsed
+def _parse_mapping(raw: object, user: str | None) -> Mapping[Any, object]:
+    # Template text (JSON rendered by Jinja) is parsed by the Airflow layer, never here.
     if not isinstance(raw, Mapping):
-        raise OmniValidationError(
-            f"attributes must be a mapping or a JSON object string, got {type(raw).__name__}", user=user
-        )
+        raise OmniValidationError(f"attributes must be a mapping, got {type(raw).__name__}", user=user)
     return raw
 
 

@@ -43,6 +43,19 @@ def parse_structure(value: str, *, what: str) -> Any:
         raise OmniValidationError(f"{what} cannot be parsed: {str(exc)[:80]}") from None
 
 
+def parse_attribute_mapping(value: object) -> Any:
+    """The sync's ``attributes`` (column -> attribute, or a list of names) as given, or parsed from the JSON
+    text a template renders; the spec checks the shape."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        raise OmniValidationError(
+            "attributes given as a string must be a JSON object or list of column names"
+        ) from None
+
+
 def parse_attributes(value: object) -> dict[str, object]:
     """The ``attributes`` field: a mapping, or a string holding one. ``None``/empty means no attributes."""
     if _blank(value):

@@ -272,3 +272,64 @@ def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence
         for o in outcomes
     ]
     hook.insert_rows(table, rows, target_fields=list(REPORT_COLUMNS), commit_every=1000)
+
+
+# -- the engine's report sinks (``omni_provider.sync.report.ReportSink``) on Airflow's storage and SQL ------
+
+
+class ReportFileSink:
+    """The per-row report as JSON lines at ``target`` (local path or ObjectStoragePath URL), never
+    replacing an existing file."""
+
+    def __init__(self, target: str, naming: ReportNaming, log: Any) -> None:
+        self.target = target
+        self.naming = naming
+        self.log = log
+        self.label = f"report file {target}"
+
+    def check(self) -> None:
+        check_report_location(self.target)
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        written = write_report_file(self.target, outcomes, self.naming)
+        if written.renamed:
+            self.log.warning(
+                "A report already exists at %s (an earlier try of this run?); it is kept and this try's "
+                "report is %s",
+                self.target,
+                written.url,
+            )
+        else:
+            self.log.info("Per-row report written to %s", written.url)
+        return {"report_path": written.url}
+
+
+class ReportTableSink:
+    """The per-row report inserted into a SQL table through a common-sql connection."""
+
+    def __init__(self, conn_id: str, table: str) -> None:
+        self.conn_id = conn_id
+        self.table = table
+        self.label = f"report table {table}"
+
+    def check(self) -> None:
+        check_report_table_location(self.conn_id, self.table)
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        write_report_table(self.conn_id, self.table, run_id, outcomes)
+        return {"report_table": self.table}
+
+
+class FallbackReportSink:
+    """Where the outcomes go when a configured sink failed after the writes: the worker's local disk."""
+
+    def __init__(self, naming: ReportNaming, directory: str | None) -> None:
+        self.naming = naming
+        self.directory = directory
+        self.label = "local fallback report"
+
+    def check(self) -> None:
+        """Nothing to check: it is only used when another sink failed."""
+
+    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+        return {"report_path": write_fallback_report(outcomes, self.naming, self.directory)}

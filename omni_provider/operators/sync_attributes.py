@@ -1,55 +1,35 @@
-"""``SyncOmniUserAttributesOperator``: a warehouse table -> Omni user attributes, diffed, paced, reported."""
+"""``SyncOmniUserAttributesOperator``: a warehouse table -> Omni user attributes, diffed, paced, reported.
+
+A thin adapter over the sync engine (``omni_provider.sync.run.SyncRun``, which the Dagster asset runs too):
+it renders and checks its arguments, picks Airflow's report sinks (ObjectStoragePath file, SQL table),
+builds the client from the hook, runs the engine, maps its errors to Airflow's retry or fail, and pushes
+the summary to XCom.
+"""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omni_provider import lineage
-from omni_provider._compat import (
-    AirflowException,
-    AirflowFailException,
-    BaseOperator,
-    Context,
-)
+from omni_provider._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from omni_provider.client import OmniError, OmniValidationError
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.rendered import parse_bool
+from omni_provider.operators.common import fail_or_retry, push_summary
+from omni_provider.operators.rendered import parse_attribute_mapping, parse_bool
 from omni_provider.operators.report_sink import (
+    FallbackReportSink,
+    ReportFileSink,
     ReportNaming,
-    check_report_location,
+    ReportTableSink,
     check_report_table,
-    check_report_table_location,
     report_target,
-    write_fallback_report,
-    write_report_file,
-    write_report_table,
 )
 from omni_provider.operators.row_source import check_sources, read_rows
-from omni_provider.operators.update_user import fail_or_retry, load_definitions
-from omni_provider.sync import (
-    SyncSpec,
-    check_max_changes,
-    evaluate_failures,
-    resolve_max_changes,
-)
-from omni_provider.sync.apply import NOT_ATTEMPTED, WritesHaltedError, apply_plan, is_stopped_error
-from omni_provider.sync.current import plan_on_complete_users
-from omni_provider.sync.keys import read_keys
-from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
-from omni_provider.sync.plan import SyncPlan
-from omni_provider.sync.rows import align_column_case
-
-#: Errors that retrying the task cannot fix (shown for the sample of errors in the summary).
-ERROR_SAMPLE_SIZE = 10
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+from omni_provider.sync import SyncSpec
+from omni_provider.sync.errors import SyncRunError
+from omni_provider.sync.report import ReportSink
+from omni_provider.sync.run import SyncRun
 
 
 class SyncOmniUserAttributesOperator(BaseOperator):
@@ -152,42 +132,33 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         self.omni_conn_id = omni_conn_id
         self.max_workers = max_workers
         self.progress_every = progress_every
-        self._stop = threading.Event()
         self._hook: OmniScimHook | None = None
+        self._run: SyncRun | None = None
         self._lineage: lineage.SyncLineage | None = None
 
     # -- input ---------------------------------------------------------------------------------------------
 
     def _spec(self) -> SyncSpec:
         return SyncSpec.from_user_args(
-            self.attributes,
+            parse_attribute_mapping(self.attributes),
             match_on=self.match_on,
             mode=self.mode,
             display_name_column=self.display_name_column,
             key_column=self.key_column,
         )
 
-    def _check_sources(self) -> None:
-        check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
-
-    def _check_settings(self) -> None:
-        """Settings only used after the writes (thresholds, report table), checked before any request."""
-        resolve_max_changes(self.max_changes, 0)
-        evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
+    def _sinks(self, naming: ReportNaming) -> list[ReportSink]:
+        """Airflow's report sinks: a file (ObjectStoragePath or local) and a SQL table, as configured."""
+        sinks: list[ReportSink] = []
+        if self.report_path:
+            sinks.append(ReportFileSink(report_target(str(self.report_path), naming), naming, self.log))
         if self.report_table:
             check_report_table(self.report_table)
-            if not (self.report_conn_id or self.sql_conn_id):
+            conn_id = self.report_conn_id or self.sql_conn_id
+            if not conn_id:
                 raise OmniValidationError("report_table needs report_conn_id (or sql_conn_id)")
-
-    def _check_report_sinks(self, naming: ReportNaming) -> str | None:
-        """The report file to write (checked writable) and a usable report table, before any request."""
-        target = None
-        if self.report_path:
-            target = report_target(str(self.report_path), naming)
-            check_report_location(target)
-        if self.report_table:
-            check_report_table_location(str(self.report_conn_id or self.sql_conn_id), str(self.report_table))
-        return target
+            sinks.append(ReportTableSink(str(conn_id), str(self.report_table)))
+        return sinks
 
     def _read_rows(self) -> list[Mapping[str, Any]]:
         return read_rows(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
@@ -199,7 +170,16 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         # how far the run got ("stage") and why it stopped ("error").
         summary: dict[str, Any] = {"stage": "configuration"}
         try:
-            return self._execute(context, summary)
+            self._run = self._prepare(context)
+            summary = self._run.summary
+            result = self._run.run(self._read_rows)
+            lineage.annotate_asset_events(context, self.outlets, self._run.client.base_url, result)
+            return result
+        except SyncRunError as exc:
+            # Failed writes may succeed on a task retry (the plan is re-diffed); rejected rows will not, a
+            # tripped circuit breaker must not send the same kind of write again, and a lost report is no
+            # reason to send anything again.
+            raise (AirflowException if exc.retryable else AirflowFailException)(str(exc)) from None
         except OmniError as exc:
             summary.setdefault("error", str(exc))
             raise fail_or_retry(exc) from None
@@ -207,46 +187,17 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             summary.setdefault("error", str(exc) or type(exc).__name__)
             raise
         finally:
-            self._push_summary(context, summary)
+            push_summary(context, summary, self.log)
             if self._hook is not None:
                 self._hook.close()
 
-    def _push_summary(self, context: Context, summary: dict[str, Any]) -> None:
-        ti = context.get("ti")
-        if ti is None:
-            return
-        try:
-            ti.xcom_push(key="sync_summary", value=summary)
-        except Exception:  # never let a failing push hide the run's own outcome
-            self.log.exception("Could not push sync_summary to XCom")
-
-    def _execute(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
-        started = time.monotonic()
-        # Configuration errors surface before anything is read or sent.
+    def _prepare(self, context: Context) -> SyncRun:
+        """Arguments rendered and checked, the client built: the engine's run, before any request."""
         spec = self._spec()
-        self._check_sources()
-        self._check_settings()
+        check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
         dry_run = parse_bool(self.dry_run, what="dry_run")
-        summary.update(mode=spec.mode.value, dry_run=dry_run)
         naming = ReportNaming.from_context(context, self.task_id)
-        target = self._check_report_sinks(naming)
-        wanted = [
-            spec.key,
-            *spec.attributes,
-            *([spec.display_name_column] if spec.display_name_column else []),
-        ]
-        summary["stage"] = "reading"
-        rows = align_column_case(self._read_rows(), wanted)
-        summary["rows"] = len(rows)
-        self.log.info(
-            "Read %d input rows; managing attributes %s (%s mode)",
-            len(rows),
-            spec.managed_attributes,
-            spec.mode,
-        )
-        # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
-        read_keys(rows, spec)
-
+        sinks = self._sinks(naming)
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
         client = self._hook.get_conn()
         self._lineage = lineage.report_sync_lineage(
@@ -258,211 +209,27 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             attributes=spec.managed_attributes,
             dry_run=dry_run,
         )
-        definitions = load_definitions(client, self.log)
-        users = client.list_users()
-        self.log.info("Omni has %d users", len(users))
-        summary["stage"] = "planning"
-        plan, users = plan_on_complete_users(client, rows, users, spec, definitions)
-        summary["omni_users"] = len(users)
-        self.log.info("Plan: %s", plan.counts())
-        summary["plan"] = plan.counts()
-        try:
-            check_max_changes(plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input)
-        except OmniError as exc:
-            if not dry_run:
-                raise AirflowFailException(str(exc)) from None
-            self.log.error("Dry run: this plan would be refused: %s", exc)
-            summary["refused"] = str(exc)
-
-        summary["stage"] = "applying"
-        settled: dict[int, RowOutcome] = {}
-        complete = False
-        try:
-            applied = apply_plan(
-                client,
-                plan,
-                {u.id: u for u in users},
-                definitions=definitions,
-                dry_run=dry_run or "refused" in summary,
-                max_workers=self.max_workers,
-                stop=self._stop,
-                on_outcome=settled.__setitem__,
-                on_progress=lambda p: self.log.info(p.line()),
-                progress_every=self.progress_every,
-            )
-            # Stopped (on_kill) runs return normally, with the writes never started as "not attempted".
-            skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and is_stopped_error(o.error))
-            complete = not skipped
-            if skipped:
-                self.log.warning(
-                    "Stopped before %d writes were confirmed; they are reported as failed and a "
-                    "re-run applies what is still different",
-                    skipped,
-                )
-        except WritesHaltedError as halted:
-            # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
-            # the summary, and fail without a retry (a retry would send the same kind of write again).
-            summary["stopped"] = halted.reason
-            try:
-                summary.update(
-                    self._report(
-                        context, naming, target, halted.outcomes, client.stats.snapshot(), started, False
-                    )
-                )
-            except Exception:
-                self.log.exception("Could not write the sync report")
-            self.log.error("%s", halted)
-            raise AirflowFailException(str(halted)) from None
-        except BaseException:
-            # Interrupted (an error, a task timeout): still report every item, but never let a failing
-            # report hide why the run stopped. The stage stays "applying": that is where it stopped.
-            outcomes = self._all_outcomes(plan, settled)
-            try:
-                summary.update(
-                    self._report(context, naming, target, outcomes, client.stats.snapshot(), started, False)
-                )
-            except Exception:
-                self.log.exception("Could not write the sync report")
-            raise
-        summary["stage"] = "reporting"
-        outcomes = self._all_outcomes(plan, settled)
-        summary.update(
-            self._report(context, naming, target, outcomes, client.stats.snapshot(), started, complete)
-        )
-        result = self._verdict(plan, summary)
-        lineage.annotate_asset_events(context, self.outlets, client.base_url, result)
-        return result
-
-    @staticmethod
-    def _all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:
-        return [
-            settled.get(i) or RowOutcome.from_item(item, RowStatus.FAILED, error=NOT_ATTEMPTED)
-            for i, item in enumerate(plan.items)
-        ]
-
-    def _report(
-        self,
-        context: Context,
-        naming: ReportNaming,
-        target: str | None,
-        outcomes: list[RowOutcome],
-        stats: dict[str, Any],
-        started: float,
-        complete: bool,
-    ) -> dict[str, Any]:
-        by_action = tally_by_action(outcomes)
-        part: dict[str, Any] = {
-            "outcomes": tally(outcomes),
-            "by_action": by_action,
-            "requests": stats["requests"],
-            "retries": stats["retries"],
-            "rate_limited": stats["rate_limited"],
-            "seconds": round(time.monotonic() - started, 3),
-            "complete": complete,
-            "errors_sample": [
-                {"row": o.row, "status": o.status.value, "error": o.error}
-                for o in outcomes
-                if o.status in (RowStatus.FAILED, RowStatus.REJECTED)
-            ][:ERROR_SAMPLE_SIZE],
-        }
-        self.log.info("Sync outcome by action:\n%s", format_table(by_action))
-        problems: list[str] = []
-        if target is not None:
-            try:
-                written = write_report_file(target, outcomes, naming)
-            except Exception as exc:
-                problems.append(f"report file {target}: {type(exc).__name__}: {_short(exc)}")
-            else:
-                part["report_path"] = written.url
-                if written.renamed:
-                    self.log.warning(
-                        "A report already exists at %s (an earlier try of this run?); it is kept and this "
-                        "try's report is %s",
-                        target,
-                        written.url,
-                    )
-                else:
-                    self.log.info("Per-row report written to %s", written.url)
-        if self.report_table:
-            try:
-                conn_id = str(self.report_conn_id or self.sql_conn_id)
-                write_report_table(conn_id, self.report_table, str(context.get("run_id") or ""), outcomes)
-            except Exception as exc:
-                problems.append(f"report table {self.report_table}: {type(exc).__name__}: {_short(exc)}")
-            else:
-                part["report_table"] = self.report_table
-        if problems:
-            part["report_error"] = "; ".join(problems)
-            part["report_fallback_path"] = self._fallback_report(outcomes, naming, part["report_error"])
-        return part
-
-    def _fallback_report(self, outcomes: list[RowOutcome], naming: ReportNaming, error: str) -> str | None:
-        """Keep the per-row outcomes on the worker's disk; last resort: in the log itself."""
-        try:
-            url = write_fallback_report(outcomes, naming, self.fallback_report_dir)
-        except Exception as exc:
-            self.log.error(
-                "Could not write the sync report (%s) nor the local fallback (%s); the per-row outcomes "
-                "follow in this log",
-                error,
-                _short(exc),
-            )
-            for outcome in outcomes:
-                self.log.error("outcome %s", json.dumps(outcome.to_record(), default=str))
-            return None
-        self.log.error(
-            "Could not write the sync report (%s); the per-row outcomes are in the local fallback file %s "
-            "on this worker",
-            error,
-            url,
-        )
-        return url
-
-    def _verdict(self, plan: SyncPlan, summary: dict[str, Any]) -> dict[str, Any]:
-        failed_writes = summary["outcomes"][RowStatus.FAILED.value]
-        verdict = evaluate_failures(
-            plan.counts(),
-            failed_writes=failed_writes,
+        return SyncRun(
+            client,
+            spec,
+            dry_run=dry_run,
+            max_changes=self.max_changes,
+            allow_empty_input=self.allow_empty_input,
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,
+            sinks=sinks,
+            fallback_sink=FallbackReportSink(naming, self.fallback_report_dir),
+            max_workers=self.max_workers,
+            progress_every=self.progress_every,
+            log=self.log,
+            run_id=str(context.get("run_id") or ""),
         )
-        report_lost = "report_error" in summary
-        where = summary.get("report_path") or summary.get("report_fallback_path")
-        if verdict.failed:
-            # Never green when a row did not make it, even if the thresholds let the task pass.
-            self.log.error(
-                "%d of %d items did not sync (%d rejected, %d failed); see errors_sample%s",
-                verdict.failed,
-                verdict.total,
-                summary["outcomes"][RowStatus.REJECTED.value],
-                failed_writes,
-                f" and {where}" if where else "",
-            )
-        else:
-            self.log.info("All %d items synced: %s", verdict.total, summary["outcomes"])
-        lost = (
-            f"; the report could not be written ({summary['report_error']}), the per-row outcomes are in "
-            f"{summary.get('report_fallback_path') or 'the task log'}"
-            if report_lost
-            else ""
-        )
-        if verdict.should_fail:
-            # Failed writes may succeed on a task retry (the plan is re-diffed); rejected rows will not.
-            exc_type = AirflowException if failed_writes else AirflowFailException
-            raise exc_type(f"Omni sync failed: {verdict.reason}{lost}")
-        if report_lost:
-            # The writes are done; a retry would only re-diff and report "unchanged", so it is no remedy.
-            raise AirflowFailException(f"Omni sync finished its writes, but{lost[1:]}")
-        summary["stage"] = "done"
-        return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Called by the OpenLineage provider (when installed): what the sync read and wrote."""
         return lineage.openlineage_facets(self._lineage)
 
     def on_kill(self) -> None:
-        # Stop sending; execute()'s finally block still writes the report of what was applied.
-        self._stop.set()
-        # Writes in a retry back-off give up now, not after it (SIGKILL comes 5 s after SIGTERM).
-        if self._hook is not None:
-            self._hook.cancel()
+        # Stop sending; the run still reports every row, and execute() still pushes the summary.
+        if self._run is not None:
+            self._run.stop()

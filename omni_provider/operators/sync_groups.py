@@ -10,6 +10,7 @@ from typing import Any
 from omni_provider._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from omni_provider.client import GroupsApi, OmniError, OmniValidationError
 from omni_provider.hooks.omni import OmniScimHook
+from omni_provider.operators.common import fail_or_retry
 from omni_provider.operators.rendered import parse_bool, parse_structure
 from omni_provider.operators.report_sink import (
     ReportNaming,
@@ -19,7 +20,6 @@ from omni_provider.operators.report_sink import (
     write_report_file,
 )
 from omni_provider.operators.row_source import check_sources, read_rows
-from omni_provider.operators.update_user import fail_or_retry
 from omni_provider.sync.groups_apply import apply_group_plan, not_attempted
 from omni_provider.sync.groups_outcome import (
     MembershipOutcome,

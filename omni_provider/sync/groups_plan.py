@@ -16,10 +16,11 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
-from omni_provider.client.errors import OmniValidationError, PlanTooLargeError
+from omni_provider.client.errors import OmniValidationError
 from omni_provider.client.group_models import OmniGroup, group_name_problem
 from omni_provider.client.identity import email_key, validate_user_id
 from omni_provider.client.models import OmniUser
+from omni_provider.sync.errors import PlanTooLargeError
 from omni_provider.sync.guards import resolve_max_changes
 from omni_provider.sync.keys import KeyProblem, UserIndex, normalize_email
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from omni_provider.client.errors import OmniValidationError, PlanTooLargeError
+from omni_provider.client.errors import OmniValidationError
+from omni_provider.sync.errors import PlanTooLargeError
 from omni_provider.sync.plan import RowAction, SyncPlan
 from omni_provider.sync.spec import SyncMode
 

@@ -6,7 +6,6 @@ any row is read or any request is sent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -109,7 +108,7 @@ class SyncSpec:
     @classmethod
     def from_user_args(
         cls,
-        attributes: Mapping[str, str] | Sequence[str] | str,
+        attributes: Mapping[str, str] | Sequence[str],
         *,
         match_on: str = "userName",
         mode: SyncMode | str = SyncMode.UPDATE,
@@ -118,15 +117,8 @@ class SyncSpec:
     ) -> SyncSpec:
         """Build from operator arguments: a list of names means each column feeds the same-named attribute.
 
-        A string is read as JSON (an object or a list), since Airflow renders templated fields as text.
+        Template text (JSON rendered by Jinja) is the orchestrator adapter's to parse; a string is refused.
         """
-        if isinstance(attributes, str):
-            try:
-                attributes = json.loads(attributes)
-            except ValueError:
-                raise OmniValidationError(
-                    "attributes given as a string must be a JSON object or list of column names"
-                ) from None
         mapping: dict[str, str]
         if isinstance(attributes, Mapping):
             mapping = dict(attributes)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from omni_provider.client import OmniGroup, OmniUser, OmniValidationError
-from omni_provider.client.errors import PlanTooLargeError
+from omni_provider.sync.errors import PlanTooLargeError
 from omni_provider.sync.groups_plan import (
     GroupSyncMode,
     MembershipAction,

@@ -11,7 +11,6 @@ from omni_provider.client.errors import (
     InvalidAttributesError,
     OmniError,
     OmniValidationError,
-    PlanTooLargeError,
 )
 from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.sync import (
@@ -25,6 +24,7 @@ from omni_provider.sync import (
     evaluate_failures,
     resolve_max_changes,
 )
+from omni_provider.sync.errors import PlanTooLargeError
 
 ID1 = "9e8719d9-276a-4964-9395-a493189a247c"
 ID2 = "1b7c7f52-9a3e-4c55-8f27-0d1d9b0e8a11"
@@ -426,7 +426,7 @@ def test_every_row_appears_once_in_order_and_summary_has_no_personal_data() -> N
         ({"attributes": {"a": "bad name"}}, "not a valid attribute reference name"),
         ({"attributes": {"": "a"}}, "non-empty"),
         ({"attributes": ["a", "a"]}, "more than once"),
-        ({"attributes": "not json"}, "JSON"),
+        ({"attributes": '{"col": "attr"}'}, "mapping or a list"),  # template text: the adapter parses it
         ({"attributes": 5}, "mapping or a list"),
         ({"mode": "upsert"}, "needs display_name_column"),
         ({"mode": "upsert", "match_on": "id", "display_name_column": "n"}, "needs match_on='userName'"),
@@ -441,8 +441,8 @@ def test_spec_validation(kwargs: dict[str, Any], fragment: str) -> None:
     assert fragment in str(info.value)
 
 
-def test_spec_from_json_string_and_list() -> None:
-    assert SyncSpec.from_user_args('{"col": "attr"}').attributes == {"col": "attr"}
+def test_spec_from_mapping_and_list() -> None:
+    assert SyncSpec.from_user_args({"col": "attr"}).attributes == {"col": "attr"}
     listed = SyncSpec.from_user_args(["a", "b"], mode="mirror")
     assert listed.attributes == {"a": "a", "b": "b"}
     assert listed.mode is SyncMode.MIRROR

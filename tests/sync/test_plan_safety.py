@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_provider.client.errors import OmniValidationError, PlanTooLargeError
+from omni_provider.client.errors import OmniValidationError
 from omni_provider.client.identity import email_key, validate_email, validate_user_id
 from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.sync import RowAction, SyncSpec, build_plan, check_max_changes, definitions_by_name
+from omni_provider.sync.errors import PlanTooLargeError
 from omni_provider.sync.guards import DEFAULT_MIRROR_UNSET_LIMIT
 from omni_provider.sync.keys import KeyProblem, UnreadableKeysError, normalize_email, normalize_id
 

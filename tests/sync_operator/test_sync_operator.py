@@ -553,8 +553,9 @@ def test_stop_mid_run_accounts_for_every_row(emu: EmulatorServer, tmp_path: Path
             time.sleep(0.005)
         if how == "on_kill":
             operator.on_kill()
-        else:
-            operator._stop.set()
+        else:  # only the engine's stop event: no cancelling of the client's waits
+            assert operator._run is not None
+            operator._run._stop.set()
 
     stopper = threading.Thread(target=stop_after_three_writes)
     stopper.start()

@@ -250,7 +250,7 @@ def test_a_listing_that_keeps_shifting_fails_the_task_retryably_before_any_write
     """Users being deleted right now: a later try reads a settled list; nothing was written."""
     from omni_provider.client import OmniListingDriftError
     from omni_provider.client.errors import OmniWriteSemanticsError
-    from omni_provider.operators.update_user import fail_or_retry
+    from omni_provider.operators.common import fail_or_retry
 
     assert type(fail_or_retry(OmniListingDriftError("kept shifting"))) is AirflowException
     damage = OmniWriteSemanticsError(user="a@x.io", field="f", old=1, new=None, problem="p", hint="h")

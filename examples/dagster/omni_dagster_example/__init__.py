@@ -1,0 +1,1 @@
+"""Warehouse user attributes into Omni, as two Dagster assets."""

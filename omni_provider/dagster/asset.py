@@ -1,0 +1,125 @@
+"""``build_omni_user_attributes_asset``: an asset that syncs an upstream asset's rows into Omni."""
+
+# No ``from __future__ import annotations`` here: Dagster reads the asset function's annotations (the
+# context and the resource) as real types.
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from omni_provider.client import OmniError
+from omni_provider.dagster.metadata import summary_metadata
+from omni_provider.dagster.resource import OmniScimResource
+from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
+from omni_provider.sync.outcome import RowStatus
+from omni_provider.sync.spec import SyncSpec
+
+#: The asset check every Omni sync asset carries.
+NO_FAILED_ROWS = "no_failed_rows"
+#: ``report_path`` may hold this placeholder, replaced by the Dagster run id (one report per run).
+RUN_ID_PLACEHOLDER = "{run_id}"
+
+
+def build_omni_user_attributes_asset(
+    name: str,
+    source: str | Sequence[str] | dg.AssetKey,
+    attributes: Mapping[str, str] | Sequence[str],
+    key_column: str = "email",
+    match_on: str = "userName",
+    mode: str = "update",
+    max_changes: int | str | None = None,
+    dry_run: bool = False,
+    *,
+    display_name_column: str | None = None,
+    allow_empty_input: bool = False,
+    max_failed_rows: int | None = 0,
+    max_failed_pct: float | str | None = None,
+    report_path: str | None = None,
+    group_name: str | None = None,
+    description: str | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """An asset named ``name`` that makes Omni's user attributes match the rows of the asset ``source``.
+
+    ``source`` materialises a list of dicts or a pandas DataFrame (one row per user: ``key_column`` plus
+    the ``attributes`` columns). The asset needs an ``OmniScimResource`` under the resource key ``"omni"``.
+    Its materialisation carries the counts (``applied``, ``unchanged``, ``rejected``, ``failed``,
+    ``planned``), the request count, the report path and the plan as a markdown table; its check
+    ``no_failed_rows`` fails when any row was rejected or failed. When more rows did not sync than
+    ``max_failed_rows`` / ``max_failed_pct`` allow, or the plan writes more users than ``max_changes``,
+    the step fails with the summary attached (retried only when failed writes may succeed on a re-run).
+    ``report_path`` (local path or fsspec URL) may contain ``{run_id}``.
+
+    The other arguments are those of ``SyncOmniUserAttributesOperator``; they are checked here, when the
+    definitions load, so a misconfigured asset never reaches a run.
+    """
+    # Configuration errors surface at load time, like a DAG that fails to parse.
+    spec = SyncSpec.from_user_args(
+        attributes,
+        match_on=match_on,
+        mode=mode,
+        display_name_column=display_name_column,
+        key_column=key_column,
+    )
+    source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
+
+    @dg.asset(
+        name=name,
+        ins={"rows": dg.AssetIn(key=source_key)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_FAILED_ROWS, asset=name, description="Every row was applied, unchanged or planned"
+            )
+        ],
+        group_name=group_name,
+        description=description
+        or f"Omni user attributes {list(spec.managed_attributes)} from {source_key.to_user_string()}",
+        kinds={"omni"},
+        retry_policy=retry_policy,
+    )
+    def _sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
+        path = report_path.replace(RUN_ID_PLACEHOLDER, context.run_id) if report_path else None
+        try:
+            summary = omni.sync_user_attributes(
+                rows,
+                attributes=attributes,
+                key_column=key_column,
+                match_on=match_on,
+                mode=mode,
+                max_changes=max_changes,
+                dry_run=dry_run,
+                report_path=path,
+                display_name_column=display_name_column,
+                allow_empty_input=allow_empty_input,
+                max_failed_rows=max_failed_rows,
+                max_failed_pct=max_failed_pct,
+                log=context.log,
+                run_id=context.run_id,
+            )
+        except SyncRunError as exc:
+            # Thresholds exceeded, the circuit breaker tripped, or the report lost after the writes: the
+            # summary goes with the failure.
+            raise dg.Failure(
+                description=str(exc), metadata=summary_metadata(exc.summary), allow_retries=exc.retryable
+            ) from None
+        except PlanTooLargeError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except OmniError as exc:
+            # Retried (by the asset's retry policy) only when waiting could help: 429, 5xx, network.
+            raise dg.Failure(description=str(exc), allow_retries=rerun_may_help(exc)) from None
+        return dg.MaterializeResult(metadata=summary_metadata(summary), check_results=[_check(summary)])
+
+    return _sync
+
+
+def _check(summary: Mapping[str, Any]) -> dg.AssetCheckResult:
+    outcomes = summary["outcomes"]
+    rejected = int(outcomes[RowStatus.REJECTED.value])
+    failed = int(outcomes[RowStatus.FAILED.value])
+    return dg.AssetCheckResult(
+        check_name=NO_FAILED_ROWS,
+        passed=rejected == 0 and failed == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rejected": rejected, "failed": failed},
+        description=None if rejected == failed == 0 else f"{rejected} rows rejected, {failed} writes failed",
+    )

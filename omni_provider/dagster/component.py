@@ -1,0 +1,92 @@
+"""``OmniUserAttributesComponent``: the asset and its resource from a ``defs.yaml``, Dagster's Components way.
+
+A thin layer over ``build_omni_user_attributes_asset`` and ``OmniScimResource``; nothing runs differently.
+The key is named by its environment variable (``api_key_env_var``) and read at run launch through
+``dg.EnvVar``, so it never lands in the YAML, the resolved component, or Dagster's UI.
+"""
+
+# No ``from __future__ import annotations``: Dagster resolves the YAML schema from the real field types.
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from omni_provider.dagster.asset import build_omni_user_attributes_asset
+from omni_provider.dagster.resource import OmniScimResource
+
+
+class OmniConnection(dg.Model, dg.Resolvable):
+    """Where Omni is and which environment variable holds the Organization API key."""
+
+    host: str = Field(description="Omni instance URL, e.g. https://acme.omniapp.co")
+    api_key_env_var: str = Field(default="OMNI_API_KEY", description="Environment variable holding the key")
+    # Checked by ``OmniScimResource`` (a nested model here may not carry pydantic constraints).
+    rate_limit_per_minute: float = 60.0
+    timeout: float = 30.0
+    max_retries: int = 4
+    ca_bundle: str | None = None
+
+
+class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
+    """The rows of an upstream asset into Omni user attributes (``build_omni_user_attributes_asset``).
+
+    ``defs.yaml``::
+
+        type: omni_provider.dagster.OmniUserAttributesComponent
+        attributes:
+          asset_name: omni_user_attributes
+          source: warehouse_user_attributes
+          attributes: [region, department]
+          key_column: email
+          max_changes: "10%"
+          connection:
+            host: "{{ env.OMNI_HOST }}"
+            api_key_env_var: OMNI_API_KEY
+    """
+
+    asset_name: str = Field(description="Name of the asset this component defines")
+    source: str = Field(description="The upstream asset holding the rows (its key, '/'-separated)")
+    attributes: list[str] | dict[str, str] = Field(description="Attribute names, or column -> attribute")
+    key_column: str = "email"
+    match_on: str = "userName"
+    mode: str = "update"
+    display_name_column: str | None = None
+    max_changes: int | str | None = None
+    allow_empty_input: bool = False
+    max_failed_rows: int | None = 0
+    max_failed_pct: float | None = None
+    dry_run: bool = False
+    report_path: str | None = Field(default=None, description="Local path or fsspec URL; may hold {run_id}")
+    group_name: str | None = None
+    connection: OmniConnection
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        asset = build_omni_user_attributes_asset(
+            self.asset_name,
+            self.source.split("/"),
+            self.attributes,
+            key_column=self.key_column,
+            match_on=self.match_on,
+            mode=self.mode,
+            max_changes=self.max_changes,
+            dry_run=self.dry_run,
+            display_name_column=self.display_name_column,
+            allow_empty_input=self.allow_empty_input,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_pct=self.max_failed_pct,
+            report_path=self.report_path,
+            group_name=self.group_name,
+        )
+        return dg.Definitions(assets=[asset], resources={"omni": self.resource()})
+
+    def resource(self) -> OmniScimResource:
+        conn = self.connection
+        settings: dict[str, Any] = {
+            "host": conn.host,
+            "api_key": dg.EnvVar(conn.api_key_env_var),
+            "rate_limit_per_minute": conn.rate_limit_per_minute,
+            "timeout": conn.timeout,
+            "max_retries": conn.max_retries,
+            "ca_bundle": conn.ca_bundle,
+        }
+        return OmniScimResource(**settings)

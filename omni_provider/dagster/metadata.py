@@ -1,0 +1,61 @@
+"""A sync summary as Dagster metadata: integer counts, the plan as a small markdown table, the report path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from omni_provider.sync.outcome import RowStatus
+from omni_provider.sync.plan import RowAction
+
+#: Summary fields shown as plain integers.
+_COUNTS = ("rows", "omni_users", "requests", "retries", "rate_limited")
+
+
+def plan_markdown(summary: Mapping[str, Any]) -> str:
+    """One line per plan action: how many rows (or mirror unsets) the plan gave it, and how they ended."""
+    statuses = [s.value for s in RowStatus]
+    by_action: Mapping[str, Mapping[str, int]] = summary.get("by_action", {})
+    lines = [
+        "| action | rows | " + " | ".join(statuses) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in statuses) + " |",
+    ]
+    for action in RowAction:
+        planned = int(summary.get("plan", {}).get(action.value, 0))
+        ended = by_action.get(action.value, {})
+        if planned or ended:
+            lines.append(
+                f"| {action.value} | {planned} | " + " | ".join(str(ended.get(s, 0)) for s in statuses) + " |"
+            )
+    return "\n".join(lines)
+
+
+def summary_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata for a materialisation (or a failure): what a person looks at first comes first."""
+    outcomes: Mapping[str, int] = summary.get("outcomes", {})
+    metadata: dict[str, Any] = {
+        status.value: dg.MetadataValue.int(int(outcomes.get(status.value, 0))) for status in RowStatus
+    }
+    metadata.update({name: dg.MetadataValue.int(int(summary[name])) for name in _COUNTS if name in summary})
+    metadata["plan"] = dg.MetadataValue.md(plan_markdown(summary))
+    metadata["mode"] = dg.MetadataValue.text(str(summary.get("mode", "")))
+    metadata["dry_run"] = dg.MetadataValue.bool(bool(summary.get("dry_run")))
+    if "complete" in summary:
+        metadata["complete"] = dg.MetadataValue.bool(bool(summary["complete"]))
+    if "seconds" in summary:
+        metadata["seconds"] = dg.MetadataValue.float(float(summary["seconds"]))
+    if "report_path" in summary:
+        metadata["report_path"] = dg.MetadataValue.path(str(summary["report_path"]))
+    if summary.get("report_error"):
+        metadata["report_error"] = dg.MetadataValue.text(str(summary["report_error"]))
+    if summary.get("report_fallback_path"):
+        metadata["report_fallback_path"] = dg.MetadataValue.path(str(summary["report_fallback_path"]))
+    if summary.get("stopped"):
+        metadata["stopped"] = dg.MetadataValue.text(str(summary["stopped"]))
+    if summary.get("refused"):
+        metadata["refused"] = dg.MetadataValue.text(str(summary["refused"]))
+    if summary.get("errors_sample"):
+        metadata["errors_sample"] = dg.MetadataValue.json(list(summary["errors_sample"]))
+    return metadata

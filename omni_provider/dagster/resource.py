@@ -1,0 +1,136 @@
+"""``OmniScimResource``: Omni's SCIM API as a Dagster resource, calling the same engine as the Airflow
+operators."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from omni_provider.client import OmniScimClient, RetryPolicy
+from omni_provider.dagster.rows import rows_from
+from omni_provider.sync.apply import Progress
+from omni_provider.sync.definitions import RunLog
+from omni_provider.sync.report import JsonlFileSink
+from omni_provider.sync.run import SyncRun
+from omni_provider.sync.single import update_one_user
+from omni_provider.sync.spec import SyncSpec
+
+_log = logging.getLogger("omni_provider.dagster")
+#: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.
+FALLBACK_REPORT_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
+
+
+def _fallback_path(run_id: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id) if run_id else uuid.uuid4().hex
+    return FALLBACK_REPORT_DIR / f"omni-{name}.jsonl"
+
+
+class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Omni's SCIM user API. Give the key as ``dg.EnvVar("OMNI_API_KEY")``: Dagster then reads it at run
+    launch and shows only the variable's name; it never appears in the resource's repr, logs, metadata or
+    errors."""
+
+    host: str = Field(description="Omni instance URL: acme.omniapp.co, https://acme.omniapp.co or .../api")
+    api_key: str = Field(description="Organization API key (use dg.EnvVar)", repr=False)
+    additional_api_keys: list[str] = Field(
+        default=[], description="More Organization API keys; each has its own rate limit", repr=False
+    )
+    rate_limit_per_minute: float = Field(default=60.0, description="Requests per minute per key", gt=0)
+    timeout: float = Field(default=30.0, description="Read timeout of one request, in seconds", gt=0)
+    max_retries: int = Field(default=4, description="Retries per request (429, 5xx, network)", ge=0)
+    ca_bundle: str | None = Field(default=None, description="Path to a CA bundle; TLS is always verified")
+
+    def get_client(self) -> OmniScimClient:
+        """A new client (one connection pool, one pacer); close it, or use it as a context manager."""
+        keys = [self.api_key, *(k.strip() for k in self.additional_api_keys if k.strip())]
+        return OmniScimClient(
+            self.host,
+            keys,
+            timeout=self.timeout,
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            retry_policy=RetryPolicy(max_attempts=self.max_retries + 1),
+            verify=self.ca_bundle or True,
+        )
+
+    def update_user(
+        self,
+        user_name: str | None = None,
+        user_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        display_name: str | None = None,
+        active: bool | None = None,
+        dry_run: bool = False,
+        *,
+        validate_attributes: bool | None = None,
+        log: RunLog | None = None,
+    ) -> dict[str, Any]:
+        """Set attributes of one user (``None`` unsets); the same result as ``UpdateOmniUserOperator``."""
+        with self.get_client() as client:
+            return update_one_user(
+                client,
+                user_id=user_id,
+                user_name=user_name,
+                attributes=attributes,
+                display_name=display_name,
+                active=active,
+                dry_run=dry_run,
+                validate_attributes=validate_attributes,
+                log=log or _log,
+            )
+
+    def sync_user_attributes(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        attributes: Mapping[str, str] | Sequence[str],
+        key_column: str = "email",
+        match_on: str = "userName",
+        mode: str = "update",
+        max_changes: int | str | None = None,
+        dry_run: bool = False,
+        report_path: str | None = None,
+        display_name_column: str | None = None,
+        allow_empty_input: bool = False,
+        max_failed_rows: int | None = 0,
+        max_failed_pct: float | str | None = None,
+        max_workers: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """Make Omni match ``rows`` (dicts or a pandas DataFrame) for ``attributes``; the same summary as
+        ``SyncOmniUserAttributesOperator``. Raises ``SyncFailedError`` (with the summary) when more rows did
+        not sync than ``max_failed_rows`` / ``max_failed_pct`` allow, and ``PlanTooLargeError`` when the
+        plan writes more users than ``max_changes``."""
+        spec = SyncSpec.from_user_args(
+            attributes,
+            match_on=match_on,
+            mode=mode,
+            display_name_column=display_name_column,
+            key_column=key_column,
+        )
+        with self.get_client() as client:
+            run = SyncRun(
+                client,
+                spec,
+                dry_run=dry_run,
+                max_changes=max_changes,
+                allow_empty_input=allow_empty_input,
+                max_failed_rows=max_failed_rows,
+                max_failed_pct=max_failed_pct,
+                sinks=[JsonlFileSink(report_path)] if report_path else [],
+                fallback_sink=JsonlFileSink(_fallback_path(run_id)),
+                max_workers=max_workers,
+                on_progress=on_progress,
+                log=log or _log,
+                run_id=run_id,
+            )
+            return run.run(rows_from(rows))

@@ -1,0 +1,57 @@
+"""The shared emulator, reset and seeded, for the engine and Dagster tests (import as ``sync_testkit``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omni_provider.emulator import EmulatorConfig, EmulatorServer
+from omni_provider.emulator.config import PATCHABLE_FIELDS
+
+#: What every test starts from: every setting a test may change at runtime, back to the emulator's
+#: defaults (the shared emulator may have been changed by an earlier test), with no rate limit.
+EMULATOR_DEFAULTS: dict[str, Any] = {
+    **{name: getattr(EmulatorConfig(), name) for name in PATCHABLE_FIELDS},
+    "faults": {},
+    "fault_seed": 0,
+    "rate_limit_enabled": False,
+}
+MANAGED = ["region", "cost_centre"]
+#: Set on every seeded user and never managed here: every run must leave it alone.
+UNMANAGED = {"department": "Sales"}
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def fresh(emu: EmulatorServer) -> EmulatorServer:
+    """The emulator emptied and set back to ``EMULATOR_DEFAULTS``."""
+    emu.config.apply_patch(EMULATOR_DEFAULTS)
+    emu.reset()
+    return emu
+
+
+def seed(emu: EmulatorServer, n: int, *, region: str = "us-east") -> list[str]:
+    emails = [f"user{i:03d}@example.com" for i in range(1, n + 1)]
+    for i, email in enumerate(emails, start=1):
+        emu.state.add_user(email, f"User {i}", {"region": region, **UNMANAGED})
+    return emails
+
+
+def attrs(emu: EmulatorServer, email: str) -> dict[str, Any]:
+    user = emu.state.find_by_email(email)
+    assert user is not None, email
+    return dict(user.attributes)
+
+
+def state_of(emu: EmulatorServer) -> dict[str, dict[str, Any]]:
+    return {u.user_name.lower(): dict(u.attributes) for u in emu.state.users()}
+
+
+def method_count(emu: EmulatorServer, method: str) -> int:
+    return int(emu.stats.snapshot()["requests_by_method"].get(method, 0))
+
+
+def writes(emu: EmulatorServer) -> int:
+    return sum(method_count(emu, m) for m in WRITE_METHODS)
+
+
+def requests(emu: EmulatorServer) -> int:
+    return sum(emu.stats.snapshot()["requests_by_method"].values())
