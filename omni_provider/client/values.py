@@ -301,6 +301,65 @@ def _conform_untyped(value: object, name: str, user: str | None, where: str) -> 
 
 #: Raw value (as a driver gives it) -> the value to hold (``None`` = unset); raises ``AttributeValueError``.
 Converter = Callable[[object], AttributeValue]
+#: (what Omni holds, raw value) -> True only if the raw value is valid and converts to what Omni holds.
+HeldCheck = Callable[[object, object], bool]
+
+
+def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
+    """A cheap test for the common unchanged case, run before any conversion: True only when the raw value
+    passes every rule above and ``values_equal(held, attribute_converter(...)(raw))``; False means "not
+    known", and the value takes the full path. It answers True for plain, valid, non-empty text equal to
+    the held text (single-valued String or untyped attributes), for an integer (int or integral Decimal)
+    whose digits are the held text or equal the held int (single-valued Number), and for a list or set of
+    plain texts holding the same texts as the held list (multi-valued String)."""
+    if definition is not None and definition.system and definition.name not in WRITABLE_SYSTEM_ATTRIBUTES:
+        return _never_held
+    if definition is not None and definition.multiple_values:
+        return _texts_held if definition.type.lower() == "string" else _never_held
+    if definition is not None and definition.is_number:
+        return _integer_held
+    return _text_held
+
+
+def _never_held(held: object, raw: object) -> bool:
+    return False
+
+
+def _text_held(held: object, raw: object) -> bool:
+    return type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+
+
+def _integer_held(held: object, raw: object) -> bool:
+    cls = type(raw)
+    if cls is not int and cls is not Decimal:
+        return False
+    if cls is int and not abs(raw) < _INT_LIMIT:  # type: ignore[arg-type]
+        return False  # (and str() of a huge int would raise)
+    if type(held) is str:  # Omni stores Number values as text
+        text = str(raw)  # plain digits only for a non-negative integral int or Decimal
+        return text == held and len(text) < MAX_INT_DIGITS and text.isdigit()
+    return type(held) is int and cls is int and raw == held
+
+
+def _texts_held(held: object, raw: object) -> bool:
+    cls = type(raw)
+    if type(held) is not list or not 0 < len(held) <= MAX_LIST_LENGTH:
+        return False
+    if cls is set or cls is frozenset:
+        # Equal sets of the same size: the held list has no duplicates, so the multisets are equal.
+        same = len(raw) == len(held) and raw == set(held)  # type: ignore[arg-type]
+    elif cls is list:
+        same = raw == held
+    else:
+        return False
+    return (
+        same
+        and all(type(item) is str and item != "" and _is_sendable_text(item) for item in held)
+        and all(
+            type(item) is str
+            for item in raw  # type: ignore[attr-defined]
+        )
+    )
 
 
 def attribute_converter(attribute: str, definition: AttributeDefinition | None) -> Converter:

@@ -20,7 +20,6 @@ from omni_provider.client.values import (
     WRITABLE_SYSTEM_ATTRIBUTES,
     is_unset,
     unknown_attribute_reason,
-    values_equal,
 )
 from omni_provider.sync.keys import KeyProblem, UserIndex, read_keys
 from omni_provider.sync.rows import RowReader, display_name_of
@@ -247,7 +246,7 @@ def _build_plan(
 
     reader = RowReader(spec, managed)
     entries: list[PlanItem | _Unchanged] = [
-        _plan_row(number, row, key, rows_by_key, index, spec, managed, reader)
+        _plan_row(number, row, key, rows_by_key, index, spec, reader)
         for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1)
     ]
     if spec.mode is SyncMode.MIRROR:
@@ -270,7 +269,6 @@ def _plan_row(
     rows_by_key: Mapping[str, list[int]],
     index: UserIndex,
     spec: SyncSpec,
-    managed: Mapping[str, AttributeDefinition | None],
     reader: RowReader,
 ) -> PlanItem | _Unchanged:
     if isinstance(key, KeyProblem):
@@ -278,20 +276,20 @@ def _plan_row(
     same_key = rows_by_key[key]
     if len(same_key) > 1:
         return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, same_key))
+    users = index.get(key)
+    if len(users) == 1:  # the common case: diff against the user, converting only what is not held
+        return _update_item(number, key, users[0], row, reader)
     desired, problems = reader.desired_values(row)
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
-    users = index.get(key)
     what = "email" if spec.match_on == "userName" else "id"
     if len(users) > 1:
         reason = f"ambiguous: {len(users)} Omni users have this {what} (case-insensitively); not guessing"
         return PlanItem(number, key, RowAction.REJECTED, reason=reason)
-    if not users:
-        if spec.mode is not SyncMode.UPSERT:
-            return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
-        return _create_item(number, key, row, spec, desired)
-    return _update_item(number, key, users[0], desired, managed)
+    if not users and spec.mode is not SyncMode.UPSERT:
+        return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
+    return _create_item(number, key, row, spec, desired)
 
 
 def _duplicate_reason(number: int, same_key: list[int]) -> str:
@@ -317,26 +315,18 @@ def _create_item(
 
 
 def _update_item(
-    number: int,
-    key: str,
-    user: OmniUser,
-    desired: Mapping[str, AttributeValue],
-    managed: Mapping[str, AttributeDefinition | None],
+    number: int, key: str, user: OmniUser, row: Mapping[str, Any], reader: RowReader
 ) -> PlanItem | _Unchanged:
-    current = user.attributes
-    send: dict[str, AttributeValue] = {}
-    changes: list[AttributeChange] = []
-    for attribute, value in desired.items():
-        old = current.get(attribute)
-        if not values_equal(old, value, managed[attribute]):
-            send[attribute] = value
-            changes.append(AttributeChange(attribute, old, value))
-    if not changes:
+    differ, problems = reader.differences(row, user.attributes)
+    if problems:
+        # A user is never partially written: one bad value rejects the whole row.
+        return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
+    if not differ:
         return (number, key, user)
+    send: dict[str, AttributeValue] = {attribute: value for attribute, _old, value in differ}
+    changes = tuple(AttributeChange(attribute, old, value) for attribute, old, value in differ)
     action = RowAction.UNSET if all(value is None for value in send.values()) else RowAction.UPDATE
-    return PlanItem(
-        number, key, action, user.id, user.user_name, user.display_name, send, tuple(changes), None
-    )
+    return PlanItem(number, key, action, user.id, user.user_name, user.display_name, send, changes, None)
 
 
 def _mirror_unsets(

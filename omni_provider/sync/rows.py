@@ -7,7 +7,14 @@ from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
 from omni_provider.client.models import AttributeDefinition, AttributeValue
-from omni_provider.client.values import MAX_STRING_LENGTH, Converter, attribute_converter
+from omni_provider.client.values import (
+    MAX_STRING_LENGTH,
+    Converter,
+    HeldCheck,
+    already_held_check,
+    attribute_converter,
+    values_equal,
+)
 from omni_provider.sync.spec import SyncSpec
 
 _MISSING = object()
@@ -22,6 +29,35 @@ class RowReader:
             (attribute, spec.columns_by_attribute[attribute], attribute_converter(attribute, definition))
             for attribute, definition in managed.items()
         )
+        self._checks: tuple[tuple[str, str, Converter, HeldCheck, AttributeDefinition | None], ...] = tuple(
+            (attribute, column, convert, already_held_check(managed[attribute]), managed[attribute])
+            for attribute, column, convert in self.columns
+        )
+
+    def differences(
+        self, row: Mapping[str, Any], held: Mapping[str, Any]
+    ) -> tuple[list[tuple[str, Any, AttributeValue]], list[str]]:
+        """(attribute, value Omni holds, value to hold) for each managed value that differs from what Omni
+        holds, and every problem in the row. A value equal to the held one on the cheap test
+        (``values.already_held_check``) is not converted at all; the others are, and compared in full."""
+        differ: list[tuple[str, Any, AttributeValue]] = []
+        problems: list[str] = []
+        for attribute, column, convert, is_held, definition in self._checks:
+            raw = row.get(column, _MISSING)
+            if raw is _MISSING:
+                problems.append(f"missing column {column!r}")
+                continue
+            old = held.get(attribute)
+            if is_held(old, raw):
+                continue
+            try:
+                value = convert(raw)
+            except AttributeValueError as exc:
+                problems.append(f"{_where(column, attribute)}: {exc.reason}")
+                continue
+            if not values_equal(old, value, definition):
+                differ.append((attribute, old, value))
+        return differ, problems
 
     def desired_values(self, row: Mapping[str, Any]) -> tuple[dict[str, AttributeValue], list[str]]:
         """Managed attribute -> value to hold (``None`` = unset), and every problem found in the row."""
@@ -35,9 +71,12 @@ class RowReader:
             try:
                 desired[attribute] = convert(raw)
             except AttributeValueError as exc:
-                where = f"column {column!r}" if column == attribute else f"column {column!r} ({attribute})"
-                problems.append(f"{where}: {exc.reason}")
+                problems.append(f"{_where(column, attribute)}: {exc.reason}")
         return desired, problems
+
+
+def _where(column: str, attribute: str) -> str:
+    return f"column {column!r}" if column == attribute else f"column {column!r} ({attribute})"
 
 
 def desired_values(
