@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -341,25 +341,28 @@ def _integer_held(held: object, raw: object) -> bool:
     return type(held) is int and cls is int and raw == held
 
 
+#: Longest list the multi-valued check looks at (it compares item by item); longer ones take the full path.
+_HELD_LIST_CHECKED = 16
+
+
 def _texts_held(held: object, raw: object) -> bool:
     cls = type(raw)
-    if type(held) is not list or not 0 < len(held) <= MAX_LIST_LENGTH:
+    if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
         return False
     if cls is set or cls is frozenset:
-        # Equal sets of the same size: the held list has no duplicates, so the multisets are equal.
-        same = len(raw) == len(held) and raw == set(held)  # type: ignore[arg-type]
-    elif cls is list:
-        same = raw == held
+        # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
+        same = len(raw) == len(held) and all(map(held.__contains__, raw))  # type: ignore[arg-type, call-overload]
     else:
-        return False
-    return (
-        same
-        and all(type(item) is str and item != "" and _is_sendable_text(item) for item in held)
-        and all(
-            type(item) is str
-            for item in raw  # type: ignore[attr-defined]
-        )
-    )
+        same = cls is list and raw == held
+    return same and _plain_texts(raw)  # type: ignore[arg-type]
+
+
+def _plain_texts(items: Iterable[object]) -> bool:
+    """Every item is plain, non-empty, sendable text: what a String list keeps as it is."""
+    for item in items:  # noqa: SIM110 - a plain loop is faster than all() over a generator here
+        if type(item) is not str or item == "" or not _is_sendable_text(item):
+            return False
+    return True
 
 
 def attribute_converter(attribute: str, definition: AttributeDefinition | None) -> Converter:

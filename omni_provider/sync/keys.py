@@ -126,7 +126,10 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
       every input row's key could be read, so one null, non-text or malformed key refuses the whole run
       (the alternative, unsetting a user whose row was unreadable, is the harm mirror mode must never do).
     """
-    keys = [normalize_key(row, spec) for row in rows]
+    column = spec.key
+    normalize = normalize_id if spec.match_on == "id" else normalize_email
+    absent = KeyProblem(f"missing column {column!r}", "")
+    keys = [absent if (raw := row.get(column, _MISSING)) is _MISSING else normalize(raw) for row in rows]
     problems = [(n, k) for n, k in enumerate(keys, start=1) if isinstance(k, KeyProblem)]
     if not problems:
         return keys

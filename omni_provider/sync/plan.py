@@ -239,19 +239,22 @@ def _build_plan(
     keys = read_keys(row_list, spec)
 
     # Keys first, so duplicates are known before any row is planned.
-    rows_by_key: dict[str, list[int]] = {}
+    first_rows: dict[str, int] = {}
+    shared: dict[str, list[int]] = {}  # only keys in several rows: every row holding them
     for number, key in enumerate(keys, start=1):
-        if not isinstance(key, KeyProblem):
-            rows_by_key.setdefault(key, []).append(number)
+        if type(key) is str:
+            first = first_rows.setdefault(key, number)
+            if first != number:
+                shared.setdefault(key, [first]).append(number)
 
     reader = RowReader(spec, managed)
     entries: list[PlanItem | _Unchanged] = [
-        _plan_row(number, row, key, rows_by_key, index, spec, reader)
+        _plan_row(number, row, key, shared, index, spec, reader)
         for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1)
     ]
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
-        entries.extend(_mirror_unsets(index, rows_by_key.keys(), managed))
+        entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
     return SyncPlan(
         items=PlanItems(entries),
         mode=spec.mode,
@@ -266,16 +269,15 @@ def _plan_row(
     number: int,
     row: Mapping[str, Any],
     key: str | KeyProblem,
-    rows_by_key: Mapping[str, list[int]],
+    shared: Mapping[str, list[int]],
     index: UserIndex,
     spec: SyncSpec,
     reader: RowReader,
 ) -> PlanItem | _Unchanged:
     if isinstance(key, KeyProblem):
         return PlanItem(number, key.shown, RowAction.REJECTED, reason=key.reason)
-    same_key = rows_by_key[key]
-    if len(same_key) > 1:
-        return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, same_key))
+    if key in shared:
+        return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, shared[key]))
     users = index.get(key)
     if len(users) == 1:  # the common case: diff against the user, converting only what is not held
         return _update_item(number, key, users[0], row, reader)
