@@ -87,11 +87,12 @@ class UserIndex:
 
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
         self._by_key: dict[str, list[OmniUser]] = {}
+        by_key = self._by_key
         for user in users:
             key = user_key(user, match_on)
-            bucket = self._by_key.get(key)
+            bucket = by_key.get(key)
             if bucket is None:
-                self._by_key[key] = [user]
+                by_key[key] = [user]
             elif all(other.id != user.id for other in bucket):
                 bucket.append(user)
             # else: the same user listed twice (pages shifting during the read); it is still one user.
@@ -130,7 +131,7 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
     normalize = normalize_id if spec.match_on == "id" else normalize_email
     absent = KeyProblem(f"missing column {column!r}", "")
     keys = [absent if (raw := row.get(column, _MISSING)) is _MISSING else normalize(raw) for row in rows]
-    problems = [(n, k) for n, k in enumerate(keys, start=1) if isinstance(k, KeyProblem)]
+    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
     if not problems:
         return keys
     missing = f"missing column {spec.key!r}"

@@ -243,9 +243,10 @@ def _build_plan(
     shared: dict[str, list[int]] = {}  # only keys in several rows: every row holding them
     for number, key in enumerate(keys, start=1):
         if type(key) is str:
-            first = first_rows.setdefault(key, number)
-            if first != number:
-                shared.setdefault(key, [first]).append(number)
+            if key in first_rows:
+                shared.setdefault(key, [first_rows[key]]).append(number)
+            else:
+                first_rows[key] = number
 
     reader = RowReader(spec, managed)
     entries: list[PlanItem | _Unchanged] = [
@@ -280,7 +281,11 @@ def _plan_row(
         return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, shared[key]))
     users = index.get(key)
     if len(users) == 1:  # the common case: diff against the user, converting only what is not held
-        return _update_item(number, key, users[0], row, reader)
+        user = users[0]
+        differ, problems = reader.differences(row, user.attributes)
+        if not differ and not problems:
+            return (number, key, user)
+        return _update_item(number, key, user, differ, problems)
     desired, problems = reader.desired_values(row)
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
@@ -317,14 +322,15 @@ def _create_item(
 
 
 def _update_item(
-    number: int, key: str, user: OmniUser, row: Mapping[str, Any], reader: RowReader
-) -> PlanItem | _Unchanged:
-    differ, problems = reader.differences(row, user.attributes)
+    number: int,
+    key: str,
+    user: OmniUser,
+    differ: Sequence[tuple[str, Any, AttributeValue]],
+    problems: Sequence[str],
+) -> PlanItem:
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
-    if not differ:
-        return (number, key, user)
     send: dict[str, AttributeValue] = {attribute: value for attribute, _old, value in differ}
     changes = tuple(AttributeChange(attribute, old, value) for attribute, old, value in differ)
     action = RowAction.UNSET if all(value is None for value in send.values()) else RowAction.UPDATE

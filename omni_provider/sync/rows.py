@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
@@ -36,28 +36,29 @@ class RowReader:
 
     def differences(
         self, row: Mapping[str, Any], held: Mapping[str, Any]
-    ) -> tuple[list[tuple[str, Any, AttributeValue]], list[str]]:
+    ) -> tuple[Sequence[tuple[str, Any, AttributeValue]], Sequence[str]]:
         """(attribute, value Omni holds, value to hold) for each managed value that differs from what Omni
         holds, and every problem in the row. A value equal to the held one on the cheap test
         (``values.already_held_check``) is not converted at all; the others are, and compared in full."""
-        differ: list[tuple[str, Any, AttributeValue]] = []
-        problems: list[str] = []
+        differ: list[tuple[str, Any, AttributeValue]] | None = None
+        problems: list[str] | None = None
+        read, hold = row.get, held.get
         for attribute, column, convert, is_held, definition in self._checks:
-            raw = row.get(column, _MISSING)
-            if raw is _MISSING:
-                problems.append(f"missing column {column!r}")
-                continue
-            old = held.get(attribute)
+            raw = read(column, _MISSING)
+            old = hold(attribute)
             if is_held(old, raw):
+                continue  # the common case allocates nothing
+            if raw is _MISSING:
+                problems = (problems or []) + [f"missing column {column!r}"]
                 continue
             try:
                 value = convert(raw)
             except AttributeValueError as exc:
-                problems.append(f"{_where(column, attribute)}: {exc.reason}")
+                problems = (problems or []) + [f"{_where(column, attribute)}: {exc.reason}"]
                 continue
             if not values_equal(old, value, definition):
-                differ.append((attribute, old, value))
-        return differ, problems
+                differ = (differ or []) + [(attribute, old, value)]
+        return differ or (), problems or ()
 
     def desired_values(self, row: Mapping[str, Any]) -> tuple[dict[str, AttributeValue], list[str]]:
         """Managed attribute -> value to hold (``None`` = unset), and every problem found in the row."""
