@@ -100,6 +100,11 @@ class UserIndex:
     def get(self, key: str) -> Sequence[OmniUser]:
         return self._by_key.get(key, ())
 
+    def single(self, key: str) -> OmniUser | None:
+        """The one user with this key; None when there is none or several."""
+        bucket = self._by_key.get(key)
+        return bucket[0] if bucket is not None and len(bucket) == 1 else None
+
     def items(self) -> Iterator[tuple[str, list[OmniUser]]]:
         return iter(self._by_key.items())
 

@@ -249,10 +249,18 @@ def _build_plan(
                 first_rows[key] = number
 
     reader = RowReader(spec, managed)
-    entries: list[PlanItem | _Unchanged] = [
-        _plan_row(number, row, key, shared, index, spec, reader)
-        for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1)
-    ]
+    differences, single = reader.differences, index.single
+    entries: list[PlanItem | _Unchanged] = []
+    add = entries.append
+    for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1):
+        # The hot path, for a row matching one user and holding what Omni holds: no call to _plan_row,
+        # nothing allocated but the compact unchanged record. Every other row goes through _plan_row.
+        if isinstance(key, str) and key not in shared and (user := single(key)) is not None:
+            differ, problems = differences(row, user.attributes)
+            changed = differ or problems
+            add(_update_item(number, key, user, differ, problems) if changed else (number, key, user))
+        else:
+            add(_plan_row(number, row, key, shared, index, spec, reader))
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
         entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
@@ -280,7 +288,7 @@ def _plan_row(
     if key in shared:
         return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, shared[key]))
     users = index.get(key)
-    if len(users) == 1:  # the common case: diff against the user, converting only what is not held
+    if len(users) == 1:  # diff against the user, converting only what is not held
         user = users[0]
         differ, problems = reader.differences(row, user.attributes)
         if not differ and not problems:
