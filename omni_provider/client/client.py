@@ -42,6 +42,8 @@ from omni_provider.client.identity import (
     validate_email,
     validate_user_id,
 )
+from omni_provider.client.listing import MAX_PAGES as MAX_PAGES  # re-exported: groups paging
+from omni_provider.client.listing import walk_listing
 from omni_provider.client.models import (
     DEFAULT_PATCH_FORM,
     USER_ATTRIBUTES_URN,
@@ -73,15 +75,13 @@ EMBED_USERS_PATH = "/scim/v2/embed/users"
 USER_ATTRIBUTES_PATH = "/v1/user-attributes"
 DEFAULT_PAGE_SIZE = 100
 MAX_REDIRECTS = 3
-#: Stops a paging loop against a server that never reports the end.
-MAX_PAGES = 100_000
 #: Full reads of a list whose pages shifted under us (users deleted or created between pages).
 MAX_LISTING_READS = 3
 
 
 def listing_page_count(total: int, page_size: int) -> int:
     """Requests one drift-checked read of a list of ``total`` entries takes: each page after the first
-    starts on the last entry already read (see ``OmniScimClient._walk_listing``), so it brings
+    starts on the last entry already read (see ``listing.walk_listing``), so it brings
     ``page_size - 1`` new ones."""
     if total <= page_size or page_size < 2:
         return max(1, math.ceil(total / max(page_size, 1)))
@@ -492,47 +492,9 @@ class OmniScimClient:
     def _walk_listing(
         self, fetch: Callable[[int, int], UserListPage], page_size: int | None
     ) -> tuple[list[OmniUser], str | None]:
-        """One read of a list: (users, None), or (partial, why it drifted).
-
-        Each page after the first starts one entry early, on the last user of the page before: if that
-        entry moved, the list shifted under us, whatever ``totalResults`` says (a deletion and a creation
-        leave it unchanged). Also drift: a user seen twice, a short or empty page before the end, and
-        (when pages are too small to overlap) a change of ``totalResults``. The server may clamp ``count``:
-        the first page's length is the page size, and we advance by what each page really held.
-        """
-        count = page_size or self.page_size
-        users: list[OmniUser] = []
-        seen: set[str] = set()
-        start, total, page_length = 1, -1, 0
-        for _page in range(MAX_PAGES):
-            overlap = bool(users) and page_length >= 2
-            page = fetch(start - 1 if overlap else start, count)
-            resources = page.resources
-            if overlap:
-                if not resources or resources[0].id != users[-1].id:
-                    return users, f"the page at {start - 1} no longer begins with the user read last"
-                resources = resources[1:]
-            elif users and page.total_results != total:
-                return users, f"totalResults changed from {total} to {page.total_results}"
-            if users and page.total_results != total:
-                # Harmless once the overlap matched: the change lies after the read position.
-                log.info("Omni's user count changed from %d to %d during the read", total, page.total_results)
-            total = page.total_results
-            for user in resources:
-                if user.id in seen:
-                    return users, f"user {user.id} appeared twice"
-                seen.add(user.id)
-                users.append(user)
-            got = len(page.resources)
-            page_length = page_length or got
-            start += len(resources)
-            if start > total:
-                return users, None
-            if got == 0 or not resources:
-                return users, f"an empty page at {start} of {total}"
-            if got < page_length:
-                return users, f"a short page ({got} of {page_length}) before the end ({start - 1} of {total})"
-        raise OmniResponseError(f"paging did not end after {MAX_PAGES} pages")
+        """One drift-checked read of a list (see ``listing.walk_listing``); with several keys the pages
+        after the first are read concurrently, one thread per key."""
+        return walk_listing(fetch, page_size or self.page_size, parallel=self.key_count)
 
     def iter_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
         """Every standard user; the list is read whole first, so a shifted listing can be read again."""

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,6 +40,7 @@ _BOOL_REASON = "booleans are ambiguous for Omni attributes (String or Number); s
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER_RE = re.compile(r"[+-]?\d+")
 _LIST_TYPES = (list, tuple, set, frozenset)
+_PLAIN_LIST_TYPES = frozenset(_LIST_TYPES)  # exactly these classes (subclasses take the general path)
 _BAD_NAME_REASON = "not a valid attribute reference name (letters, digits, _; not starting with a digit)"
 _MAX_SHOWN_CHARS = 40
 
@@ -99,6 +100,10 @@ def _coerce_list(
         raise _error(f"list has {len(values)} items; at most {MAX_LIST_LENGTH} are allowed", attribute, user)
     items: list[AttributeScalar] = []
     for index, item in enumerate(values):
+        cls = type(item)
+        if cls is str and _is_sendable_text(item):  # type: ignore[arg-type]
+            items.append(item)  # type: ignore[arg-type]  # the common case; its place is named only on error
+            continue
         where = f"list item {index}"
         if _is_numpy(item):
             item = _from_numpy(item)
@@ -144,7 +149,14 @@ def _coerce_scalar(value: object, attribute: str, user: str | None, where: str =
     raise _error(f"unsupported value type {type(value).__name__}", attribute, user, where)
 
 
+def _is_sendable_text(value: str) -> bool:
+    """The string rule (see ``_check_string``) as a cheap test for the common case."""
+    return len(value) <= MAX_STRING_LENGTH and "\x00" not in value
+
+
 def _check_string(value: str, attribute: str, user: str | None, where: str) -> str:
+    if _is_sendable_text(value):
+        return value
     if len(value) > MAX_STRING_LENGTH:
         raise _error(
             f"string of {len(value)} characters is longer than {MAX_STRING_LENGTH}", attribute, user, where
@@ -188,6 +200,16 @@ def conform_value(
     ``None``, ``""`` and ``[]`` all come back as ``None``: Omni treats each as "unset", and one spelling keeps
     plans and diffs simple.
     """
+    return _conform(value, definition, _scalar_rule(definition), user)
+
+
+#: Applies a definition's type to one coerced scalar: (value, attribute, user, where) -> scalar.
+_ScalarRule = Callable[[object, str, "str | None", str], AttributeScalar]
+
+
+def _conform(
+    value: AttributeValue, definition: AttributeDefinition, rule: _ScalarRule, user: str | None
+) -> AttributeValue:
     name = definition.name
     if definition.system and name not in WRITABLE_SYSTEM_ATTRIBUTES:
         raise _error("is a read-only system attribute", name, user)
@@ -198,49 +220,185 @@ def conform_value(
             return None
         if not definition.multiple_values:
             raise _error(f"is single-valued; got a list of {len(value)}", name, user)
-        return [_conform_item(item, definition, user, f"list item {i}") for i, item in enumerate(value)]
-    scalar = _conform_scalar(value, definition, user)
+        return _conform_items(value, name, rule, user)
+    scalar = rule(value, name, user, "")
     return [scalar] if definition.multiple_values else scalar
 
 
-def _conform_item(
-    item: object, definition: AttributeDefinition, user: str | None, where: str
-) -> AttributeScalar:
-    if item is None or (isinstance(item, str) and item == ""):
-        # Inside a list there is no "unset" meaning; dropping it silently would change the data.
-        raise _error("empty value inside a list", definition.name, user, where)
-    return _conform_scalar(item, definition, user, where)
+def _conform_items(
+    values: Sequence[object], name: str, rule: _ScalarRule, user: str | None
+) -> list[AttributeScalar]:
+    items: list[AttributeScalar] = []
+    for index, item in enumerate(values):
+        if item is None or (isinstance(item, str) and item == ""):
+            # Inside a list there is no "unset" meaning; dropping it silently would change the data.
+            raise _error("empty value inside a list", name, user, f"list item {index}")
+        try:
+            items.append(rule(item, name, user, ""))
+        except AttributeValueError as exc:  # the item's place is spelled out only when it is needed
+            raise _error(exc.reason, name, user, f"list item {index}") from None
+    return items
+
+
+def _scalar_rule(definition: AttributeDefinition) -> _ScalarRule:
+    """The rule for the definition's type, chosen once (not per value)."""
+    if definition.is_number:
+        return _conform_number
+    if definition.type.lower() == "string":
+        return _conform_string
+    return _conform_untyped
 
 
 def _conform_scalar(
     value: object, definition: AttributeDefinition, user: str | None, where: str = ""
 ) -> AttributeScalar:
-    name = definition.name
+    return _scalar_rule(definition)(value, definition.name, user, where)
+
+
+def _conform_number(value: object, name: str, user: str | None, where: str) -> AttributeScalar:
+    cls = type(value)
+    if cls is int:
+        return value  # type: ignore[return-value]
     if isinstance(value, bool):
         raise _error(_BOOL_REASON, name, user, where)
-    if definition.is_number:
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise _error(f"{value!r} is not a finite number", name, user, where)
-            return value
-        if isinstance(value, str):
-            number = parse_number_text(value)
-            if number is None:
-                raise _error(f"is a Number attribute; {_show(value)} is not a number", name, user, where)
-            return number
-        raise _error(f"is a Number attribute; got {type(value).__name__}", name, user, where)
-    if definition.type.lower() == "string":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float):
-            return number_text(value)
-        raise _error(f"is a String attribute; got {type(value).__name__}", name, user, where)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _error(f"{value!r} is not a finite number", name, user, where)
+        return value
+    if isinstance(value, str):
+        number = parse_number_text(value)
+        if number is None:
+            raise _error(f"is a Number attribute; {_show(value)} is not a number", name, user, where)
+        return number
+    raise _error(f"is a Number attribute; got {type(value).__name__}", name, user, where)
+
+
+def _conform_string(value: object, name: str, user: str | None, where: str) -> AttributeScalar:
+    if type(value) is str:
+        return value  # type: ignore[return-value]
+    if isinstance(value, bool):
+        raise _error(_BOOL_REASON, name, user, where)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return number_text(value)
+    raise _error(f"is a String attribute; got {type(value).__name__}", name, user, where)
+
+
+def _conform_untyped(value: object, name: str, user: str | None, where: str) -> AttributeScalar:
     # A type this code does not know yet: pass coerced values through rather than guess a conversion.
+    if isinstance(value, bool):
+        raise _error(_BOOL_REASON, name, user, where)
     if isinstance(value, str | int | float):
         return value
     raise _error(f"unsupported value type {type(value).__name__}", name, user, where)
+
+
+# --------------------------------------------------------------------------------------------- converters
+
+#: Raw value (as a driver gives it) -> the value to hold (``None`` = unset); raises ``AttributeValueError``.
+Converter = Callable[[object], AttributeValue]
+#: (what Omni holds, raw value) -> True only if the raw value is valid and converts to what Omni holds.
+HeldCheck = Callable[[object, object], bool]
+
+
+def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
+    """A cheap test for the common unchanged case, run before any conversion: True only when the raw value
+    passes every rule above and ``values_equal(held, attribute_converter(...)(raw))``; False means "not
+    known", and the value takes the full path. It answers True for plain, valid, non-empty text equal to
+    the held text (single-valued String or untyped attributes), for an integer (int or integral Decimal)
+    whose digits are the held text or equal the held int (single-valued Number), and for a list or set of
+    plain texts holding the same texts as the held list (multi-valued String)."""
+    if definition is not None and definition.system and definition.name not in WRITABLE_SYSTEM_ATTRIBUTES:
+        return _never_held
+    if definition is not None and definition.multiple_values:
+        return _texts_held if definition.type.lower() == "string" else _never_held
+    if definition is not None and definition.is_number:
+        return _integer_held
+    return _text_held
+
+
+def _never_held(held: object, raw: object) -> bool:
+    return False
+
+
+def _text_held(held: object, raw: object) -> bool:
+    return type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+
+
+def _integer_held(held: object, raw: object) -> bool:
+    cls = type(raw)
+    if cls is not int and cls is not Decimal:
+        return False
+    if cls is int and not abs(raw) < _INT_LIMIT:  # type: ignore[arg-type]
+        return False  # (and str() of a huge int would raise)
+    if type(held) is str:  # Omni stores Number values as text
+        text = str(raw)  # plain digits only for a non-negative integral int or Decimal
+        return text == held and len(text) < MAX_INT_DIGITS and text.isdigit()
+    return type(held) is int and cls is int and raw == held
+
+
+#: Longest list the multi-valued check looks at (it compares item by item); longer ones take the full path.
+_HELD_LIST_CHECKED = 16
+
+
+def _texts_held(held: object, raw: object) -> bool:
+    cls = type(raw)
+    if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
+        return False
+    if cls is set or cls is frozenset:
+        # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
+        same = len(raw) == len(held) and all(map(held.__contains__, raw))  # type: ignore[arg-type, call-overload]
+    else:
+        same = cls is list and raw == held
+    return same and _plain_texts(raw)  # type: ignore[arg-type]
+
+
+def _plain_texts(items: Iterable[object]) -> bool:
+    """Every item is plain, non-empty, sendable text: what a String list keeps as it is."""
+    for item in items:  # noqa: SIM110 - a plain loop is faster than all() over a generator here
+        if type(item) is not str or item == "" or not _is_sendable_text(item):
+            return False
+    return True
+
+
+def attribute_converter(attribute: str, definition: AttributeDefinition | None) -> Converter:
+    """``conform_value(coerce_value(raw))`` for one attribute (without a definition: ``coerce_value``, the
+    unset forms read as ``None``), built once per attribute for the sync's hot loop.
+
+    Not a second set of rules: the definition's branch is chosen here once, and the common driver types
+    (str, int, float, Decimal, None, lists and sets) go straight to the same rule functions that
+    ``coerce_value`` and ``conform_value`` would reach through their general type checks; anything else
+    goes through those two functions themselves.
+    """
+    if definition is None:
+
+        def untyped(raw: object) -> AttributeValue:
+            value = coerce_value(raw, attribute=attribute)
+            return None if is_unset(value) else value
+
+        return untyped
+    rule = _scalar_rule(definition)
+
+    def convert(raw: object) -> AttributeValue:
+        cls = type(raw)
+        if cls is str:
+            value: AttributeValue = _check_string(raw, attribute, None, "")  # type: ignore[arg-type]
+        elif cls is int or cls is float:
+            value = _coerce_scalar(raw, attribute, None)
+        elif cls is Decimal:
+            value = _coerce_decimal(raw, attribute, None, "")  # type: ignore[arg-type]
+        elif raw is None:
+            value = None
+        elif cls in _PLAIN_LIST_TYPES:
+            value = _coerce_list(raw, attribute, None)  # type: ignore[arg-type]
+        else:
+            value = coerce_value(raw, attribute=attribute)
+        return _conform(value, definition, rule, None)
+
+    return convert
 
 
 def parse_number_text(text: str) -> int | float | None:

@@ -87,17 +87,23 @@ class UserIndex:
 
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
         self._by_key: dict[str, list[OmniUser]] = {}
+        by_key = self._by_key
         for user in users:
             key = user_key(user, match_on)
-            bucket = self._by_key.get(key)
+            bucket = by_key.get(key)
             if bucket is None:
-                self._by_key[key] = [user]
+                by_key[key] = [user]
             elif all(other.id != user.id for other in bucket):
                 bucket.append(user)
             # else: the same user listed twice (pages shifting during the read); it is still one user.
 
     def get(self, key: str) -> Sequence[OmniUser]:
         return self._by_key.get(key, ())
+
+    def single(self, key: str) -> OmniUser | None:
+        """The one user with this key; None when there is none or several."""
+        bucket = self._by_key.get(key)
+        return bucket[0] if bucket is not None and len(bucket) == 1 else None
 
     def items(self) -> Iterator[tuple[str, list[OmniUser]]]:
         return iter(self._by_key.items())
@@ -126,8 +132,11 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
       every input row's key could be read, so one null, non-text or malformed key refuses the whole run
       (the alternative, unsetting a user whose row was unreadable, is the harm mirror mode must never do).
     """
-    keys = [normalize_key(row, spec) for row in rows]
-    problems = [(n, k) for n, k in enumerate(keys, start=1) if isinstance(k, KeyProblem)]
+    column = spec.key
+    normalize = normalize_id if spec.match_on == "id" else normalize_email
+    absent = KeyProblem(f"missing column {column!r}", "")
+    keys = [absent if (raw := row.get(column, _MISSING)) is _MISSING else normalize(raw) for row in rows]
+    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
     if not problems:
         return keys
     missing = f"missing column {spec.key!r}"

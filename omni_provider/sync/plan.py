@@ -6,11 +6,12 @@ user gets no write, so a crashed run is simply re-run (the diff against live sta
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from omni_provider.client.errors import InvalidAttributesError
 from omni_provider.client.identity import normalize_email_text
@@ -19,10 +20,9 @@ from omni_provider.client.values import (
     WRITABLE_SYSTEM_ATTRIBUTES,
     is_unset,
     unknown_attribute_reason,
-    values_equal,
 )
 from omni_provider.sync.keys import KeyProblem, UserIndex, read_keys
-from omni_provider.sync.rows import desired_values, display_name_of
+from omni_provider.sync.rows import RowReader, display_name_of
 from omni_provider.sync.spec import SyncMode, SyncSpec
 
 #: Rejected-row reasons repeated in a summary (XCom): enough to act on, small enough to keep XCom light.
@@ -69,9 +69,68 @@ class PlanItem:
         return self.action in WRITE_ACTIONS
 
 
+#: An unchanged row as the plan keeps it: (row number, key, the Omni user it matched).
+_Unchanged = tuple[int, str, OmniUser]
+
+
+def _unchanged_item(entry: _Unchanged) -> PlanItem:
+    number, key, user = entry
+    return PlanItem(number, key, RowAction.UNCHANGED, user.id, user.user_name, user.display_name, {}, ())
+
+
+class PlanItems(Sequence[PlanItem]):
+    """The plan's items, one per input row in input order, then the mirror unsets.
+
+    Unchanged rows, usually the great majority, are kept as (row number, key, user) and become a
+    ``PlanItem`` only when read, so planning a large input allocates little for them. Every row still has
+    its item: reports and apply read them by position as before.
+    """
+
+    __slots__ = ("_entries", "_stored", "unchanged_count")
+
+    def __init__(self, entries: Sequence[PlanItem | _Unchanged] = ()) -> None:
+        self._entries = entries
+        #: The items that are not unchanged (writes and rejections): what counts and summaries walk.
+        self._stored = [entry for entry in entries if type(entry) is PlanItem]
+        self.unchanged_count = len(entries) - len(self._stored)
+
+    def stored(self) -> list[PlanItem]:
+        """Every item that is not ``unchanged``, in order."""
+        return self._stored  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> PlanItem: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[PlanItem]: ...
+    def __getitem__(self, index: int | slice) -> PlanItem | list[PlanItem]:
+        if isinstance(index, slice):
+            return [self._item(entry) for entry in self._entries[index]]
+        return self._item(self._entries[index])
+
+    def __iter__(self) -> Iterator[PlanItem]:
+        return map(self._item, self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PlanItems({list(self)!r})"
+
+    @staticmethod
+    def _item(entry: PlanItem | _Unchanged) -> PlanItem:
+        return entry if type(entry) is PlanItem else _unchanged_item(entry)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class SyncPlan:
-    items: tuple[PlanItem, ...]
+    items: PlanItems
     mode: SyncMode
     managed_attributes: tuple[str, ...]
     row_count: int
@@ -83,28 +142,29 @@ class SyncPlan:
 
     def counts(self) -> dict[str, int]:
         """Items per action, every action present (zeros included) so reports have a stable shape."""
-        tally = Counter(item.action for item in self.items)
+        tally = Counter(item.action for item in self.items.stored())
+        tally[RowAction.UNCHANGED] += self.items.unchanged_count
         return {action.value: tally.get(action, 0) for action in RowAction}
 
     def writes(self) -> list[PlanItem]:
-        return [item for item in self.items if item.action in WRITE_ACTIONS]
+        return [item for item in self.items.stored() if item.action in WRITE_ACTIONS]
 
     def rejected(self) -> list[PlanItem]:
-        return [item for item in self.items if item.action is RowAction.REJECTED]
+        return [item for item in self.items.stored() if item.action is RowAction.REJECTED]
 
     @property
     def change_count(self) -> int:
         """Users to be written (one request each); what the max_changes guard limits."""
-        return sum(1 for item in self.items if item.action in WRITE_ACTIONS)
+        return sum(1 for item in self.items.stored() if item.action in WRITE_ACTIONS)
 
     @property
     def attribute_change_count(self) -> int:
-        return sum(len(item.changes) for item in self.items if item.action in WRITE_ACTIONS)
+        return sum(len(item.changes) for item in self.items.stored() if item.action in WRITE_ACTIONS)
 
     def to_summary(self, *, sample_size: int = SUMMARY_SAMPLE_SIZE) -> dict[str, Any]:
         """A JSON-ready summary (for XCom and logs): counts and reasons, never emails or attribute values."""
         by_attribute: dict[str, dict[str, int]] = {a: {"set": 0, "unset": 0} for a in self.managed_attributes}
-        for item in self.items:
+        for item in self.items.stored():
             if item.action in WRITE_ACTIONS:
                 for change in item.changes:
                     by_attribute[change.attribute]["unset" if change.new is None else "set"] += 1
@@ -156,31 +216,60 @@ def build_plan(
 ) -> SyncPlan:
     """One PlanItem per input row, in input order, then (mirror) one unset per absent user with values."""
     managed = check_managed_attributes(spec, definitions)
+    # The inputs are large and long-lived, and planning allocates a lot: the cyclic GC would walk all of
+    # them again and again for nothing (planning makes no cycles), so it pauses while the plan is built.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_plan(rows, current_users, spec, managed)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _build_plan(
+    rows: Iterable[Mapping[str, Any]],
+    current_users: Iterable[OmniUser],
+    spec: SyncSpec,
+    managed: Mapping[str, AttributeDefinition | None],
+) -> SyncPlan:
     index = UserIndex(current_users, spec.match_on)
     row_list = rows if isinstance(rows, Sequence) else list(rows)
     # Raises before anything is planned: a missing key column (any mode), an unreadable key (mirror).
     keys = read_keys(row_list, spec)
 
     # Keys first, so duplicates are known before any row is planned.
-    keyed = list(zip(row_list, keys, strict=True))
-    rows_by_key: dict[str, list[int]] = {}
+    first_rows: dict[str, int] = {}
+    shared: dict[str, list[int]] = {}  # only keys in several rows: every row holding them
     for number, key in enumerate(keys, start=1):
-        if not isinstance(key, KeyProblem):
-            rows_by_key.setdefault(key, []).append(number)
+        if type(key) is str:
+            if key in first_rows:
+                shared.setdefault(key, [first_rows[key]]).append(number)
+            else:
+                first_rows[key] = number
 
-    items = [
-        _plan_row(number, row, key, rows_by_key, index, spec, managed)
-        for number, (row, key) in enumerate(keyed, start=1)
-    ]
+    reader = RowReader(spec, managed)
+    differences, single = reader.differences, index.single
+    entries: list[PlanItem | _Unchanged] = []
+    add = entries.append
+    for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1):
+        # The hot path, for a row matching one user and holding what Omni holds: no call to _plan_row,
+        # nothing allocated but the compact unchanged record. Every other row goes through _plan_row.
+        if isinstance(key, str) and key not in shared and (user := single(key)) is not None:
+            differ, problems = differences(row, user.attributes)
+            changed = differ or problems
+            add(_update_item(number, key, user, differ, problems) if changed else (number, key, user))
+        else:
+            add(_plan_row(number, row, key, shared, index, spec, reader))
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
-        items.extend(_mirror_unsets(index, rows_by_key.keys(), managed))
+        entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
     return SyncPlan(
-        items=tuple(items),
+        items=PlanItems(entries),
         mode=spec.mode,
         managed_attributes=spec.managed_attributes,
-        row_count=len(keyed),
-        empty_input=spec.mode is SyncMode.MIRROR and not keyed,
+        row_count=len(keys),
+        empty_input=spec.mode is SyncMode.MIRROR and not keys,
         user_count=index.user_count,
     )
 
@@ -189,30 +278,33 @@ def _plan_row(
     number: int,
     row: Mapping[str, Any],
     key: str | KeyProblem,
-    rows_by_key: Mapping[str, list[int]],
+    shared: Mapping[str, list[int]],
     index: UserIndex,
     spec: SyncSpec,
-    managed: Mapping[str, AttributeDefinition | None],
-) -> PlanItem:
+    reader: RowReader,
+) -> PlanItem | _Unchanged:
     if isinstance(key, KeyProblem):
         return PlanItem(number, key.shown, RowAction.REJECTED, reason=key.reason)
-    same_key = rows_by_key[key]
-    if len(same_key) > 1:
-        return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, same_key))
-    desired, problems = desired_values(row, spec, managed)
+    if key in shared:
+        return PlanItem(number, key, RowAction.REJECTED, reason=_duplicate_reason(number, shared[key]))
+    users = index.get(key)
+    if len(users) == 1:  # diff against the user, converting only what is not held
+        user = users[0]
+        differ, problems = reader.differences(row, user.attributes)
+        if not differ and not problems:
+            return (number, key, user)
+        return _update_item(number, key, user, differ, problems)
+    desired, problems = reader.desired_values(row)
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
-    users = index.get(key)
     what = "email" if spec.match_on == "userName" else "id"
     if len(users) > 1:
         reason = f"ambiguous: {len(users)} Omni users have this {what} (case-insensitively); not guessing"
         return PlanItem(number, key, RowAction.REJECTED, reason=reason)
-    if not users:
-        if spec.mode is not SyncMode.UPSERT:
-            return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
-        return _create_item(number, key, row, spec, desired)
-    return _update_item(number, key, users[0], desired, managed)
+    if not users and spec.mode is not SyncMode.UPSERT:
+        return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
+    return _create_item(number, key, row, spec, desired)
 
 
 def _duplicate_reason(number: int, same_key: list[int]) -> str:
@@ -241,26 +333,16 @@ def _update_item(
     number: int,
     key: str,
     user: OmniUser,
-    desired: Mapping[str, AttributeValue],
-    managed: Mapping[str, AttributeDefinition | None],
+    differ: Sequence[tuple[str, Any, AttributeValue]],
+    problems: Sequence[str],
 ) -> PlanItem:
-    current = user.attributes
-    send: dict[str, AttributeValue] = {}
-    changes: list[AttributeChange] = []
-    for attribute, value in desired.items():
-        old = current.get(attribute)
-        if not values_equal(old, value, managed[attribute]):
-            send[attribute] = value
-            changes.append(AttributeChange(attribute, old, value))
-    if not changes:
-        action = RowAction.UNCHANGED
-    elif all(value is None for value in send.values()):
-        action = RowAction.UNSET
-    else:
-        action = RowAction.UPDATE
-    return PlanItem(
-        number, key, action, user.id, user.user_name, user.display_name, send, tuple(changes), None
-    )
+    if problems:
+        # A user is never partially written: one bad value rejects the whole row.
+        return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
+    send: dict[str, AttributeValue] = {attribute: value for attribute, _old, value in differ}
+    changes = tuple(AttributeChange(attribute, old, value) for attribute, old, value in differ)
+    action = RowAction.UNSET if all(value is None for value in send.values()) else RowAction.UPDATE
+    return PlanItem(number, key, action, user.id, user.user_name, user.display_name, send, changes, None)
 
 
 def _mirror_unsets(

@@ -2,41 +2,89 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
 from omni_provider.client.models import AttributeDefinition, AttributeValue
-from omni_provider.client.values import MAX_STRING_LENGTH, coerce_value, conform_value, is_unset
+from omni_provider.client.values import (
+    MAX_STRING_LENGTH,
+    Converter,
+    HeldCheck,
+    already_held_check,
+    attribute_converter,
+    values_equal,
+)
 from omni_provider.sync.spec import SyncSpec
 
 _MISSING = object()
+
+
+class RowReader:
+    """Reads the managed values of rows: per attribute its column and its converter (see
+    ``values.attribute_converter``), built once for a whole input rather than per value."""
+
+    def __init__(self, spec: SyncSpec, managed: Mapping[str, AttributeDefinition | None]) -> None:
+        self.columns: tuple[tuple[str, str, Converter], ...] = tuple(
+            (attribute, spec.columns_by_attribute[attribute], attribute_converter(attribute, definition))
+            for attribute, definition in managed.items()
+        )
+        self._checks: tuple[tuple[str, str, Converter, HeldCheck, AttributeDefinition | None], ...] = tuple(
+            (attribute, column, convert, already_held_check(managed[attribute]), managed[attribute])
+            for attribute, column, convert in self.columns
+        )
+
+    def differences(
+        self, row: Mapping[str, Any], held: Mapping[str, Any]
+    ) -> tuple[Sequence[tuple[str, Any, AttributeValue]], Sequence[str]]:
+        """(attribute, value Omni holds, value to hold) for each managed value that differs from what Omni
+        holds, and every problem in the row. A value equal to the held one on the cheap test
+        (``values.already_held_check``) is not converted at all; the others are, and compared in full."""
+        differ: list[tuple[str, Any, AttributeValue]] | None = None
+        problems: list[str] | None = None
+        read, hold = row.get, held.get
+        for attribute, column, convert, is_held, definition in self._checks:
+            raw = read(column, _MISSING)
+            old = hold(attribute)
+            if is_held(old, raw):
+                continue  # the common case allocates nothing
+            if raw is _MISSING:
+                problems = (problems or []) + [f"missing column {column!r}"]
+                continue
+            try:
+                value = convert(raw)
+            except AttributeValueError as exc:
+                problems = (problems or []) + [f"{_where(column, attribute)}: {exc.reason}"]
+                continue
+            if not values_equal(old, value, definition):
+                differ = (differ or []) + [(attribute, old, value)]
+        return differ or (), problems or ()
+
+    def desired_values(self, row: Mapping[str, Any]) -> tuple[dict[str, AttributeValue], list[str]]:
+        """Managed attribute -> value to hold (``None`` = unset), and every problem found in the row."""
+        desired: dict[str, AttributeValue] = {}
+        problems: list[str] = []
+        for attribute, column, convert in self.columns:
+            raw = row.get(column, _MISSING)
+            if raw is _MISSING:
+                problems.append(f"missing column {column!r}")
+                continue
+            try:
+                desired[attribute] = convert(raw)
+            except AttributeValueError as exc:
+                problems.append(f"{_where(column, attribute)}: {exc.reason}")
+        return desired, problems
+
+
+def _where(column: str, attribute: str) -> str:
+    return f"column {column!r}" if column == attribute else f"column {column!r} ({attribute})"
 
 
 def desired_values(
     row: Mapping[str, Any], spec: SyncSpec, managed: Mapping[str, AttributeDefinition | None]
 ) -> tuple[dict[str, AttributeValue], list[str]]:
     """Managed attribute -> value to hold (``None`` = unset), and every problem found in the row."""
-    desired: dict[str, AttributeValue] = {}
-    problems: list[str] = []
-    for attribute, definition in managed.items():
-        column = spec.columns_by_attribute[attribute]
-        raw = row.get(column, _MISSING)
-        if raw is _MISSING:
-            problems.append(f"missing column {column!r}")
-            continue
-        try:
-            value = coerce_value(raw, attribute=attribute)
-            if definition is not None:
-                value = conform_value(value, definition)
-            elif is_unset(value):
-                value = None  # "" and [] mean unset to Omni; one spelling keeps plans comparable
-        except AttributeValueError as exc:
-            where = f"column {column!r}" if column == attribute else f"column {column!r} ({attribute})"
-            problems.append(f"{where}: {exc.reason}")
-            continue
-        desired[attribute] = value
-    return desired, problems
+    return RowReader(spec, managed).desired_values(row)
 
 
 def display_name_of(row: Mapping[str, Any], spec: SyncSpec) -> tuple[str | None, str | None]:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from omni_fakes import USERS, FakeOmni, list_json, params_of, user_json
 
-from omni_provider.client import OmniListingDriftError
+from omni_provider.client import OmniError, OmniListingDriftError
 from omni_provider.client.client import MAX_LISTING_READS
 
 
@@ -160,4 +160,61 @@ def test_a_user_seen_twice_is_drift(make_client) -> None:
 
     client, _ = make_client(handler)
     with pytest.raises(OmniListingDriftError):
+        client.list_users()
+
+
+# ------------------------------------------------------------------------------ parallel reads (2+ keys)
+
+
+def test_parallel_read_asks_for_every_overlapping_page_of_a_clamped_list(make_client) -> None:
+    omni = FakeOmni(max_page_size=30)
+    emails = [f"user{i:03d}@example.com" for i in range(95)]
+    for email in emails:
+        omni.add(email)
+    client, rec = make_client(omni, keys=["key-one-0123456789", "key-two-0123456789"], page_size=100)
+
+    users = client.list_users()
+
+    assert [u.user_name for u in users] == emails
+    # Same pages as a sequential read (starts planned from the first page's real length), any order.
+    assert sorted(int(params_of(r)["startIndex"]) for r in rec.requests) == [1, 30, 59, 88]
+    assert client.pacer.sent_per_key() == [2, 2]
+
+
+def test_parallel_read_reads_on_when_users_were_added_at_the_end(make_client) -> None:
+    """Users created after the last planned page: the total grew, the read continues sequentially."""
+    omni = FakeOmni(max_page_size=10)
+    for i in range(25):
+        omni.add(f"u{i:03d}@example.com")
+    serve = omni._list
+    added = {"done": False}
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        response = serve(request)
+        if params_of(request).get("startIndex") == "1" and not added["done"]:
+            added["done"] = True
+            for i in range(25, 40):
+                omni.add(f"u{i:03d}@example.com")
+        return response
+
+    omni._list = listing  # type: ignore[method-assign]
+    client, _ = make_client(omni, keys=["key-one-0123456789", "key-two-0123456789"])
+
+    users = client.list_users()
+
+    assert [u.user_name for u in users] == [f"u{i:03d}@example.com" for i in range(40)]
+    assert client.stats.listing_rereads == 0
+
+
+def test_a_failed_page_of_a_parallel_read_is_raised(make_client) -> None:
+    users = [user_json(f"a{i}@example.com") for i in range(30)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        start = int(params_of(request)["startIndex"])
+        if start > 15:
+            return httpx.Response(404, json={"detail": "gone"})
+        return httpx.Response(200, json=list_json(users[start - 1 : start + 9], 30, start))
+
+    client, _ = make_client(handler, keys=["key-one-0123456789", "key-two-0123456789"])
+    with pytest.raises(OmniError):
         client.list_users()
