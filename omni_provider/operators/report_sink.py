@@ -25,16 +25,13 @@ from typing import Any
 from omni_provider._compat import BaseHook, object_storage_path
 from omni_provider.client import OmniValidationError
 from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
+from omni_provider.sync.report import ReportLocationError, check_writable_directory
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 #: Where the outcomes go when the configured report cannot be written (on the worker's local disk).
 DEFAULT_FALLBACK_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
 _MAX_NAME_ATTEMPTS = 100
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ReportLocationError(OmniValidationError):
-    """The report location cannot be written; raised before the sync sends anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +92,7 @@ def check_report_location(target: str) -> None:
     if _is_url(target):
         _check_url(target)
     else:
-        _check_directory(_local_path(target).parent, target)
-
-
-def _check_directory(directory: Path, target: str) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
-            pass
-    except OSError as exc:
-        raise ReportLocationError(
-            f"report_path {target!r}: cannot write to directory {str(directory)!r} "
-            f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
-        ) from None
+        check_writable_directory(_local_path(target).parent, target)
 
 
 #: Where Airflow's filesystem for a scheme comes from, for the error message.

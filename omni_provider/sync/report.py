@@ -17,6 +17,25 @@ from omni_provider.client.errors import OmniValidationError
 from omni_provider.sync.outcome import RowOutcome, write_jsonl
 
 
+class ReportLocationError(OmniValidationError):
+    """The report location cannot be written; raised before the sync sends anything."""
+
+
+def check_writable_directory(directory: Path, target: str) -> None:
+    """Create ``directory`` if needed and prove a file can be made in it, or raise ``ReportLocationError``
+    naming ``target`` (the report path as the user gave it)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
+            pass
+    except OSError as exc:
+        raise ReportLocationError(
+            f"report_path {target!r}: cannot write to directory {str(directory)!r} "
+            f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
+        ) from None
+
+
 @runtime_checkable
 class ReportSink(Protocol):
     #: What the sink writes to, for messages ("report file s3://...").
@@ -57,17 +76,7 @@ class JsonlFileSink:
                     "(e.g. s3fs); or give a local path"
                 ) from None
             return
-        directory = self._local().parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
-                pass
-        except OSError as exc:
-            raise OmniValidationError(
-                f"report_path {self.path!r}: cannot write to directory {str(directory)!r} "
-                f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
-            ) from None
+        check_writable_directory(self._local().parent, self.path)
 
     def _local(self) -> Path:
         return Path(self.path.removeprefix("file://")).expanduser().resolve()
