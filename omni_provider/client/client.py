@@ -626,6 +626,7 @@ class OmniScimClient:
         active: bool | None = None,
         definitions: Mapping[str, AttributeDefinition] | None = None,
         confirm_with_read: bool | None = None,
+        base_is_stale: bool = False,
     ) -> UpdateResult:
         """Change exactly the given fields and attribute keys; leave everything else as it was.
 
@@ -641,6 +642,8 @@ class OmniScimClient:
         The write is judged on what it sent (``diff.judge_write``): a value other than sent, an unsent
         attribute gone or reset, or an unsent user field changed raises ``OmniWriteSemanticsError``; an
         unsent attribute another writer changed meanwhile is returned in ``concurrent_changes``.
+        ``base_is_stale``: ``user`` is what an earlier sync left, not a read of Omni; only what is sent is
+        judged, and unsent differences come back as ``concurrent_changes`` (see ``judge_write``).
         """
         if isinstance(user, OmniUser) and user.attributes_present:
             current = user
@@ -668,7 +671,7 @@ class OmniScimClient:
         updated = answer if answer is not None else current
         concurrent: tuple[ConcurrentChange, ...] = ()
         if answer is not None:
-            concurrent = self._check_after_update(current, answer, changes, definitions)
+            concurrent = self._check_after_update(current, answer, changes, definitions, base_is_stale)
         read_back = (
             answer is None
             or bool(confirm_with_read)
@@ -676,7 +679,7 @@ class OmniScimClient:
         )
         if read_back:
             updated = self.get_user(current.id)
-            concurrent = self._check_after_update(current, updated, changes, definitions)
+            concurrent = self._check_after_update(current, updated, changes, definitions, base_is_stale)
         return UpdateResult(
             user=updated,
             action="updated",
@@ -691,8 +694,11 @@ class OmniScimClient:
         after: OmniUser,
         changes: ChangeSet,
         definitions: Mapping[str, AttributeDefinition] | None,
+        stale_base: bool = False,
     ) -> tuple[ConcurrentChange, ...]:
-        return judge_write(before, after, changes, definitions=definitions, form=self.patch_form)
+        return judge_write(
+            before, after, changes, definitions=definitions, form=self.patch_form, stale_base=stale_base
+        )
 
     # -- embed users and attribute definitions ------------------------------------------------------------
 

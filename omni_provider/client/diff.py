@@ -94,6 +94,7 @@ def judge_write(
     *,
     definitions: Mapping[str, AttributeDefinition] | None = None,
     form: str = "attribute_path",
+    stale_base: bool = False,
 ) -> tuple[ConcurrentChange, ...]:
     """Judge a write on what it sent, against the state it was based on (``before``).
 
@@ -102,6 +103,11 @@ def judge_write(
     while it held something else; the display name or ``active`` changed although not sent. An unsent
     attribute that now holds another non-null value is another writer's change: returned, not raised.
     Without an attribute map in ``after`` only the user fields can be judged.
+
+    ``stale_base``: ``before`` is what an earlier sync left (a snapshot of the managed attributes only,
+    possibly days old), not a read of Omni. Then only what was sent is judged; an unsent attribute of
+    ``before`` that differs now changed outside the sync since then, and is returned, not raised. (The
+    sync sends the first write of each kind on a fresh read, judged in full, before it trusts a snapshot.)
     """
 
     def definition(name: str) -> AttributeDefinition | None:
@@ -116,6 +122,8 @@ def judge_write(
         ("active", after.active, before.active),
     ):
         sent = sent_fields[field_name]
+        if sent is None and stale_base:
+            continue  # a snapshot does not hold the user fields
         if sent is not None and now != sent[1]:
             problems.append(
                 _Problem(
@@ -160,7 +168,9 @@ def judge_write(
             if values_equal(now, then, definition(name)):
                 continue
             default = getattr(definition(name), "default_value", None)
-            if is_unset(now):
+            if stale_base:
+                concurrent.append(ConcurrentChange(name, then, now))
+            elif is_unset(now):
                 problems.append(
                     _Problem(
                         name, then, now, "an attribute the write did not send vanished", _lost_hint(form)
@@ -179,7 +189,12 @@ def judge_write(
             else:
                 concurrent.append(ConcurrentChange(name, then, now))
         for name, now in after.attributes.items():
-            if name not in sent_attributes and name not in before.attributes and not is_unset(now):
+            if name in sent_attributes or is_unset(now):
+                continue
+            if name not in before.attributes:
+                if not stale_base:  # a snapshot's base knows only the managed attributes it lists
+                    concurrent.append(ConcurrentChange(name, None, now))
+            elif stale_base and is_unset(before.attributes[name]):
                 concurrent.append(ConcurrentChange(name, None, now))
     if problems:
         first = problems[0]

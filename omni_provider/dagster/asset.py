@@ -12,6 +12,7 @@ from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
 from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
 from omni_provider.sync.outcome import RowStatus
+from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 from omni_provider.sync.spec import SyncSpec
 
 #: The asset check every Omni sync asset carries.
@@ -38,6 +39,9 @@ def build_omni_user_attributes_asset(
     group_name: str | None = None,
     description: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
+    diff_against: str = "omni",
+    snapshot_path: str | None = None,
+    full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
 ) -> dg.AssetsDefinition:
     """An asset named ``name`` that makes Omni's user attributes match the rows of the asset ``source``.
 
@@ -48,7 +52,9 @@ def build_omni_user_attributes_asset(
     ``no_failed_rows`` fails when any row was rejected or failed. When more rows did not sync than
     ``max_failed_rows`` / ``max_failed_pct`` allow, or the plan writes more users than ``max_changes``,
     the step fails with the summary attached (retried only when failed writes may succeed on a re-run).
-    ``report_path`` (local path or fsspec URL) may contain ``{run_id}``.
+    ``report_path`` (local path or fsspec URL) may contain ``{run_id}``. ``diff_against="snapshot"`` with
+    ``snapshot_path`` (one file per asset, local or fsspec URL) lists no Omni users on most runs: see
+    ``SyncOmniUserAttributesOperator``.
 
     The other arguments are those of ``SyncOmniUserAttributesOperator``; they are checked here, when the
     definitions load, so a misconfigured asset never reaches a run.
@@ -61,6 +67,7 @@ def build_omni_user_attributes_asset(
         display_name_column=display_name_column,
         key_column=key_column,
     )
+    snapshot_settings(diff_against, snapshot_path, full_resync_every)
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
 
     @dg.asset(
@@ -95,6 +102,9 @@ def build_omni_user_attributes_asset(
                 max_failed_pct=max_failed_pct,
                 log=context.log,
                 run_id=context.run_id,
+                diff_against=diff_against,
+                snapshot_path=snapshot_path,
+                full_resync_every=full_resync_every,
             )
         except SyncRunError as exc:
             # Thresholds exceeded, the circuit breaker tripped, or the report lost after the writes: the

@@ -58,6 +58,9 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
     dry_run: bool = False
     report_path: str | None = Field(default=None, description="Local path or fsspec URL; may hold {run_id}")
     group_name: str | None = None
+    diff_against: str = Field(default="omni", description='"omni" (list every user) or "snapshot"')
+    snapshot_path: str | None = Field(default=None, description="Local path or fsspec URL of the snapshot")
+    full_resync_every: int = 7
     connection: OmniConnection
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
@@ -76,6 +79,9 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
             max_failed_pct=self.max_failed_pct,
             report_path=self.report_path,
             group_name=self.group_name,
+            diff_against=self.diff_against,
+            snapshot_path=self.snapshot_path,
+            full_resync_every=self.full_resync_every,
         )
         return dg.Definitions(assets=[asset], resources={"omni": self.resource()})
 

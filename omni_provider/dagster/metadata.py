@@ -56,6 +56,15 @@ def summary_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
         metadata["stopped"] = dg.MetadataValue.text(str(summary["stopped"]))
     if summary.get("refused"):
         metadata["refused"] = dg.MetadataValue.text(str(summary["refused"]))
+    if "diff_against" in summary:
+        metadata["diff_against"] = dg.MetadataValue.text(str(summary["diff_against"]))
+    if summary.get("diff_reason"):
+        metadata["diff_reason"] = dg.MetadataValue.text(str(summary["diff_reason"]))
+    if summary.get("drift"):
+        metadata["drifted_users"] = dg.MetadataValue.int(int(summary["drift"]["users"]))
+        metadata["drift"] = dg.MetadataValue.json(dict(summary["drift"]))
+    if summary.get("snapshot"):
+        metadata["snapshot"] = dg.MetadataValue.json(dict(summary["snapshot"]))
     if summary.get("errors_sample"):
         metadata["errors_sample"] = dg.MetadataValue.json(list(summary["errors_sample"]))
     return metadata

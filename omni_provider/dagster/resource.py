@@ -21,6 +21,7 @@ from omni_provider.sync.definitions import RunLog
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
 from omni_provider.sync.single import update_one_user
+from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 from omni_provider.sync.spec import SyncSpec
 
 _log = logging.getLogger("omni_provider.dagster")
@@ -105,11 +106,17 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog | None = None,
         run_id: str = "",
+        diff_against: str = "omni",
+        snapshot_path: str | None = None,
+        full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
     ) -> dict[str, Any]:
         """Make Omni match ``rows`` (dicts or a pandas DataFrame) for ``attributes``; the same summary as
         ``SyncOmniUserAttributesOperator``. Raises ``SyncFailedError`` (with the summary) when more rows did
         not sync than ``max_failed_rows`` / ``max_failed_pct`` allow, and ``PlanTooLargeError`` when the
-        plan writes more users than ``max_changes``."""
+        plan writes more users than ``max_changes``. ``diff_against="snapshot"`` diffs against what the
+        last run left at ``snapshot_path`` (local path or fsspec URL) and lists no users, re-reading Omni
+        in full every ``full_resync_every`` runs (as the operator does)."""
+        snapshot = snapshot_settings(diff_against, snapshot_path, full_resync_every)
         spec = SyncSpec.from_user_args(
             attributes,
             match_on=match_on,
@@ -132,5 +139,6 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 on_progress=on_progress,
                 log=log or _log,
                 run_id=run_id,
+                snapshot=snapshot,
             )
             return run.run(rows_from(rows))

@@ -93,6 +93,15 @@ async def drop_connection(send: Send) -> None:
     await send({"type": "http.response.body", "body": b'{"Resources": [', "more_body": True})
 
 
+def route_of(scope: Scope) -> str:
+    """The request's route for the statistics: ids replaced by ``{id}``, a filtered list marked."""
+    parts = scope["path"].removeprefix("/api").split("/")
+    route = "/".join("{id}" if i > 3 and part else part for i, part in enumerate(parts))
+    if b"filter=" in scope.get("query_string", b""):
+        route += "?filter"
+    return route
+
+
 class ApiGateway:
     def __init__(self, app: ASGIApp, context: EmulatorContext) -> None:
         self.app = app
@@ -109,7 +118,7 @@ class ApiGateway:
         stats = self.ctx.stats
         token = bearer_token(scope)
         kind = self._classify(token)
-        stats.request(method, token if kind else None)
+        stats.request(method, token if kind else None, route_of(scope))
         logged_key = token if kind else None
         send = _logging(send, lambda status: stats.log_request(arrived, method, logged_key, status))
 

@@ -38,6 +38,9 @@ class EmulatorStats:
         # One field list shared by __init__ and reset().
         self.requests_total = 0
         self.requests_by_method: Counter[str] = Counter()
+        #: "GET /scim/v2/users", "GET /scim/v2/users?filter", "PATCH /scim/v2/users/{id}", ...: which
+        #: requests a run made (e.g. that a snapshot run listed no users).
+        self.requests_by_route: Counter[str] = Counter()
         self.requests_by_key: Counter[str] = Counter()
         self.responses_by_status: Counter[int] = Counter()
         self.rate_limited = 0  # 429s from the sliding window
@@ -49,10 +52,11 @@ class EmulatorStats:
         self.auth_failures = 0
         self.log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
 
-    def request(self, method: str, token: str | None) -> None:
+    def request(self, method: str, token: str | None, route: str = "") -> None:
         with self._lock:
             self.requests_total += 1
             self.requests_by_method[method] += 1
+            self.requests_by_route[f"{method} {route}"] += 1
             if token:
                 self.requests_by_key[key_id(token)] += 1
 
@@ -85,6 +89,7 @@ class EmulatorStats:
             return {
                 "requests_total": self.requests_total,
                 "requests_by_method": dict(self.requests_by_method),
+                "requests_by_route": dict(self.requests_by_route),
                 "requests_by_key": dict(self.requests_by_key),
                 "responses_by_status": {str(k): v for k, v in sorted(self.responses_by_status.items())},
                 "rate_limited": self.rate_limited,

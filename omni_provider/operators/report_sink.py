@@ -87,6 +87,11 @@ def report_target(report_path: str, naming: ReportNaming) -> str:
     return report_path
 
 
+def check_url_location(target: str, what: str) -> None:
+    """Raise ``ReportLocationError`` unless Airflow's storage layer can reach ``target`` (a URL)."""
+    _check_url(target, what)
+
+
 def check_report_location(target: str) -> None:
     """Raise ``ReportLocationError`` unless the report can plausibly be written there. No Omni request."""
     if _is_url(target):
@@ -107,7 +112,7 @@ _SCHEME_PROVIDERS = {
 }
 
 
-def _check_url(target: str) -> None:
+def _check_url(target: str, what: str = "report_path") -> None:
     scheme = target.split("://", 1)[0].lower()
     needs = _SCHEME_PROVIDERS.get(scheme, "the Airflow provider or fsspec package for it")
     try:
@@ -116,13 +121,13 @@ def _check_url(target: str) -> None:
         path.exists()  # one cheap call with the worker's credentials
     except (ImportError, ValueError) as exc:
         raise ReportLocationError(
-            f"report_path {target!r}: no storage backend for {scheme}:// URLs is available on this worker "
+            f"{what} {target!r}: no storage backend for {scheme}:// URLs is available on this worker "
             f"({_short(exc)}); install {needs}, or attach a filesystem with airflow.sdk.io.attach. "
             "Nothing was sent to Omni"
         ) from None
     except Exception as exc:  # any backend's error means the location is unusable
         raise ReportLocationError(
-            f"report_path {target!r} is not usable ({type(exc).__name__}: {_short(exc)}); "
+            f"{what} {target!r} is not usable ({type(exc).__name__}: {_short(exc)}); "
             "check the URL and the worker's credentials. Nothing was sent to Omni"
         ) from None
 

@@ -26,10 +26,12 @@ from omni_provider.operators.report_sink import (
     report_target,
 )
 from omni_provider.operators.row_source import check_sources, read_rows
+from omni_provider.operators.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.sync import SyncSpec
 from omni_provider.sync.errors import SyncRunError
 from omni_provider.sync.report import ReportSink
 from omni_provider.sync.run import SyncRun
+from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 
 
 class SyncOmniUserAttributesOperator(BaseOperator):
@@ -65,6 +67,14 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     :param report_table: optional table to insert the per-row outcomes into, through ``report_conn_id``
         (default: ``sql_conn_id``).
     :param dry_run: plan and report without writing.
+    :param diff_against: ``"omni"`` (default): list every Omni user each run and diff against that.
+        ``"snapshot"``: diff against what the last run left at ``snapshot_path`` and list no users; rows
+        whose key the snapshot does not know are looked up one by one, and Omni is read in full on every
+        ``full_resync_every``-th run (the users that drifted outside the sync are then reported in the
+        summary's ``drift``), or whenever the snapshot is missing, unreadable or made for another sync.
+    :param snapshot_path: where the snapshot lives (a local path or any ObjectStoragePath URL), written
+        atomically with the states Omni confirmed. Checked before anything is sent. One per sync.
+    :param full_resync_every: in snapshot mode, diff against live Omni every this many runs (default 7).
     """
 
     template_fields: Sequence[str] = (
@@ -78,6 +88,8 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         "report_path",
         "report_table",
         "omni_conn_id",
+        "diff_against",
+        "snapshot_path",
     )
     template_fields_renderers = {"rows": "json", "attributes": "json", "sql": "sql"}
     ui_color = "#e8f0fe"
@@ -106,6 +118,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         omni_conn_id: str = OmniScimHook.default_conn_name,
         max_workers: int | None = None,
         progress_every: float = 30.0,
+        diff_against: str = "omni",
+        snapshot_path: str | None = None,
+        full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,6 +147,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         self.omni_conn_id = omni_conn_id
         self.max_workers = max_workers
         self.progress_every = progress_every
+        self.diff_against = diff_against
+        self.snapshot_path = snapshot_path
+        self.full_resync_every = full_resync_every
         self._hook: OmniScimHook | None = None
         self._run: SyncRun | None = None
         self._lineage: lineage.SyncLineage | None = None
@@ -198,6 +216,12 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         dry_run = parse_bool(self.dry_run, what="dry_run")
         naming = ReportNaming.from_context(context, self.task_id)
         sinks = self._sinks(naming)
+        snapshot = snapshot_settings(
+            str(self.diff_against),
+            str(self.snapshot_path) if self.snapshot_path else None,
+            self.full_resync_every,
+            ObjectStorageSnapshotStore,
+        )
         self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
         client = self._hook.get_conn()
         self._lineage = lineage.report_sync_lineage(
@@ -223,6 +247,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             progress_every=self.progress_every,
             log=self.log,
             run_id=str(context.get("run_id") or ""),
+            snapshot=snapshot,
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from omni_provider.client.errors import (
     OmniBadRequestError,
     OmniCancelledError,
     OmniConflictError,
+    OmniNotFoundError,
     OmniWriteSemanticsError,
 )
 from omni_provider.client.models import AttributeDefinition, AttributeValue
@@ -53,6 +54,11 @@ HALTED_PREFIX = "not attempted (stopped: "
 
 def halted_error(reason: str) -> str:
     return f"{HALTED_PREFIX}{reason})"
+
+
+def was_never_sent(error: str | None) -> bool:
+    """Whether a failed row's write never left: the run stopped, or the breaker tripped, before it."""
+    return error is not None and (error == NOT_ATTEMPTED or error.startswith(HALTED_PREFIX))
 
 
 def is_stopped_error(error: str | None) -> bool:
@@ -180,13 +186,15 @@ class WriteGate:
                 self._cond.notify_all()
 
 
-def change_kinds(changes: ChangeSet, base: OmniUser) -> frozenset[str]:
+def change_kinds(changes: ChangeSet, base: OmniUser, *, others_unknown: bool = False) -> frozenset[str]:
     """What a write must have seen verified before it may run alongside others.
 
     Each kind of change (setting an attribute, unsetting one, a user field) is verified on its own. And a
     write to a user holding attributes it does not send needs its kinds verified by a canary that also
     held some (``<kind>+others``): only such a canary can show whether those survive. A canary whose user
     had nothing else to lose proves less, so it does not open the gate for users who have.
+    ``others_unknown``: ``base`` is a snapshot holding only the managed attributes; the user may hold
+    others, so the write needs the ``+others`` kinds verified.
     """
     kinds = {"unset" if is_unset(new) else "set" for _old, new in changes.attributes.values()}
     if changes.display_name is not None:
@@ -194,13 +202,21 @@ def change_kinds(changes: ChangeSet, base: OmniUser) -> frozenset[str]:
     if changes.active is not None:
         kinds.add("active")
     sent = changes.attributes
-    if any(not is_unset(value) for name, value in base.attributes.items() if name not in sent):
+    if others_unknown or any(
+        not is_unset(value) for name, value in base.attributes.items() if name not in sent
+    ):
         kinds |= {f"{kind}+others" for kind in kinds}
     return frozenset(kinds)
 
 
 class _Writer:
-    """The writes of one run, through the gate."""
+    """The writes of one run, through the gate.
+
+    ``stale_bases``: ids of users whose state comes from a snapshot (what an earlier sync left), not from
+    a read of Omni. A canary to such a user is re-read first and judged in full; other writes to them are
+    judged on what they sent. ``confirmed`` collects, by user id, the state Omni confirmed for each user
+    written (its answer or a fresh read; None when Omni says the user no longer exists).
+    """
 
     def __init__(
         self,
@@ -208,22 +224,44 @@ class _Writer:
         gate: WriteGate,
         definitions: Mapping[str, AttributeDefinition] | None,
         managed: tuple[str, ...],
+        *,
+        stale_bases: Collection[str] = frozenset(),
+        confirmed: MutableMapping[str, OmniUser | None] | None = None,
     ) -> None:
         self.client = client
         self.gate = gate
         self.definitions = definitions
         self.managed = managed
+        self.stale_bases = stale_bases
+        self.confirmed = confirmed
+        self._lock = threading.Lock()
+
+    def confirm(self, user_id: str, state: OmniUser | None) -> None:
+        if self.confirmed is not None:
+            with self._lock:
+                self.confirmed[user_id] = state
 
     def update(self, user: OmniUser | str, attributes: Mapping[str, AttributeValue]) -> UpdateResult:
         """``update_user`` behind the gate. The base state is read first when the user carries no attribute
         map, so the kinds of change (and so whether this is a canary) are known before anything is sent."""
+        user_id = user.id if isinstance(user, OmniUser) else user
+        try:
+            return self._update(user, attributes)
+        except OmniNotFoundError:
+            self.confirm(user_id, None)
+            raise
+
+    def _update(self, user: OmniUser | str, attributes: Mapping[str, AttributeValue]) -> UpdateResult:
         base = user if isinstance(user, OmniUser) and user.attributes_present else None
+        stale = base is not None and base.id in self.stale_bases
         if base is None:
             base = self.client.get_user(user.id if isinstance(user, OmniUser) else user)
         changes = compute_changes(base, attributes=attributes, definitions=self.definitions)
         if not changes:
+            if not stale:
+                self.confirm(base.id, base)
             return UpdateResult(user=base, action="unchanged", changes=changes)
-        kinds = change_kinds(changes, base)
+        kinds = change_kinds(changes, base, others_unknown=stale)
         with self.gate.hold(kinds) as canary:
             who = base.user_name or base.id
             if canary:
@@ -232,10 +270,17 @@ class _Writer:
                     ", ".join(sorted(kinds)),
                     who,
                 )
+                if stale:
+                    # A canary is judged against Omni's state, never a snapshot's: read the user first.
+                    base, stale = self.client.get_user(base.id), False
             try:
                 # A canary is judged on a fresh read; later writes of verified kinds on Omni's answer.
                 result = self.client.update_user(
-                    base, attributes=attributes, definitions=self.definitions, confirm_with_read=canary
+                    base,
+                    attributes=attributes,
+                    definitions=self.definitions,
+                    confirm_with_read=canary,
+                    base_is_stale=stale,
                 )
             except OmniWriteSemanticsError as exc:
                 self.gate.trip(f"user {exc.user}, {exc.field!r}: {exc.problem}", exc)
@@ -252,15 +297,39 @@ class _Writer:
                     )
                 raise
             if canary and result.action == "updated":
-                self.gate.verified(kinds)
+                # The kinds this write proved (a re-read snapshot user may hold nothing else after all).
+                self.gate.verified(change_kinds(result.changes, base))
                 log.info("Canary write to %s verified; continuing at full pace", who)
+        self.confirm(base.id, _state_after(base, result))
         for change in result.concurrent_changes:
-            log.warning("User %s: another writer changed %r meanwhile (left as it is)", who, change.attribute)
+            if stale:
+                log.warning(
+                    "User %s: %r changed outside the sync since the snapshot (left as it is; the snapshot "
+                    "now records Omni's value)",
+                    who,
+                    change.attribute,
+                )
+            else:
+                log.warning(
+                    "User %s: another writer changed %r meanwhile (left as it is)", who, change.attribute
+                )
         return result
+
+    def is_stale(self, user_id: str | None) -> bool:
+        return user_id is not None and user_id in self.stale_bases
 
     def desired_of_create(self, item: PlanItem) -> dict[str, AttributeValue]:
         """Every managed value a create row wants, unsets included (a create item lists only the set ones)."""
         return {attribute: item.attributes.get(attribute) for attribute in self.managed}
+
+
+def _state_after(base: OmniUser, result: UpdateResult) -> OmniUser:
+    """The user as Omni confirmed it: its answer (or fresh read) when that carries the attribute map, else
+    the state the write was based on with what was sent."""
+    if result.user.attributes_present:
+        return result.user
+    values = {**base.attributes, **result.changes.new_attributes()}
+    return base.model_copy(update={"attributes": values})
 
 
 def _workers_for(client: OmniScimClient, requested: int | None) -> int:
@@ -283,6 +352,8 @@ def apply_plan(
     on_progress: Callable[[Progress], None] | None = None,
     progress_every: float = 30.0,
     gate: WriteGate | None = None,
+    stale_bases: Collection[str] = frozenset(),
+    confirmed: MutableMapping[str, OmniUser | None] | None = None,
 ) -> list[RowOutcome]:
     """Send the plan's writes; return one outcome per plan item, in plan order.
 
@@ -295,6 +366,8 @@ def apply_plan(
 
     When the circuit breaker trips (see the module doc) every item is still settled, then
     ``WritesHaltedError`` is raised; the client is cancelled so nothing waiting for a slot goes out.
+
+    ``stale_bases`` and ``confirmed``: see ``_Writer`` (snapshot diffing).
     """
     caller_stop = stop or threading.Event()
     gate = gate or WriteGate()
@@ -302,7 +375,14 @@ def apply_plan(
     lock = threading.Lock()
     outcomes: list[RowOutcome | None] = [None] * len(plan.items)
     tally = {"done": 0, "failed": 0}
-    writer = _Writer(client, gate, definitions, plan.managed_attributes)
+    writer = _Writer(
+        client,
+        gate,
+        definitions,
+        plan.managed_attributes,
+        stale_bases=stale_bases,
+        confirmed=confirmed,
+    )
 
     def stopped() -> bool:
         return caller_stop.is_set() or halt.is_set() or gate.tripped
@@ -433,12 +513,16 @@ def _apply_item(writer: _Writer, item: PlanItem, users_by_id: Mapping[str, OmniU
         # If an earlier, lost attempt already created the user, its attributes may still be missing.
         if item.attributes:
             writer.update(created, item.attributes)
+        elif created.attributes_present:
+            writer.confirm(created.id, created)
         return RowOutcome.from_item(item, RowStatus.APPLIED, user_id=created.id)
     if item.user_id is None:
         raise OmniError("update without a user id")  # the planner always sets it
     current = users_by_id.get(item.user_id)
     result = writer.update(current if current is not None else item.user_id, item.attributes)
-    return RowOutcome.from_result(item, result, note=_concurrent_note(result))
+    return RowOutcome.from_result(
+        item, result, note=_concurrent_note(result, since_snapshot=writer.is_stale(item.user_id))
+    )
 
 
 def _update_racing_create(writer: _Writer, item: PlanItem) -> RowOutcome:
@@ -458,8 +542,10 @@ def _update_racing_create(writer: _Writer, item: PlanItem) -> RowOutcome:
     return RowOutcome.from_result(item, result, note=f"{note}; {extra}" if extra else note)
 
 
-def _concurrent_note(result: UpdateResult) -> str | None:
+def _concurrent_note(result: UpdateResult, *, since_snapshot: bool = False) -> str | None:
     if not result.concurrent_changes:
         return None
     names = ", ".join(sorted(c.attribute for c in result.concurrent_changes))
+    if since_snapshot:
+        return f"{names} changed outside the sync since the snapshot (left as it is)"
     return f"another writer changed {names} meanwhile (left as it is)"

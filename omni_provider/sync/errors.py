@@ -18,6 +18,11 @@ class PlanTooLargeError(OmniError):
         super().__init__(message)
 
 
+class SnapshotWriteError(OmniError):
+    """The snapshot could not be written before the writes (to mark the users about to be written
+    uncertain); nothing was sent. Worth a retry: storage trouble is often passing."""
+
+
 class SyncRunError(OmniError):
     """A sync run that ended badly after it started writing; ``summary`` is the run's full summary (the
     same dict a successful run returns), so the numbers can be shown with the failure."""
@@ -62,6 +67,8 @@ def rerun_may_help(exc: OmniError) -> bool:
     whose failed writes a re-plan may apply. The orchestrator adapters map this to retry or fail."""
     if isinstance(exc, SyncRunError):
         return exc.retryable
+    if isinstance(exc, SnapshotWriteError):
+        return True
     if isinstance(exc, OmniListingDriftError):
         return True  # users were being added or removed while listing; a later read settles
     if isinstance(exc, OmniTransportError):

@@ -22,7 +22,6 @@ from omni_provider.sync.apply import (
     apply_plan,
     is_stopped_error,
 )
-from omni_provider.sync.current import plan_on_complete_users
 from omni_provider.sync.definitions import RunLog, load_definitions
 from omni_provider.sync.errors import (
     PlanTooLargeError,
@@ -32,10 +31,13 @@ from omni_provider.sync.errors import (
 )
 from omni_provider.sync.guards import check_max_changes, evaluate_failures, resolve_max_changes
 from omni_provider.sync.keys import read_keys
+from omni_provider.sync.omni_view import read_omni_view
 from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
 from omni_provider.sync.plan import SyncPlan
 from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
+from omni_provider.sync.snapshot import SnapshotSettings
+from omni_provider.sync.snapshot_keeper import SnapshotKeeper
 from omni_provider.sync.spec import SyncSpec
 
 #: How many rejected or failed rows the summary quotes (the report file has them all).
@@ -82,6 +84,8 @@ class SyncRun:
     :param on_progress: called with a ``Progress`` every ``progress_every`` seconds during the writes and
         once at the end; by default the progress line goes to ``log``.
     :param run_id: passed to the sinks (e.g. a column of a report table).
+    :param snapshot: diff against the snapshot the last run left instead of listing every user (see
+        ``omni_view``); the snapshot is kept up to date with every state Omni confirmed. None: a live diff.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class SyncRun:
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog = _default_log,
         run_id: str = "",
+        snapshot: SnapshotSettings | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -116,6 +121,7 @@ class SyncRun:
         self.log = log
         self.on_progress = on_progress or self._log_progress
         self.run_id = run_id
+        self.snapshot = snapshot
         self._stop = threading.Event()
         #: How far the run got ("stage": configuration, reading, planning, applying, reporting, done), its
         #: numbers, and when it failed why ("error"); filled in as the run goes, so a failed run has one too.
@@ -132,6 +138,8 @@ class SyncRun:
         evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
         for sink in self.sinks:
             sink.check()
+        if self.snapshot is not None:
+            self.snapshot.store.check()
 
     def stop(self) -> None:
         """End the run early: nothing new is sent, writes on the wire finish, the report is still complete."""
@@ -172,13 +180,20 @@ class SyncRun:
         read_keys(rows, spec)
         counters_before = self.client.stats.snapshot()
         definitions = load_definitions(self.client, self.log)
-        users = self.client.list_users()
-        self.log.info("Omni has %d users", len(users))
-
+        # A live listing or the last run's snapshot; listed users without their attribute map are read one
+        # by one when the plan depends on them.
+        view = read_omni_view(self.client, rows, spec, definitions, self.snapshot, self.log)
+        plan, users = view.plan, view.users
         summary["stage"] = "planning"
-        # Listed users without their attribute map are read one by one when the plan depends on them.
-        plan, users = plan_on_complete_users(self.client, rows, users, spec, definitions)
         summary["omni_users"] = len(users)
+        summary["diff_against"] = view.source
+        if self.snapshot is not None:
+            summary["diff_reason"] = view.reason
+            summary["snapshot"] = {"path": self.snapshot.store.label.removeprefix("snapshot ")}
+            if view.source == "snapshot":
+                summary["snapshot"]["lookups"] = view.lookups
+            if view.drift is not None:
+                summary["drift"] = view.drift
         self.log.info("Plan: %s", plan.counts())
         summary["plan"] = plan.counts()
         try:
@@ -191,31 +206,42 @@ class SyncRun:
 
         summary["stage"] = "applying"
         settled: dict[int, RowOutcome] = {}
+        dry_run = self.dry_run or "refused" in summary
+        keeper = None
+        if self.snapshot is not None and not dry_run:
+            keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
+            # Before any write: a crash from here on leaves the users about to be written uncertain.
+            keeper.before_writes(plan)
         try:
             applied = apply_plan(
                 self.client,
                 plan,
                 {u.id: u for u in users},
                 definitions=definitions,
-                dry_run=self.dry_run or "refused" in summary,
+                dry_run=dry_run,
                 max_workers=self.max_workers,
                 stop=self._stop,
                 on_outcome=settled.__setitem__,
                 on_progress=self.on_progress,
                 progress_every=self.progress_every,
+                stale_bases=view.stale_ids,
+                confirmed=keeper.confirmed if keeper is not None else None,
             )
         except WritesHaltedError as halted:
             # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
             # the summary, and end without a retry (a retry would send the same kind of write again).
             summary["stopped"] = halted.reason
+            self._keep_snapshot(keeper, halted.outcomes)
             self._report_interrupted(halted.outcomes, counters_before, started)
             self.log.error("%s", halted)
             raise SyncHaltedError(str(halted), summary=summary) from halted
         except BaseException:
             # Interrupted (an error, a task timeout): still report every item. The stage stays "applying":
             # that is where it stopped.
+            self._keep_snapshot(keeper, None)
             self._report_interrupted(all_outcomes(plan, settled), counters_before, started)
             raise
+        self._keep_snapshot(keeper, applied)
         # A stopped run returns normally, with the writes never started as "not attempted".
         skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and is_stopped_error(o.error))
         if skipped:
@@ -229,6 +255,22 @@ class SyncRun:
         self._judge(plan, summary)
         summary["stage"] = "done"
         return summary
+
+    def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
+        """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
+        written before the writes marks their users uncertain, so the next run reads them again."""
+        if keeper is None:
+            return
+        try:
+            self.summary["snapshot"].update(keeper.after_writes(outcomes))
+        except Exception as exc:
+            self.summary["snapshot"]["error"] = _short(exc)
+            self.log.error(
+                "Could not update the snapshot at %s (%s); the next run reads the users written now from "
+                "Omni again",
+                self.snapshot.store.label if self.snapshot else "?",
+                _short(exc),
+            )
 
     def _report_interrupted(
         self, outcomes: Sequence[RowOutcome], counters_before: Mapping[str, Any], started: float

@@ -28,7 +28,7 @@ from omni_provider.sync.run import SyncRun
 #: The keys of the sync operator's XCom summary, which every adapter returns too.
 SUMMARY_KEYS = {
     "stage", "mode", "dry_run", "rows", "omni_users", "plan", "outcomes", "by_action", "requests", "retries",
-    "rate_limited", "seconds", "complete", "errors_sample",
+    "rate_limited", "seconds", "complete", "errors_sample", "diff_against",
 }  # fmt: skip
 
 
