@@ -199,3 +199,34 @@ def test_asset_shape() -> None:
     assert "omni" in asset.required_resource_keys
     assert [spec.name for spec in asset.check_specs] == [NO_FAILED_ROWS]
     assert asset.group_names_by_key[asset.key] == "omni"
+
+
+def test_snapshot_diff_on_the_asset_lists_omni_once_and_reports_its_source(
+    emu: EmulatorServer, omni: OmniScimResource, tmp_path: Path
+) -> None:
+    emails = seed(emu, 3)
+    snapshot = str(tmp_path / "omni-snapshot.json")
+    first = metadata_of(materialize(omni, rows(emails), diff_against="snapshot", snapshot_path=snapshot))
+    assert first["diff_against"] == "omni" and first["diff_reason"] == "no snapshot yet"
+    listed = emu.stats.snapshot()["requests_by_route"]["GET /scim/v2/users"]
+    changed = rows(emails)
+    changed[0]["region"] = "apac"
+    second = metadata_of(materialize(omni, changed, diff_against="snapshot", snapshot_path=snapshot))
+    assert second["diff_against"] == "snapshot" and second["applied"] == 1
+    assert second["snapshot"]["runs_since_full_resync"] == 1
+    assert emu.stats.snapshot()["requests_by_route"]["GET /scim/v2/users"] == listed
+    assert attrs(emu, emails[0])["region"] == "apac"
+
+
+def test_bad_snapshot_arguments_fail_when_definitions_load() -> None:
+    with pytest.raises(OmniValidationError, match="needs snapshot_path"):
+        build_omni_user_attributes_asset(ASSET, "warehouse_users", ATTRIBUTES, diff_against="snapshot")
+    with pytest.raises(OmniValidationError, match="full_resync_every"):
+        build_omni_user_attributes_asset(
+            ASSET,
+            "warehouse_users",
+            ATTRIBUTES,
+            diff_against="snapshot",
+            snapshot_path="s.json",
+            full_resync_every=0,
+        )
