@@ -4,7 +4,8 @@
 2. The emulator on a free loopback port, seeded with users, its state kept in ``.demo/omni-state.json``.
 3. ``airflow dags test`` of ``omni_update_user`` (what the UI trigger form does, for one user), of
    ``omni_warehouse_attributes`` (a task per user), then of ``omni_warehouse_sync`` (one diffing, paced
-   task); the users' attributes before and after, and the task summaries.
+   task), twice of ``omni_snapshot_sync`` (the same sync diffed against a snapshot: the second run lists
+   no users), and of ``omni_warehouse_groups``; the users' attributes before and after, and the summaries.
 
 The API key is random for each run and is never printed.
 """
@@ -189,6 +190,7 @@ def main() -> None:
             ),
             "AIRFLOW_CONN_OMNI_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
             "OMNI_SYNC_REPORT_DIR": str(DEMO / "reports"),
+            "OMNI_SYNC_STATE_DIR": str(DEMO / "sync-state"),
             "OMNI_EMULATOR_API_KEY": api_key,
         }
     )
@@ -245,6 +247,17 @@ def main() -> None:
                 print(f"\nPer-row report: {reports[-1]}")
                 for line in reports[-1].read_text().splitlines()[:12]:
                     print(f"  {line}")
+        if (ROOT / "dags" / "omni_snapshot_sync.py").exists():
+            print("\nomni_snapshot_sync (diff_against='snapshot'), run twice:")
+            for attempt in ("first", "second"):
+                run([AIRFLOW, "dags", "test", "omni_snapshot_sync"], env, f"omni_snapshot_sync_{attempt}.log")
+                for _task_id, _map_index, value in task_summaries(
+                    airflow_home / "airflow.db", "omni_snapshot_sync"
+                )[-1:]:
+                    print(
+                        f"  {attempt} run: diff against {value['diff_against']} ({value['diff_reason']}), "
+                        f"{value['requests']} requests, outcomes {value['outcomes']}"
+                    )
         if (ROOT / "dags" / "omni_warehouse_groups.py").exists():
             seed_groups(base_url, api_key)
             show_groups("Omni groups before omni_warehouse_groups:", base_url)

@@ -78,7 +78,7 @@ def read_omni_view(
         reason = f"full resync (every {settings.full_resync_every} runs)"
         log.info("Diffing against live Omni: %s", reason)
         return _live(client, rows, spec, definitions, reason, prior, log)
-    return _from_snapshot(client, rows, spec, definitions, prior, log)
+    return _from_snapshot(client, rows, spec, definitions, prior, settings.full_resync_every, log)
 
 
 def _read_snapshot(
@@ -121,6 +121,7 @@ def _from_snapshot(
     spec: SyncSpec,
     definitions: Mapping[str, AttributeDefinition] | None,
     prior: Snapshot,
+    full_resync_every: int,
     log: RunLog,
 ) -> OmniView:
     known = UserIndex(prior.users, spec.match_on)
@@ -152,14 +153,19 @@ def _from_snapshot(
     )
     plan, users = plan_on_complete_users(client, rows, users, spec, definitions)
     stale = frozenset(u.id for u in prior.users if u.attributes_present and u.id not in fresh)
+    counter = prior.runs_since_full_resync + 1
+    reason = (
+        f"snapshot of {prior.written_at or 'the last run'}, {len(prior.users)} users; Omni is read in full "
+        f"in {full_resync_every - counter} run{'s' if full_resync_every - counter != 1 else ''}"
+    )
     return OmniView(
         plan,
         users,
         "snapshot",
-        "snapshot",
+        reason,
         stale_ids=stale,
         lookups=len(unknown),
-        runs_since_full_resync=prior.runs_since_full_resync + 1,
+        runs_since_full_resync=counter,
         prior=prior,
     )
 

@@ -39,6 +39,7 @@ def test_example_dags_import_cleanly() -> None:
         "omni_warehouse_sync",
         "omni_after_attribute_sync",
         "omni_warehouse_groups",
+        "omni_snapshot_sync",
     } <= set(bag.dag_ids)
 
 
@@ -47,6 +48,7 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = make_warehouse(tmp_path / "warehouse.db", WAREHOUSE)
     monkeypatch.setenv("AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
     monkeypatch.setenv("OMNI_SYNC_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("OMNI_SYNC_STATE_DIR", str(tmp_path / "state"))
     return path
 
 
@@ -148,6 +150,22 @@ def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, w
     second = dag.test()
     assert second.state == "success"
     assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == writes_before
+
+
+def test_snapshot_sync_dag_lists_omni_once_then_diffs_against_its_snapshot(
+    omni_connection: EmulatorServer, warehouse: Path
+) -> None:
+    seed(omni_connection)
+    dag = load_dag("omni_snapshot_sync", ROOT / "dags")
+    assert dag.test().state == "success"
+    snapshot = json.loads((warehouse.parent / "state" / "omni_snapshot_sync.json").read_text())
+    assert snapshot["user_count"] == 6 and snapshot["runs_since_full_resync"] == 0
+    routes = omni_connection.stats.snapshot()["requests_by_route"]
+    listed, total = routes.get("GET /scim/v2/users", 0), sum(routes.values())
+    assert dag.test().state == "success"
+    routes = omni_connection.stats.snapshot()["requests_by_route"]
+    # Nothing changed: the second run reads the attribute definitions and nothing else.
+    assert routes.get("GET /scim/v2/users", 0) == listed and sum(routes.values()) == total + 1
 
 
 def test_warehouse_sync_emits_the_omni_users_asset_event(

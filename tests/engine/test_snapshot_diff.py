@@ -110,6 +110,7 @@ def test_incremental_run_lists_no_users_and_writes_only_what_changed(
     summary = run(client, path, rows)
 
     assert summary["diff_against"] == "snapshot" and summary["snapshot"]["lookups"] == 0
+    assert summary["diff_reason"].endswith("300 users; Omni is read in full in 6 runs")
     assert summary["outcomes"] == {"applied": 2, "unchanged": 298, "rejected": 0, "failed": 0, "planned": 0}
     made = since(emu, before)
     assert LIST not in made and LOOKUP not in made
