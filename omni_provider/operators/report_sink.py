@@ -24,8 +24,8 @@ from typing import Any
 
 from omni_provider._compat import BaseHook, object_storage_path
 from omni_provider.client import OmniValidationError
+from omni_provider.sync.files import ReportLocationError, check_writable_directory, is_url, local_path
 from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
-from omni_provider.sync.report import ReportLocationError, check_writable_directory
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 #: Where the outcomes go when the configured report cannot be written (on the worker's local disk).
@@ -70,19 +70,9 @@ class ReportNaming:
         return ".".join(_UNSAFE_NAME_CHARS.sub("_", part) for part in parts) + ".jsonl"
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _local_path(path: str) -> Path:
-    if path.startswith("file://"):
-        path = path[len("file://") :]
-    return Path(path).expanduser().resolve()
-
-
 def report_target(report_path: str, naming: ReportNaming) -> str:
     """The file to write: ``report_path`` itself, or the default name inside it when it ends with ``/``."""
-    if report_path.endswith("/") or (not _is_url(report_path) and _local_path(report_path).is_dir()):
+    if report_path.endswith("/") or (not is_url(report_path) and local_path(report_path).is_dir()):
         return report_path.rstrip("/") + "/" + naming.file_name()
     return report_path
 
@@ -94,10 +84,10 @@ def check_url_location(target: str, what: str) -> None:
 
 def check_report_location(target: str) -> None:
     """Raise ``ReportLocationError`` unless the report can plausibly be written there. No Omni request."""
-    if _is_url(target):
+    if is_url(target):
         _check_url(target)
     else:
-        check_writable_directory(_local_path(target).parent, target)
+        check_writable_directory(local_path(target).parent, target)
 
 
 #: Where Airflow's filesystem for a scheme comes from, for the error message.
@@ -164,10 +154,10 @@ def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: Rep
     name, which is as close to "never replace" as a store without conditional writes allows.
     """
     for attempt, candidate in enumerate(_candidates(target, naming)):
-        if _is_url(candidate):
+        if is_url(candidate):
             written = _write_url(candidate, outcomes)
         else:
-            written = _write_local(_local_path(candidate), outcomes)
+            written = _write_local(local_path(candidate), outcomes)
         if written is not None:
             return WrittenReport(written, renamed=attempt > 0)
     raise FileExistsError(f"report {target!r} and {_MAX_NAME_ATTEMPTS} fresh names beside it all exist")

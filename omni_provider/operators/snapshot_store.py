@@ -7,6 +7,7 @@ from typing import Any
 
 from omni_provider._compat import object_storage_path
 from omni_provider.operators.report_sink import check_url_location
+from omni_provider.sync.files import is_url
 from omni_provider.sync.snapshot import FileSnapshotStore
 
 
@@ -15,7 +16,7 @@ class ObjectStorageSnapshotStore(FileSnapshotStore):
     temporary object beside the snapshot, then moved over it)."""
 
     def check(self) -> None:
-        if self.is_url:
+        if is_url(self.path):
             check_url_location(self.path, "snapshot_path")
             return
         super().check()

@@ -8,32 +8,18 @@ interrupted.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from omni_provider.client.errors import OmniValidationError
+from omni_provider.sync.files import (
+    ReportLocationError,
+    check_file_location,
+    check_writable_directory,
+    is_url,
+    local_path,
+    replace_atomically,
+)
 from omni_provider.sync.outcome import RowOutcome, write_jsonl
-
-
-class ReportLocationError(OmniValidationError):
-    """The report location cannot be written; raised before the sync sends anything."""
-
-
-def check_writable_directory(directory: Path, target: str) -> None:
-    """Create ``directory`` if needed and prove a file can be made in it, or raise ``ReportLocationError``
-    naming ``target`` (the report path as the user gave it)."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # A real probe: os.access() says yes to root on a read-only mount and ignores ACLs.
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".omni-report-probe-"):
-            pass
-    except OSError as exc:
-        raise ReportLocationError(
-            f"report_path {target!r}: cannot write to directory {str(directory)!r} "
-            f"({type(exc).__name__}: {exc.strerror or exc}). Nothing was sent to Omni"
-        ) from None
 
 
 @runtime_checkable
@@ -60,42 +46,19 @@ class JsonlFileSink:
     def __repr__(self) -> str:
         return f"JsonlFileSink({self.path!r})"
 
-    @property
-    def is_url(self) -> bool:
-        return "://" in self.path and not self.path.startswith("file://")
-
     def check(self) -> None:
-        if not self.path.strip():
-            raise OmniValidationError("report_path is empty")
-        if self.is_url:
-            try:
-                import fsspec  # noqa: F401
-            except ImportError:
-                raise OmniValidationError(
-                    f"report_path {self.path!r} is a URL, which needs fsspec and the filesystem's package "
-                    "(e.g. s3fs); or give a local path"
-                ) from None
-            return
-        check_writable_directory(self._local().parent, self.path)
-
-    def _local(self) -> Path:
-        return Path(self.path.removeprefix("file://")).expanduser().resolve()
+        check_file_location(self.path, "report_path")
 
     def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
-        if self.is_url:
+        if is_url(self.path):
             import fsspec
 
             with fsspec.open(self.path, "w", encoding="utf-8") as stream:
                 write_jsonl(outcomes, stream)
             return {"report_path": self.path}
-        target = self._local()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                write_jsonl(outcomes, stream)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        target = local_path(self.path)
+        replace_atomically(target, lambda stream: write_jsonl(outcomes, stream))
         return {"report_path": str(target)}
+
+
+__all__ = ["JsonlFileSink", "ReportLocationError", "ReportSink", "check_writable_directory"]

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -31,7 +29,7 @@ from omni_provider.client.errors import OmniValidationError
 from omni_provider.client.identity import user_id_problem
 from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeValue, OmniUser
 from omni_provider.client.values import is_unset
-from omni_provider.sync.report import ReportLocationError, check_writable_directory
+from omni_provider.sync.files import check_file_location, is_url, local_path, replace_atomically
 
 SNAPSHOT_FORMAT = "omni-provider/user-attribute-snapshot"
 SNAPSHOT_VERSION = 1
@@ -187,29 +185,8 @@ class FileSnapshotStore:
     def __repr__(self) -> str:
         return f"FileSnapshotStore({self.path!r})"
 
-    @property
-    def is_url(self) -> bool:
-        return "://" in self.path and not self.path.startswith("file://")
-
-    def _local(self) -> Path:
-        return Path(self.path.removeprefix("file://")).expanduser().resolve()
-
     def check(self) -> None:
-        if not self.path.strip():
-            raise OmniValidationError("snapshot_path is empty")
-        if self.is_url:
-            try:
-                import fsspec  # noqa: F401
-            except ImportError:
-                raise OmniValidationError(
-                    f"snapshot_path {self.path!r} is a URL, which needs fsspec and the filesystem's "
-                    "package (e.g. s3fs); or give a local path"
-                ) from None
-            return
-        local = self._local()
-        if local.is_dir():
-            raise ReportLocationError(f"snapshot_path {self.path!r} is a directory; name a file in it")
-        check_writable_directory(local.parent, self.path)
+        check_file_location(self.path, "snapshot_path")
 
     def _filesystem(self) -> tuple[Any, str]:
         """The fsspec filesystem and the path in it, for a URL."""
@@ -219,20 +196,19 @@ class FileSnapshotStore:
         return fs, path
 
     def read(self) -> bytes | None:
-        if self.is_url:
+        if is_url(self.path):
             fs, path = self._filesystem()
             if not fs.exists(path):
                 return None
             data: bytes = fs.cat_file(path)
             return data
-        local = self._local()
         try:
-            return local.read_bytes()
+            return local_path(self.path).read_bytes()
         except FileNotFoundError:
             return None
 
     def write(self, data: bytes) -> None:
-        if self.is_url:
+        if is_url(self.path):
             fs, path = self._filesystem()
             temporary = f"{path}.tmp-{uuid.uuid4().hex}"
             fs.pipe_file(temporary, data)
@@ -242,23 +218,8 @@ class FileSnapshotStore:
                 if fs.exists(temporary):
                     fs.rm(temporary)
             return
-        write_file_atomically(self._local(), data)
-
-
-def write_file_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, flush it to disk, then rename it over
-    ``target`` (atomic on POSIX and Windows)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        text = data.decode("utf-8")
+        replace_atomically(local_path(self.path), lambda stream: stream.write(text))
 
 
 @dataclass(frozen=True, slots=True)
