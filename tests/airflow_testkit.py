@@ -7,6 +7,7 @@ use (loading DAG folders, raising Airflow's task timeout, attaching an fsspec fi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,18 @@ else:  # Airflow 2.11
 
 #: What ``airflow dags test`` needs first: ``db migrate`` on both (2.11 also accepts it).
 DB_MIGRATE = ["db", "migrate"]
+
+
+class RecordingTI:
+    """Stands in for the task instance in ``context["ti"]``: keeps what the operator pushes to XCom, which
+    must be JSON-serialisable as real XCom values are."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
+        json.dumps(value)
+        self.pushed[key] = value
 
 
 def load_dag(dag_id: str, folder: str) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
+from airflow_testkit import RecordingTI
 
 from omni_provider import SyncOmniGroupMembershipOperator
 from omni_provider._compat import AirflowException, AirflowFailException
@@ -20,15 +21,6 @@ from omni_provider.sync.groups_apply import not_attempted
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 RECORD_FIELDS = {"row", "user", "group", "action", "status", "user_id", "group_id", "error", "note"}
-
-
-class RecordingTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
-        json.dumps(value)
-        self.pushed[key] = value
 
 
 def run_sync(*, raises: type[BaseException] | None = None, **kwargs: Any) -> tuple[Any, RecordingTI, Any]:

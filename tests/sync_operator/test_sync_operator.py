@@ -19,7 +19,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from airflow_testkit import capture_task_logs
+from airflow_testkit import RecordingTI, capture_task_logs
 from omni_testkit import TEST_API_KEY, TEST_API_KEY_2, omni_connection_json
 
 from omni_provider._compat import AirflowException, AirflowFailException
@@ -36,17 +36,6 @@ RECORD_FIELDS = {"row", "key", "action", "status", "user_id", "changed", "error"
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-class RecordingTI:
-    """Stands in for the task instance: only what the operator calls."""
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
-        json.dumps(value)  # XCom values must be JSON-serialisable
-        self.pushed[key] = value
 
 
 @dataclass

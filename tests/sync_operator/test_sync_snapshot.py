@@ -9,22 +9,13 @@ from typing import Any
 
 import fsspec
 import pytest
-from airflow_testkit import capture_task_logs
+from airflow_testkit import RecordingTI, capture_task_logs
 
 from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 
 UNMANAGED = {"department": "Sales"}
-
-
-class RecordingTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
-        json.dumps(value)
-        self.pushed[key] = value
 
 
 def execute(**kwargs: Any) -> tuple[dict[str, Any], RecordingTI]:
