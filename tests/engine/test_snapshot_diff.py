@@ -538,3 +538,23 @@ def test_the_snapshot_never_holds_the_key(
     run(client, path, [row(e) for e in emails])
     assert TEST_API_KEY not in path.read_text()
     assert USER_ATTRIBUTES_URN not in path.read_text()
+
+
+def test_an_omni_that_lists_users_without_their_maps(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    """Listed users without attribute maps are uncertain in the snapshot until a run reads them, never
+    recorded as holding nothing."""
+    emails = seed(emu, 4)
+    emu.config.apply_patch({"list_attribute_maps": False})
+    path = tmp_path / "omni.json"
+    run(client, path, [row(emails[0])])
+    snap = values_in(path)
+    assert snap[emails[0]] == {"region": "eu-west", "cost_centre": 4100}
+    assert all(snap[e] is None for e in emails[1:])  # never read: uncertain, not empty
+
+    before = routes(emu)
+    summary = run(client, path, [row(emails[0]), row(emails[1], region="us-east", cost_centre=None)])
+    assert summary["diff_against"] == "snapshot" and summary["outcomes"]["unchanged"] == 2
+    assert since(emu, before) == {"GET /v1/user-attributes": 1, READ: 1}  # the uncertain user it needed
+    assert values_in(path)[emails[1]] == {"region": "us-east"}
