@@ -74,6 +74,10 @@ def read_omni_view(
         reason = unusable or "no snapshot yet"
         log.warning("Diffing against live Omni: %s snapshot at %s", reason, settings.store.label)
         return _live(client, rows, spec, definitions, reason, None, log)
+    if prior.overlapping_runs:
+        reason = "two runs of this sync overlapped and both wrote the snapshot"
+        log.warning("Diffing against live Omni: %s (allow one run at a time: max_active_runs=1)", reason)
+        return _live(client, rows, spec, definitions, reason, None, log)
     if prior.runs_since_full_resync + 1 >= settings.full_resync_every:
         reason = f"full resync (every {settings.full_resync_every} runs)"
         log.info("Diffing against live Omni: %s", reason)

@@ -67,11 +67,30 @@ class SnapshotFile(BaseModel):
     runs_since_full_resync: int = Field(ge=0)
     written_at: str = ""
     run_id: str = ""
+    #: A token new to every run that writes: tells a run whether another wrote the file meanwhile.
+    written_by: str = ""
+    #: Two runs of the sync overlapped and wrote it both: its values cannot be trusted, the next run reads
+    #: Omni in full.
+    overlapping_runs: bool = False
     user_count: int = Field(ge=0)
     users: list[SnapshotUser]
 
 
+class _Writer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    written_by: str = ""
+
+
 _SNAPSHOT_ADAPTER = TypeAdapter(SnapshotFile)
+_WRITER_ADAPTER = TypeAdapter(_Writer)
+
+
+def snapshot_writer(data: bytes) -> str:
+    """The ``written_by`` token of a stored snapshot ("" when it has none or cannot be read)."""
+    try:
+        return _WRITER_ADAPTER.validate_json(data).written_by
+    except ValidationError:
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +103,8 @@ class Snapshot:
     runs_since_full_resync: int
     users: list[OmniUser]
     written_at: str = ""
+    written_by: str = ""
+    overlapping_runs: bool = False
 
     @property
     def uncertain(self) -> int:
@@ -112,7 +133,15 @@ def parse_snapshot(data: bytes, *, omni: str, attributes: Iterable[str], match_o
     if parsed.user_count != len(parsed.users):
         raise SnapshotUnusableError(f"it says {parsed.user_count} users but holds {len(parsed.users)}")
     users = [_as_user(entry, wanted) for entry in parsed.users]
-    return Snapshot(parsed.omni, tuple(wanted), parsed.runs_since_full_resync, users, parsed.written_at)
+    return Snapshot(
+        parsed.omni,
+        tuple(wanted),
+        parsed.runs_since_full_resync,
+        users,
+        parsed.written_at,
+        parsed.written_by,
+        parsed.overlapping_runs,
+    )
 
 
 def _as_user(entry: SnapshotUser, managed: list[str]) -> OmniUser:
@@ -139,6 +168,8 @@ def render_snapshot(
     match_on: str,
     runs_since_full_resync: int,
     run_id: str,
+    written_by: str,
+    overlapping_runs: bool = False,
 ) -> bytes:
     document = {
         "format": SNAPSHOT_FORMAT,
@@ -149,6 +180,8 @@ def render_snapshot(
         "runs_since_full_resync": runs_since_full_resync,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_id": run_id,
+        "written_by": written_by,
+        "overlapping_runs": overlapping_runs,
         "user_count": len(entries),
         "users": entries,
     }

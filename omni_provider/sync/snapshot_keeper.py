@@ -7,6 +7,7 @@ uncertain users from Omni before planning. A failed write stays uncertain too (i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,12 @@ from omni_provider.sync.errors import SnapshotWriteError
 from omni_provider.sync.omni_view import OmniView
 from omni_provider.sync.outcome import RowOutcome, RowStatus
 from omni_provider.sync.plan import SyncPlan
-from omni_provider.sync.snapshot import SnapshotSettings, merged_entries, render_snapshot
+from omni_provider.sync.snapshot import (
+    SnapshotSettings,
+    merged_entries,
+    render_snapshot,
+    snapshot_writer,
+)
 from omni_provider.sync.spec import SyncSpec
 
 
@@ -37,6 +43,29 @@ class SnapshotKeeper:
         self._planned: set[str] = set()
         #: Filled by the writes (``apply_plan``): user id -> the state Omni confirmed, None when it is gone.
         self.confirmed: dict[str, OmniUser | None] = {}
+        self.token = uuid.uuid4().hex
+        #: Who wrote the stored snapshot last, as far as this run knows (None: there was none).
+        self._expected: str | None = view.prior.written_by if view.prior is not None else None
+        if view.source == "omni" and view.prior is None:
+            self._expected = self._stored_writer()  # a live run replaces whatever is there
+        self.overlapping = False
+
+    def _stored_writer(self) -> str | None:
+        try:
+            data = self.settings.store.read()
+        except Exception:
+            return ""  # unreadable now: the final write replaces it
+        return None if data is None else snapshot_writer(data)
+
+    def _notice_overlap(self) -> None:
+        """Another run of this sync wrote the snapshot since this run read it: neither can vouch for it."""
+        if not self.overlapping and self._stored_writer() != self._expected:
+            self.overlapping = True
+            self.log.warning(
+                "Another run of this sync wrote the snapshot at %s meanwhile (overlapping runs); the next "
+                "run reads Omni in full. Allow one run at a time (max_active_runs=1)",
+                self.settings.store.label,
+            )
 
     def _write(self, uncertain: set[str], confirmed: dict[str, OmniUser | None]) -> dict[str, Any]:
         entries = merged_entries(self._base, confirmed, uncertain, self.spec.managed_attributes)
@@ -48,8 +77,11 @@ class SnapshotKeeper:
                 match_on=self.spec.match_on,
                 runs_since_full_resync=self.counter,
                 run_id=self.run_id,
+                written_by=self.token,
+                overlapping_runs=self.overlapping,
             )
         )
+        self._expected = self.token
         doubtful = sum(1 for entry in entries if entry["values"] is None)
         return {"users": len(entries), "uncertain": doubtful}
 
@@ -59,6 +91,7 @@ class SnapshotKeeper:
         if not self._planned:
             return  # nothing will be written: the snapshot stays true until the end of the run
         try:
+            self._notice_overlap()
             self._write(self._planned, {})
         except Exception as exc:
             raise SnapshotWriteError(
@@ -75,8 +108,11 @@ class SnapshotKeeper:
             for o in outcomes or ()
             if o.status is RowStatus.FAILED and o.user_id is not None and was_never_sent(o.error)
         }
+        self._notice_overlap()
         part = self._write(self._planned - unsent, dict(self.confirmed))
         part.update(written=True, runs_since_full_resync=self.counter)
+        if self.overlapping:
+            part["overlapping_runs"] = True
         self.log.info(
             "Snapshot written to %s: %d users, %d uncertain (read again next run)",
             self.settings.store.label,

@@ -558,3 +558,29 @@ def test_an_omni_that_lists_users_without_their_maps(
     assert summary["diff_against"] == "snapshot" and summary["outcomes"]["unchanged"] == 2
     assert since(emu, before) == {"GET /v1/user-attributes": 1, READ: 1}  # the uncertain user it needed
     assert values_in(path)[emails[1]] == {"region": "us-east"}
+
+
+def test_overlapping_runs_make_the_next_run_read_omni_in_full(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    """Two runs of one sync at once (a manual trigger during a scheduled run) cannot both vouch for the
+    snapshot: the one that notices marks it, and the next run diffs against live Omni."""
+    emails = seed(emu, 4)
+    path = tmp_path / "omni.json"
+    run(client, path, [row(e) for e in emails])
+    first = [row(e) for e in emails]
+    first[0]["region"] = "apac"
+    second = [row(e) for e in emails]
+    second[1]["region"] = "emea"
+
+    def meanwhile(progress: Any) -> None:  # called once the first run's writes are done
+        run(client, path, second)
+
+    summary = SyncRun(client, spec(), snapshot=settings(path), on_progress=meanwhile).run(first)
+    assert summary["snapshot"]["overlapping_runs"] is True and saved(path)["overlapping_runs"] is True
+    before = routes(emu)
+    after = run(client, path, first)
+    assert after["diff_against"] == "omni" and "overlapped" in after["diff_reason"]
+    assert since(emu, before).get(LIST) == 1 and "drift" not in after
+    assert attrs(emu, emails[1])["region"] == "eu-west"  # the live diff settled what the rows want
+    assert saved(path)["overlapping_runs"] is False
