@@ -8,13 +8,29 @@ Omni allows 60 requests per minute per API key. The emulator (in-process, loopba
 requests per ``--window`` seconds per key, counted in ``--mode`` windows, so a run that would take an hour
 against Omni takes a few minutes. Every case starts from the same freshly seeded emulator (N users, region
 and department attributes) and wants the same rows: every user's current values, with k regions changed.
+Before any case, one untimed sync of each kind on five users takes the process's one-off set-up (about
+0.8 s: connection, hook, lazy imports) out of the first case's wall time, and every timed run starts after
+a full garbage collection, so a collection owed to earlier cases (0.1-0.2 s with Airflow loaded) does not
+land on whichever run happens to cross the threshold.
 
 Cases:
 
 * sync (live diff): ``SyncOmniUserAttributesOperator.execute`` as a DAG runs it, through an ``omni``
   connection whose extras give the same limit and window: definitions, every page of users, a plan, one
   PATCH per changed user.
-* sync (snapshot diff): not built yet; printed as such.
+* sync (snapshot diff): the same operator with ``diff_against="snapshot"`` and a snapshot file in a temp
+  dir. The snapshot comes from a previous real run of the operator: a priming run (a live diff, since there
+  is no snapshot yet) against the same seeded users with the rows before the k changes, which writes
+  nothing and leaves the snapshot. Its own requests and time are printed on a line of their own and are not
+  part of the case's figures; the emulator's counters and rate windows are cleared after it (keeping the
+  users), as if it had run the day before. The measured run then applies the k changes: definitions, no
+  listing, one PATCH per changed user, and for the first write of each kind (the canary) a fresh read
+  before it (its snapshot state is not Omni's) and one after it.
+* sync (snapshot, full resync): the run a snapshot-mode sync makes every ``full_resync_every``-th time (the
+  default, 7): a live listing, plus the drift check against the snapshot. It is primed the same way with
+  seven runs of the rows before the k changes (the live diff that leaves the snapshot, then six snapshot
+  runs), so the measured run is the eighth, the next full resync. With these two the table prints the cost
+  of 7 runs (1 full resync + 6 snapshot runs) against 7 live diffs, computed from the measured runs.
 * naive PUT/row, unpaced: what a generic HTTP operator does, in plain httpx: list the users once (for their
   ids), then one PUT per row with the full user, as fast as the server answers. A 429 is a failed request,
   as it is for an HTTP operator without retries.
@@ -29,7 +45,8 @@ Every figure but wall time comes from the emulator: requests and 429s from its r
 lost" from its final state (rows whose wanted value is not in Omni afterwards). "Use of the limit" is the
 mean number of requests the emulator accepted per full window (windows counted from the first accepted
 request; a run shorter than one window has none) as a percentage of the limit, and "peak" is the most it
-accepted in any window-length span, which the limit caps.
+accepted in any window-length span, which the limit caps. Under each table: the priming runs, the sync
+cases' requests by route (from the emulator's counters) and the ratios against the baselines.
 """
 
 from __future__ import annotations
@@ -37,8 +54,10 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -78,6 +97,9 @@ class Result:
     use_pct: float | None = None
     peak: int | None = None
     note: str = ""
+    routes: dict[str, int] | None = None
+    #: The run that left the snapshot this case diffs against (not counted in the figures above).
+    primed: Result | None = None
 
 
 @dataclass
@@ -87,6 +109,7 @@ class World:
     users: int
     changed: int
     rows: list[dict[str, Any]]  # userName + wanted region/department (None = absent)
+    before: list[dict[str, Any]]  # the same rows before the k changes (what Omni holds when seeded)
 
 
 class RecordingTI:
@@ -107,23 +130,22 @@ def build_world(emu: EmulatorServer, users: int, share: float, seed: int) -> Wor
     changed = round(users * share)
     step = users / changed if changed else 0.0
     chosen = {int(i * step) for i in range(changed)}
-    rows = []
+    rows, before = [], []
     for i, user in enumerate(emu.state.users()):
-        region = user.attributes.get("region")
-        rows.append(
-            {
-                "userName": user.user_name,
-                "region": f"changed-{i}" if i in chosen else region,
-                "department": user.attributes.get("department"),
-            }
-        )
-    return World(users=users, changed=len(chosen), rows=rows)
+        current = {
+            "userName": user.user_name,
+            "region": user.attributes.get("region"),
+            "department": user.attributes.get("department"),
+        }
+        before.append(current)
+        rows.append({**current, "region": f"changed-{i}"} if i in chosen else current)
+    return World(users=users, changed=len(chosen), rows=rows, before=before)
 
 
-def changes_lost(emu: EmulatorServer, world: World) -> int:
+def changes_lost(emu: EmulatorServer, rows: list[dict[str, Any]]) -> int:
     """Rows whose wanted values are not what Omni holds after the run."""
     lost = 0
-    for row in world.rows:
+    for row in rows:
         user = emu.state.find_by_email(row["userName"])
         held = dict(user.attributes) if user is not None else {}
         if any(held.get(name) != row[name] for name in ATTRIBUTES):
@@ -132,9 +154,36 @@ def changes_lost(emu: EmulatorServer, world: World) -> int:
 
 
 def measure(
-    label: str, emu: EmulatorServer, world: World, args: argparse.Namespace, run: Callable[[], str]
+    label: str,
+    emu: EmulatorServer,
+    world: World,
+    args: argparse.Namespace,
+    run: Callable[[], str],
+    prime: Callable[[], str] | None = None,
 ) -> Result:
+    """One case on a freshly seeded emulator; ``prime`` is an earlier run on the same users, measured on its
+    own and then forgotten by the emulator (counters and rate windows cleared, users kept)."""
     emu.reset(seed_users=world.users, seed=args.seed)
+    primed = None
+    if prime is not None:
+        primed = timed(f"{label}: priming run", emu, world.before, args, prime)
+        emu.context.reset(keep_users=True)
+    result = timed(label, emu, world.rows, args, run)
+    result.primed = primed
+    return result
+
+
+def timed(
+    label: str,
+    emu: EmulatorServer,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    run: Callable[[], str],
+) -> Result:
+    """Run once from the emulator's current state and read the figures from its request log and state."""
+    # A full collection owed to what earlier cases left (about 0.1-0.2 s with Airflow loaded) is not this
+    # case's cost: without this, it lands on whichever run crosses the threshold.
+    gc.collect()
     started = time.monotonic()
     note = run()
     wall = time.monotonic() - started
@@ -144,11 +193,12 @@ def measure(
         label=label,
         requests=len(log),
         rate_limited=sum(r.status == 429 for r in log),
-        lost=changes_lost(emu, world),
+        lost=changes_lost(emu, rows),
         wall=wall,
         use_pct=use,
         peak=peak,
         note=note,
+        routes=dict(emu.stats.snapshot()["requests_by_route"]),
     )
 
 
@@ -181,23 +231,64 @@ def omni_connection(emu: EmulatorServer, args: argparse.Namespace) -> Iterator[N
         del os.environ[name]
 
 
-def run_sync(emu: EmulatorServer, world: World, args: argparse.Namespace) -> str:
+@dataclass(frozen=True)
+class SnapshotMode:
+    """``diff_against="snapshot"`` with this file and resync period."""
+
+    path: Path
+    full_resync_every: int = 7
+
+
+@contextmanager
+def engine_log_at(level: int) -> Iterator[None]:
+    engine = logging.getLogger("omni_provider")
+    before = engine.level
+    engine.setLevel(level)
+    try:
+        yield
+    finally:
+        engine.setLevel(before)
+
+
+def run_sync(
+    emu: EmulatorServer,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    snapshot: SnapshotMode | None = None,
+) -> str:
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 
     ti = RecordingTI()
     context: Any = {"ti": ti, "run_id": "bench"}
-    # The operator's task log would bury the table.
+    diff: dict[str, Any] = {}
+    if snapshot is not None:
+        diff = {
+            "diff_against": "snapshot",
+            "snapshot_path": str(snapshot.path),
+            "full_resync_every": snapshot.full_resync_every,
+        }
+    # The operator's task log would bury the table (the engine's INFO lines reach the console directly).
     quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
-    with omni_connection(emu, args), quiet[0], quiet[1]:
+    with omni_connection(emu, args), quiet[0], quiet[1], engine_log_at(logging.WARNING):
         SyncOmniUserAttributesOperator(
             task_id="bench_sync",
-            rows=world.rows,
+            rows=rows,
             attributes=list(ATTRIBUTES),
             omni_conn_id=CONN_ID,
             progress_every=3600,
+            **diff,
         ).execute(context)
-    outcomes = ti.pushed["sync_summary"]["outcomes"]
-    return f"applied {outcomes.get('applied', 0)}"
+    summary = ti.pushed["sync_summary"]
+    note = f"applied {summary['outcomes'].get('applied', 0)}"
+    if snapshot is None:
+        return note
+    if summary["diff_against"] == "snapshot":
+        note += f"; diffed against the snapshot, {summary['snapshot'].get('lookups', 0)} lookups"
+    else:
+        note += f"; diffed against live Omni ({summary['diff_reason']})"
+    if "drift" in summary:
+        note += f", drift: {summary['drift']['users']} users"
+    return note
 
 
 def run_naive(emu: EmulatorServer, world: World, pause: float) -> str:
@@ -304,6 +395,14 @@ def run_peer(emu: EmulatorServer, world: World, python: Path, args: argparse.Nam
 
 #: Requests beyond pages + writes + 1 the sync may send: the canaries' fresh reads (one per write kind).
 CANARY_READS = 2
+#: In snapshot mode each canary also reads the user before its write (one read before and one after).
+SNAPSHOT_CANARY_READS = 2 * CANARY_READS
+LIVE, SNAPSHOT, FULL_RESYNC = "sync (live diff)", "sync (snapshot diff)", "sync (snapshot, full resync)"
+UNPACED, PACED = "naive PUT/row, unpaced", "naive PUT/row, paced"
+#: The emulator's route for a page of the user listing (a lookup by email is "GET /scim/v2/users?filter").
+LIST_ROUTE = "GET /scim/v2/users"
+#: The default ``full_resync_every``: the period the amortised cost is computed over.
+RESYNC_PERIOD = 7
 
 
 def fmt(value: float | int | None, spec: str) -> str:
@@ -316,7 +415,8 @@ def print_table(world: World, results: list[Result], args: argparse.Namespace) -
     print(
         f"N={world.users:,} users, k={world.changed:,} changed; the least a live diff can send: "
         f"{pages} pages (overlapping by one user) + {world.changed} writes + 1 = "
-        f"{pages + world.changed + 1} requests, plus up to {CANARY_READS} canary reads"
+        f"{pages + world.changed + 1} requests, plus up to {CANARY_READS} canary reads; a snapshot diff: "
+        f"{world.changed} writes + 1 = {world.changed + 1}, plus up to {SNAPSHOT_CANARY_READS} canary reads"
     )
     header = (
         f"{'case':<34}{'requests':>9}{'429s':>7}{'lost':>6}{'wall s':>9}{'x60/W min':>11}"
@@ -336,35 +436,137 @@ def print_table(world: World, results: list[Result], args: argparse.Namespace) -
             f"{r.label:<34}{r.requests:>9}{fmt(r.rate_limited, 'd'):>7}{fmt(r.lost, 'd'):>6}"
             f"{r.wall:>9.2f}{scaled:>11.1f}{use:>14}{peak:>13}   {r.note}"
         )
+    for r in results:
+        if r.primed is not None:
+            p = r.primed
+            print(
+                f"{r.label} assumes the snapshot left by earlier runs of the operator on the rows before "
+                f"the k changes ({p.note}); not counted above: {p.requests} requests, "
+                f"{p.rate_limited} x 429, {p.lost} rows not as wanted, {fmt(p.wall, '.2f')} s"
+            )
+    for r in results:
+        if r.label.startswith("sync") and r.routes is not None:
+            by_route = ", ".join(f"{route} {n}" for route, n in sorted(r.routes.items()))
+            print(f"requests by route, {r.label}: {by_route}")
+
+
+def find(results: list[Result], prefix: str) -> Result | None:
+    return next((r for r in results if r.label.startswith(prefix) and r.requests is not None), None)
+
+
+def ratio(case: Result, base: Result) -> str:
+    assert case.requests is not None and case.wall is not None
+    assert base.requests is not None and base.wall is not None
+    requests = f"requests {case.requests}/{base.requests} = {case.requests / base.requests:.3f}"
+    return f"{requests}, wall {case.wall:.2f}/{base.wall:.2f} s = {case.wall / base.wall:.3f}"
 
 
 def print_ratios(results: list[Result]) -> None:
-    sync, _snapshot, unpaced, paced = results[:4]
-    if not (sync.requests and sync.wall and paced.requests and paced.wall):
+    live, snapshot, full = find(results, LIVE), find(results, SNAPSHOT), find(results, FULL_RESYNC)
+    unpaced, paced = find(results, UNPACED), find(results, PACED)
+    if unpaced is not None:
+        print(f"naive unpaced: {unpaced.rate_limited} x 429, {unpaced.lost} changes lost")
+    for case in (live, snapshot):
+        if case is None:
+            continue
+        parts = [f"/ {base.label.split(' (')[0]}: {ratio(case, base)}" for base in (unpaced, paced) if base]
+        if case is snapshot and live is not None:
+            parts.append(f"/ live diff: {ratio(case, live)}")
+        print(f"{case.label} " + "; ".join(parts))
+    if live is None or snapshot is None or full is None:
         return
-    requests = f"requests {sync.requests}/{paced.requests} = {sync.requests / paced.requests:.3f}"
-    wall = f"wall {sync.wall:.2f}/{paced.wall:.2f} s = {sync.wall / paced.wall:.3f}"
-    unpaced_text = f"naive unpaced: {unpaced.rate_limited} x 429, {unpaced.lost} changes lost"
-    print(f"sync / naive paced: {requests}, {wall}; {unpaced_text}")
+    assert live.requests is not None and snapshot.requests is not None and full.requests is not None
+    assert live.wall is not None and snapshot.wall is not None and full.wall is not None
+    rest = RESYNC_PERIOD - 1
+    amortised = full.requests + rest * snapshot.requests
+    every_run = RESYNC_PERIOD * live.requests
+    amortised_wall = full.wall + rest * snapshot.wall
+    every_run_wall = RESYNC_PERIOD * live.wall
+    print(
+        f"per {RESYNC_PERIOD} runs (full_resync_every={RESYNC_PERIOD}, computed from the measured runs, each "
+        f"applying k changes): 1 full resync + {rest} snapshot = {full.requests} + {rest} x "
+        f"{snapshot.requests} = {amortised} requests, {amortised_wall:.2f} s vs {RESYNC_PERIOD} live = "
+        f"{RESYNC_PERIOD} x {live.requests} = {every_run} requests, {every_run_wall:.2f} s "
+        f"(requests {amortised / every_run:.3f}, wall {amortised_wall / every_run_wall:.3f})"
+    )
 
 
 def run_workload(
     emu: EmulatorServer, world: World, args: argparse.Namespace, peer: Path | None
 ) -> list[Result]:
     pause = args.window / args.limit
-    results = [
-        measure("sync (live diff)", emu, world, args, lambda: run_sync(emu, world, args)),
-        Result("sync (snapshot diff)", note="not available yet"),
-        measure("naive PUT/row, unpaced", emu, world, args, lambda: run_naive(emu, world, 0.0)),
-        measure(
-            f"naive PUT/row, paced ({pause:.3g} s)", emu, world, args, lambda: run_naive(emu, world, pause)
-        ),
+    with tempfile.TemporaryDirectory(prefix="omni-bench-snapshot-") as tmp:
+        incremental = SnapshotMode(Path(tmp) / "incremental.json")
+        resync = SnapshotMode(Path(tmp) / "resync.json", full_resync_every=RESYNC_PERIOD)
+
+        def runs_before_the_resync() -> str:
+            """A live diff that leaves the snapshot, then 6 snapshot runs: the next run is a full resync."""
+            notes = [run_sync(emu, world.before, args, resync) for _ in range(RESYNC_PERIOD)]
+            return f"{len(notes)} runs: " + " | ".join(dict.fromkeys(notes))
+
+        results = [
+            measure(LIVE, emu, world, args, lambda: run_sync(emu, world.rows, args)),
+            measure(
+                SNAPSHOT,
+                emu,
+                world,
+                args,
+                lambda: run_sync(emu, world.rows, args, incremental),
+                prime=lambda: "1 run: " + run_sync(emu, world.before, args, incremental),
+            ),
+            measure(
+                FULL_RESYNC,
+                emu,
+                world,
+                args,
+                lambda: run_sync(emu, world.rows, args, resync),
+                prime=runs_before_the_resync,
+            ),
+        ]
+    results += [
+        measure(UNPACED, emu, world, args, lambda: run_naive(emu, world, 0.0)),
+        measure(f"{PACED} ({pause:.3g} s)", emu, world, args, lambda: run_naive(emu, world, pause)),
     ]
     if peer is not None:
         results.append(measure(PEER_PACKAGE, emu, world, args, lambda: run_peer(emu, world, peer, args)))
     else:
         results.append(Result(PEER_PACKAGE, note="skipped (see above)"))
     return results
+
+
+def warm_up(emu: EmulatorServer, args: argparse.Namespace) -> None:
+    """One untimed sync of each kind on a few users: the first run in a process pays about 0.8 s of one-off
+    set-up (connection, hook, lazy imports) that would otherwise be charged to whichever case runs first."""
+    world = build_world(emu, 5, 1.0, args.seed)
+    with tempfile.TemporaryDirectory(prefix="omni-bench-warm-up-") as tmp:
+        snapshot = SnapshotMode(Path(tmp) / "warm-up.json")
+        for rows in (world.before, world.rows):
+            run_sync(emu, rows, args)
+            run_sync(emu, rows, args, snapshot)
+    emu.reset()
+
+
+def missed(world: World, results: list[Result]) -> list[str]:
+    """What the sync cases should have achieved and did not (bounds from the description above)."""
+    pages = listing_page_count(world.users, PAGE_SIZE)
+    bounds = {
+        LIVE: pages + world.changed + 1 + CANARY_READS,
+        FULL_RESYNC: pages + world.changed + 1 + CANARY_READS,
+        SNAPSHOT: world.changed + 1 + SNAPSHOT_CANARY_READS,
+    }
+    failures = []
+    for label, bound in bounds.items():
+        case = find(results, label)
+        if case is None:
+            failures.append(f"N={world.users}: {label} did not run")
+            continue
+        listed = (case.routes or {}).get(LIST_ROUTE, 0)
+        if case.rate_limited or case.lost or (case.requests or 0) > bound or (label == SNAPSHOT and listed):
+            failures.append(
+                f"N={world.users}: {label} sent {case.requests} requests (bound {bound}; {listed} list "
+                f"pages), {case.rate_limited} x 429, {case.lost} changes lost"
+            )
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,18 +600,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     failures = []
     with EmulatorServer(config) as emu:
+        warm_up(emu, args)
         for users, share in QUICK_WORKLOADS if args.quick else WORKLOADS:
             world = build_world(emu, users, share, args.seed)
             results = run_workload(emu, world, args, peer)
             print_table(world, results, args)
             print_ratios(results)
-            sync = results[0]
-            bound = listing_page_count(world.users, PAGE_SIZE) + world.changed + 1 + CANARY_READS
-            if sync.rate_limited or sync.lost or (sync.requests or 0) > bound:
-                failures.append(
-                    f"N={users}: sync sent {sync.requests} requests (bound {bound}), "
-                    f"{sync.rate_limited} x 429, {sync.lost} changes lost"
-                )
+            failures += missed(world, results)
     if peer is not None and not args.peer_venv:
         shutil.rmtree(peer.parent.parent, ignore_errors=True)
     for failure in failures:
