@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -302,15 +302,27 @@ def _conform_untyped(value: object, name: str, user: str | None, where: str) -> 
 Converter = Callable[[object], AttributeValue]
 #: (what Omni holds, raw value) -> True only if the raw value is valid and converts to what Omni holds.
 HeldCheck = Callable[[object, object], bool]
+#: The same test for a whole column: (held values, raw values), row by row -> one such answer per row.
+HeldColumnCheck = Callable[[Sequence[object], Sequence[object]], list[bool]]
 
 
 def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
-    """A cheap test for the common unchanged case, run before any conversion: True only when the raw value
-    passes every rule above and ``values_equal(held, attribute_converter(...)(raw))``; False means "not
-    known", and the value takes the full path. It answers True for plain, valid, non-empty text equal to
-    the held text (single-valued String or untyped attributes), for an integer (int or integral Decimal)
-    whose digits are the held text or equal the held int (single-valued Number), and for a list or set of
-    plain texts holding the same texts as the held list (multi-valued String)."""
+    """``already_held_column`` for one value."""
+    column = already_held_column(definition)
+    return lambda held, raw: column((held,), (raw,))[0]
+
+
+def already_held_column(definition: AttributeDefinition | None) -> HeldColumnCheck:
+    """A cheap test for the common unchanged case, run on a whole column before any conversion: per row,
+    True only when the raw value passes every rule above and
+    ``values_equal(held, attribute_converter(...)(raw))``; False means "not known", and the value takes the
+    full path. It answers True for plain, valid, non-empty text equal to the held text (single-valued
+    String or untyped attributes), for an integer (int or integral Decimal) whose digits are the held text
+    or equal the held int (single-valued Number), and for a list or set of plain texts holding the same
+    texts as the held list (multi-valued String).
+
+    A column at a time, not a value at a time: the test is a few comparisons, and a function call per
+    value would cost more than the test itself."""
     if definition is not None and definition.system and definition.name not in WRITABLE_SYSTEM_ATTRIBUTES:
         return _never_held
     if definition is not None and definition.multiple_values:
@@ -320,48 +332,63 @@ def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
     return _text_held
 
 
-def _never_held(held: object, raw: object) -> bool:
-    return False
+def _never_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    return [False] * len(raws)
 
 
-def _text_held(held: object, raw: object) -> bool:
-    return type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+def _text_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    return [
+        type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+        for held, raw in zip(helds, raws, strict=True)
+    ]
 
 
-def _integer_held(held: object, raw: object) -> bool:
-    cls = type(raw)
-    if cls is not int and cls is not Decimal:
-        return False
-    if cls is int and not abs(raw) < _INT_LIMIT:  # type: ignore[arg-type]
-        return False  # (and str() of a huge int would raise)
-    if type(held) is str:  # Omni stores Number values as text
-        text = str(raw)  # plain digits only for a non-negative integral int or Decimal
-        return text == held and len(text) < MAX_INT_DIGITS and text.isdigit()
-    return type(held) is int and cls is int and raw == held
+def _integer_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    answers: list[bool] = []
+    add = answers.append
+    for held, raw in zip(helds, raws, strict=True):
+        cls = type(raw)
+        if (cls is not int and cls is not Decimal) or (cls is int and not abs(raw) < _INT_LIMIT):  # type: ignore[arg-type]
+            add(False)  # (and str() of a huge int would raise)
+        elif type(held) is str:  # Omni stores Number values as text
+            text = str(raw)  # plain digits only for a non-negative integral int or Decimal
+            add(text == held and len(text) < MAX_INT_DIGITS and text.isdigit())
+        else:
+            add(type(held) is int and cls is int and raw == held)
+    return answers
 
 
 #: Longest list the multi-valued check looks at (it compares item by item); longer ones take the full path.
 _HELD_LIST_CHECKED = 16
 
 
-def _texts_held(held: object, raw: object) -> bool:
-    cls = type(raw)
-    if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
-        return False
-    if cls is set or cls is frozenset:
-        # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
-        same = len(raw) == len(held) and all(map(held.__contains__, raw))  # type: ignore[arg-type, call-overload]
-    else:
-        same = cls is list and raw == held
-    return same and _plain_texts(raw)  # type: ignore[arg-type]
-
-
-def _plain_texts(items: Iterable[object]) -> bool:
-    """Every item is plain, non-empty, sendable text: what a String list keeps as it is."""
-    for item in items:  # noqa: SIM110 - a plain loop is faster than all() over a generator here
-        if type(item) is not str or item == "" or not _is_sendable_text(item):
-            return False
-    return True
+def _texts_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    answers: list[bool] = []
+    add = answers.append
+    for held, raw in zip(helds, raws, strict=True):
+        if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
+            add(False)
+            continue
+        cls = type(raw)
+        if cls is set or cls is frozenset:
+            # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
+            same, among = len(raw) == len(held), held  # type: ignore[arg-type]
+        else:
+            same, among = cls is list and raw == held, None
+        if same:
+            for item in raw:  # type: ignore[attr-defined]
+                # Plain, non-empty, sendable text (what a String list keeps as it is), and for a set one of
+                # the held texts.
+                if (
+                    type(item) is not str
+                    or item == ""
+                    or not _is_sendable_text(item)
+                    or (among is not None and item not in among)
+                ):
+                    same = False
+                    break
+        add(same)
+    return answers
 
 
 def attribute_converter(attribute: str, definition: AttributeDefinition | None) -> Converter:

@@ -79,38 +79,60 @@ def normalize_id(raw: object) -> str | KeyProblem:
 
 
 def user_key(user: OmniUser, match_on: MatchOn) -> str:
-    return user.id.strip().lower() if match_on == "id" else email_key(user.user_name)
+    return _user_id_key(user) if match_on == "id" else email_key(user.user_name)
+
+
+def _user_id_key(user: OmniUser) -> str:
+    return user.id.strip().lower()
+
+
+def _user_email_key(user: OmniUser) -> str:
+    return email_key(user.user_name)
 
 
 class UserIndex:
     """Current Omni users by normalised key; a key with several distinct users is ambiguous."""
 
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
-        self._by_key: dict[str, list[OmniUser]] = {}
+        # A key's one user is held as it is, a list only for a key with several (rare): no list per user.
+        self._by_key: dict[str, OmniUser | list[OmniUser]] = {}
         by_key = self._by_key
+        key_of = _user_id_key if match_on == "id" else _user_email_key
         for user in users:
-            key = user_key(user, match_on)
-            bucket = by_key.get(key)
-            if bucket is None:
-                by_key[key] = [user]
-            elif all(other.id != user.id for other in bucket):
-                bucket.append(user)
+            key = key_of(user)
+            found = by_key.get(key)
+            if found is None:
+                by_key[key] = user
+            elif type(found) is not list:
+                if found.id != user.id:  # type: ignore[union-attr]
+                    by_key[key] = [found, user]  # type: ignore[list-item]
+            elif all(other.id != user.id for other in found):
+                found.append(user)
             # else: the same user listed twice (pages shifting during the read); it is still one user.
 
     def get(self, key: str) -> Sequence[OmniUser]:
-        return self._by_key.get(key, ())
+        found = self._by_key.get(key)
+        if found is None:
+            return ()
+        return found if type(found) is list else (found,)  # type: ignore[return-value]
 
     def single(self, key: str) -> OmniUser | None:
         """The one user with this key; None when there is none or several."""
-        bucket = self._by_key.get(key)
-        return bucket[0] if bucket is not None and len(bucket) == 1 else None
+        found = self._by_key.get(key)
+        return None if type(found) is list else found  # type: ignore[return-value]
 
-    def items(self) -> Iterator[tuple[str, list[OmniUser]]]:
-        return iter(self._by_key.items())
+    def singles(self, keys: Iterable[str | KeyProblem]) -> list[OmniUser | None]:
+        """``single`` for each key (a ``KeyProblem`` has no user)."""
+        get = self._by_key.get
+        return [None if type(found := get(key)) is list else found for key in keys]  # type: ignore[arg-type, misc]
+
+    def items(self) -> Iterator[tuple[str, Sequence[OmniUser]]]:
+        for key, found in self._by_key.items():
+            yield key, found if type(found) is list else (found,)  # type: ignore[misc]
 
     @property
     def user_count(self) -> int:
-        return sum(len(bucket) for bucket in self._by_key.values())
+        return sum(len(found) if type(found) is list else 1 for found in self._by_key.values())
 
 
 class UnreadableKeysError(OmniValidationError):
