@@ -513,6 +513,16 @@ def values_equal(
     """Would sending ``desired`` leave the stored ``current`` value as it is?"""
     if _plainly_equal(current, desired):
         return True
+    if type(current) is str and type(desired) is str and (definition is None or not definition.is_number):
+        # Two different texts (a changed value, the planner's usual write): only a Number attribute reads
+        # texts as numbers ("1.0" = "1"); every other comparison below would find them different too.
+        return False
+    return _values_equal_in_full(current, desired, definition)
+
+
+def _values_equal_in_full(
+    current: object, desired: AttributeValue, definition: AttributeDefinition | None
+) -> bool:
     current_unset, desired_unset = is_unset(current), is_unset(desired)
     if current_unset or desired_unset:
         return current_unset and desired_unset
@@ -542,15 +552,22 @@ def _plainly_equal(current: object, desired: object) -> bool:
 
 def _multisets_equal(left: list[object], right: list[object], definition: AttributeDefinition | None) -> bool:
     if definition is not None and definition.is_number:
-        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+        return _same_keys(_numeric_key, left, right)
     if definition is not None and definition.type.lower() == "string":
-        return Counter(map(_string_key, left)) == Counter(map(_string_key, right))
-    if Counter(map(_exact_key, left)) == Counter(map(_exact_key, right)):
+        return _same_keys(_string_key, left, right)
+    if _same_keys(_exact_key, left, right):
         return True
     # No definition: numeric text matches a number only when one side actually holds a number.
     if any(map(_is_number, left)) or any(map(_is_number, right)):
-        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+        return _same_keys(_numeric_key, left, right)
     return False
+
+
+def _same_keys(key: Callable[[object], Hashable], left: list[object], right: list[object]) -> bool:
+    """Do ``left`` and ``right`` hold the same keys, as many times each (in any order)?"""
+    if len(left) == 1 == len(right):  # a single value (the usual case): no counting needed
+        return key(left[0]) == key(right[0])
+    return Counter(map(key, left)) == Counter(map(key, right))
 
 
 def _is_number(value: object) -> bool:

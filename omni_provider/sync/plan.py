@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import and_
+from itertools import compress, repeat
+from operator import and_, is_not, not_
 from types import MappingProxyType
 from typing import Any, overload
 
@@ -242,14 +243,7 @@ def _build_plan(
     keys = read_keys(row_list, spec)
 
     # Keys first, so duplicates are known before any row is planned.
-    first_rows: dict[str, int] = {}
-    shared: dict[str, list[int]] = {}  # only keys in several rows: every row holding them
-    for number, key in enumerate(keys, start=1):
-        if type(key) is str:
-            if key in first_rows:
-                shared.setdefault(key, [first_rows[key]]).append(number)
-            else:
-                first_rows[key] = number
+    first_rows, shared = _first_and_shared_rows(keys)
 
     # Each row's one matching user (None: no match, several, a bad or duplicated key: see _plan_row).
     matched = index.singles(keys)
@@ -260,34 +254,44 @@ def _build_plan(
     # Column by column, the cheap test whether Omni already holds each value (values.already_held_column);
     # a row held in every column matched its user and is unchanged, with nothing converted.
     held_columns = reader.held_columns(row_list, [_NO_VALUES if u is None else u.attributes for u in matched])
-    all_held: Iterable[bool] = [user is not None for user in matched]
+    all_held: Iterable[bool] = map(is_not, matched, repeat(None))
     for held in held_columns:
         all_held = map(and_, all_held, held)
-    entries: list[PlanItem | OmniUser] = []
-    add = entries.append
-    differences = reader.differences
-    for number, (row, key, user, unchanged) in enumerate(
-        zip(row_list, keys, matched, all_held, strict=True), start=1
-    ):
-        if unchanged:
-            add(user)  # type: ignore[arg-type]  # the compact record of an unchanged row (see PlanItems)
-        elif user is not None:  # one user: diff, converting only the values not already known held
-            known = tuple(held[number - 1] for held in held_columns)
-            differ, problems = differences(row, user.attributes, known)
-            add(_update_item(number, key, user, differ, problems) if differ or problems else user)  # type: ignore[arg-type]
+    # An unchanged row's entry is the user it matched (see PlanItems): the matches become the entries, and
+    # only the other rows are planned one by one.
+    entries: list[PlanItem | OmniUser | None] = matched  # type: ignore[assignment]
+    for position in compress(range(len(keys)), map(not_, all_held)):
+        number, row, key, user = position + 1, row_list[position], keys[position], matched[position]
+        if user is not None:  # one user: diff, converting only the values not already known held
+            known = tuple(held[position] for held in held_columns)
+            differ, problems = reader.differences(row, user.attributes, known)
+            if differ or problems:
+                entries[position] = _update_item(number, key, user, differ, problems)  # type: ignore[arg-type]
         else:
-            add(_plan_row(number, row, key, shared, index, spec, reader))
+            entries[position] = _plan_row(number, row, key, shared, index, spec, reader)
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
         entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
     return SyncPlan(
-        items=PlanItems(entries, keys),
+        items=PlanItems(entries, keys),  # type: ignore[arg-type]  # every None was replaced
         mode=spec.mode,
         managed_attributes=spec.managed_attributes,
         row_count=len(keys),
         empty_input=spec.mode is SyncMode.MIRROR and not keys,
         user_count=index.user_count,
     )
+
+
+def _first_and_shared_rows(keys: Sequence[str | KeyProblem]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Each key's first row number, and for keys in several rows only, every row holding them."""
+    # Built from the end, each key keeps its first row; far cheaper than a loop, and duplicates are rare.
+    first_rows: dict[str, int] = dict(zip(reversed(keys), range(len(keys), 0, -1), strict=True))  # type: ignore[arg-type]
+    shared: dict[str, list[int]] = {}
+    if len(first_rows) < len(keys):  # some key is in several rows (or several keys are one KeyProblem)
+        for number, key in enumerate(keys, start=1):
+            if type(key) is str and first_rows[key] != number:
+                shared.setdefault(key, [first_rows[key]]).append(number)
+    return first_rows, shared
 
 
 def _plan_row(
@@ -355,10 +359,17 @@ def _update_item(
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
-    send: dict[str, AttributeValue] = {attribute: value for attribute, _old, value in differ}
-    changes = tuple(AttributeChange(attribute, old, value) for attribute, old, value in differ)
-    action = RowAction.UNSET if all(value is None for value in send.values()) else RowAction.UPDATE
-    return PlanItem(number, key, action, user.id, user.user_name, user.display_name, send, changes, None)
+    send: dict[str, AttributeValue] = {}
+    changes: list[AttributeChange] = []
+    action = RowAction.UNSET  # unless some value is set
+    for attribute, old, value in differ:
+        send[attribute] = value
+        changes.append(AttributeChange(attribute, old, value))
+        if value is not None:
+            action = RowAction.UPDATE
+    return PlanItem(
+        number, key, action, user.id, user.user_name, user.display_name, send, tuple(changes), None
+    )
 
 
 def _mirror_unsets(
