@@ -348,13 +348,14 @@ def _integer_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]
     add = answers.append
     for held, raw in zip(helds, raws, strict=True):
         cls = type(raw)
-        if (cls is not int and cls is not Decimal) or (cls is int and not abs(raw) < _INT_LIMIT):  # type: ignore[arg-type]
-            add(False)  # (and str() of a huge int would raise)
-        elif type(held) is str:  # Omni stores Number values as text
-            text = str(raw)  # plain digits only for a non-negative integral int or Decimal
-            add(text == held and len(text) < MAX_INT_DIGITS and text.isdigit())
+        if cls is Decimal or (cls is int and abs(raw) < _INT_LIMIT):  # type: ignore[arg-type]  # (str() of a huge int raises)
+            if type(held) is str:  # Omni stores Number values as text
+                text = str(raw)  # plain digits only for a non-negative integral int or Decimal
+                add(text == held and len(text) < MAX_INT_DIGITS and text.isdigit())
+            else:
+                add(type(held) is int and cls is int and raw == held)
         else:
-            add(type(held) is int and cls is int and raw == held)
+            add(False)
     return answers
 
 

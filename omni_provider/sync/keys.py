@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from omni_provider.client.errors import OmniValidationError
@@ -82,12 +83,11 @@ def user_key(user: OmniUser, match_on: MatchOn) -> str:
     return _user_id_key(user) if match_on == "id" else email_key(user.user_name)
 
 
+_USER_NAME = attrgetter("user_name")
+
+
 def _user_id_key(user: OmniUser) -> str:
     return user.id.strip().lower()
-
-
-def _user_email_key(user: OmniUser) -> str:
-    return email_key(user.user_name)
 
 
 class UserIndex:
@@ -97,9 +97,10 @@ class UserIndex:
         # A key's one user is held as it is, a list only for a key with several (rare): no list per user.
         self._by_key: dict[str, OmniUser | list[OmniUser]] = {}
         by_key = self._by_key
-        key_of = _user_id_key if match_on == "id" else _user_email_key
-        for user in users:
-            key = key_of(user)
+        users = users if isinstance(users, list) else list(users)
+        # map() rather than a loop calling a helper: no Python frame per user beyond the key rule itself.
+        keys = map(email_key, map(_USER_NAME, users)) if match_on == "userName" else map(_user_id_key, users)
+        for key, user in zip(keys, users, strict=True):
             found = by_key.get(key)
             if found is None:
                 by_key[key] = user
@@ -158,9 +159,9 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
     normalize = normalize_id if spec.match_on == "id" else normalize_email
     absent = KeyProblem(f"missing column {column!r}", "")
     keys = [absent if (raw := row.get(column, _MISSING)) is _MISSING else normalize(raw) for row in rows]
-    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
-    if not problems:
+    if KeyProblem not in set(map(type, keys)):  # the usual case, without a Python loop over the rows
         return keys
+    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
     missing = f"missing column {spec.key!r}"
     if sum(1 for _, k in problems if k.reason == missing) == len(keys):
         columns = sorted({str(c) for row in rows[:1] for c in row})

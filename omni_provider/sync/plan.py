@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import compress, repeat
 from operator import and_, is_not, not_
-from types import MappingProxyType
 from typing import Any, overload
 
 from omni_provider.client.errors import InvalidAttributesError
@@ -31,7 +30,6 @@ from omni_provider.sync.spec import SyncMode, SyncSpec
 #: Rejected-row reasons repeated in a summary (XCom): enough to act on, small enough to keep XCom light.
 SUMMARY_SAMPLE_SIZE = 20
 _MAX_ROWS_LISTED = 10
-_NO_VALUES: Mapping[str, Any] = MappingProxyType({})
 
 
 class RowAction(StrEnum):
@@ -243,7 +241,7 @@ def _build_plan(
     keys = read_keys(row_list, spec)
 
     # Keys first, so duplicates are known before any row is planned.
-    first_rows, shared = _first_and_shared_rows(keys)
+    distinct_keys, shared = _distinct_and_shared(keys)
 
     # Each row's one matching user (None: no match, several, a bad or duplicated key: see _plan_row).
     matched = index.singles(keys)
@@ -253,7 +251,7 @@ def _build_plan(
     reader = RowReader(spec, managed)
     # Column by column, the cheap test whether Omni already holds each value (values.already_held_column);
     # a row held in every column matched its user and is unchanged, with nothing converted.
-    held_columns = reader.held_columns(row_list, [_NO_VALUES if u is None else u.attributes for u in matched])
+    held_columns = reader.held_columns(row_list, matched)
     all_held: Iterable[bool] = map(is_not, matched, repeat(None))
     for held in held_columns:
         all_held = map(and_, all_held, held)
@@ -263,7 +261,7 @@ def _build_plan(
     for position in compress(range(len(keys)), map(not_, all_held)):
         number, row, key, user = position + 1, row_list[position], keys[position], matched[position]
         if user is not None:  # one user: diff, converting only the values not already known held
-            known = tuple(held[position] for held in held_columns)
+            known = [held[position] for held in held_columns]
             differ, problems = reader.differences(row, user.attributes, known)
             if differ or problems:
                 entries[position] = _update_item(number, key, user, differ, problems)  # type: ignore[arg-type]
@@ -271,7 +269,7 @@ def _build_plan(
             entries[position] = _plan_row(number, row, key, shared, index, spec, reader)
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
-        entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
+        entries.extend(_mirror_unsets(index, distinct_keys, managed))
     return SyncPlan(
         items=PlanItems(entries, keys),  # type: ignore[arg-type]  # every None was replaced
         mode=spec.mode,
@@ -282,16 +280,19 @@ def _build_plan(
     )
 
 
-def _first_and_shared_rows(keys: Sequence[str | KeyProblem]) -> tuple[dict[str, int], dict[str, list[int]]]:
-    """Each key's first row number, and for keys in several rows only, every row holding them."""
-    # Built from the end, each key keeps its first row; far cheaper than a loop, and duplicates are rare.
-    first_rows: dict[str, int] = dict(zip(reversed(keys), range(len(keys), 0, -1), strict=True))  # type: ignore[arg-type]
+def _distinct_and_shared(keys: Sequence[str | KeyProblem]) -> tuple[set[str], dict[str, list[int]]]:
+    """The distinct keys, and for keys in several rows only, every row holding them."""
+    distinct: set[str] = set(keys)  # type: ignore[arg-type]  # (KeyProblems too; they never match a user)
     shared: dict[str, list[int]] = {}
-    if len(first_rows) < len(keys):  # some key is in several rows (or several keys are one KeyProblem)
+    if len(distinct) < len(keys):  # some key is in several rows (or several KeyProblems are alike): rare
+        first_rows: dict[str, int] = {}
         for number, key in enumerate(keys, start=1):
-            if type(key) is str and first_rows[key] != number:
-                shared.setdefault(key, [first_rows[key]]).append(number)
-    return first_rows, shared
+            if type(key) is str:
+                if key in first_rows:
+                    shared.setdefault(key, [first_rows[key]]).append(number)
+                else:
+                    first_rows[key] = number
+    return distinct, shared
 
 
 def _plan_row(

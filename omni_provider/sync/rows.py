@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
-from omni_provider.client.models import AttributeDefinition, AttributeValue
+from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
 from omni_provider.client.values import (
     MAX_STRING_LENGTH,
     Converter,
@@ -17,6 +18,7 @@ from omni_provider.client.values import (
 from omni_provider.sync.spec import SyncSpec
 
 _MISSING = object()
+_NOTHING_HELD: Mapping[str, Any] = MappingProxyType({})
 
 
 class RowReader:
@@ -32,15 +34,16 @@ class RowReader:
         self._held_checks = tuple(already_held_column(definition) for definition in self._definitions)
 
     def held_columns(
-        self, rows: Sequence[Mapping[str, Any]], held: Sequence[Mapping[str, Any]]
+        self, rows: Sequence[Mapping[str, Any]], users: Sequence[OmniUser | None]
     ) -> list[list[bool]]:
-        """Per managed attribute, per row: does the row's value equal what Omni holds (``held``, one map per
-        row) on the cheap test (``values.already_held_column``)? False means "not known": the value is
-        converted and compared in full by ``differences``."""
+        """Per managed attribute, per row: does the row's value equal what its matched user (one per row;
+        None: no user) holds, on the cheap test (``values.already_held_column``)? False means "not
+        known": the value is converted and compared in full by ``differences``."""
         answers: list[list[bool]] = []
+        held_maps = [_NOTHING_HELD if user is None else user.attributes for user in users]
         for (attribute, column, _), check in zip(self.columns, self._held_checks, strict=True):
-            raws = [row.get(column, _MISSING) for row in rows]
-            answers.append(check([values.get(attribute) for values in held], raws))
+            held = [values.get(attribute) for values in held_maps]
+            answers.append(check(held, [row.get(column, _MISSING) for row in rows]))
         return answers
 
     def differences(
