@@ -336,9 +336,30 @@ def _never_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
     return [False] * len(raws)
 
 
+#: Distinct texts a column's held test remembers as plain (beyond that it keeps asking the rule).
+_PLAIN_TEXTS_REMEMBERED = 4096
+
+
+def _is_plain_text(text: str, plain: set[str]) -> bool:
+    """Non-empty, sendable text (``_is_sendable_text``), remembered in ``plain``: a column repeats the same
+    few texts, and a set look-up costs less than a call. ``text`` must be exactly a ``str`` (a subclass
+    could equal a remembered text without being one)."""
+    if text in plain:
+        return True
+    if text == "" or not _is_sendable_text(text):
+        return False
+    if len(plain) < _PLAIN_TEXTS_REMEMBERED:
+        plain.add(text)
+    return True
+
+
 def _text_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    plain: set[str] = set()
     return [
-        type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+        type(raw) is str
+        and type(held) is str
+        and raw == held
+        and (raw in plain or _is_plain_text(raw, plain))
         for held, raw in zip(helds, raws, strict=True)
     ]
 
@@ -366,6 +387,7 @@ _HELD_LIST_CHECKED = 16
 def _texts_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
     answers: list[bool] = []
     add = answers.append
+    plain: set[str] = set()
     for held, raw in zip(helds, raws, strict=True):
         if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
             add(False)
@@ -382,8 +404,7 @@ def _texts_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
                 # the held texts.
                 if (
                     type(item) is not str
-                    or item == ""
-                    or not _is_sendable_text(item)
+                    or (item not in plain and not _is_plain_text(item, plain))
                     or (among is not None and item not in among)
                 ):
                     same = False

@@ -96,6 +96,7 @@ class UserIndex:
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
         # A key's one user is held as it is, a list only for a key with several (rare): no list per user.
         self._by_key: dict[str, OmniUser | list[OmniUser]] = {}
+        self._several = 0  # users beyond the first under their key
         by_key = self._by_key
         users = users if isinstance(users, list) else list(users)
         # map() rather than a loop calling a helper: no Python frame per user beyond the key rule itself.
@@ -107,8 +108,10 @@ class UserIndex:
             elif type(found) is not list:
                 if found.id != user.id:  # type: ignore[union-attr]
                     by_key[key] = [found, user]  # type: ignore[list-item]
+                    self._several += 1
             elif all(other.id != user.id for other in found):
                 found.append(user)
+                self._several += 1
             # else: the same user listed twice (pages shifting during the read); it is still one user.
 
     def get(self, key: str) -> Sequence[OmniUser]:
@@ -133,7 +136,7 @@ class UserIndex:
 
     @property
     def user_count(self) -> int:
-        return sum(len(found) if type(found) is list else 1 for found in self._by_key.values())
+        return len(self._by_key) + self._several
 
 
 class UnreadableKeysError(OmniValidationError):

@@ -30,6 +30,8 @@ from omni_provider.client.identity import (
 )
 from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.client.values import (
+    _PLAIN_TEXTS_REMEMBERED,
+    MAX_STRING_LENGTH,
     _exact_key,
     _numeric_key,
     _same_keys,
@@ -175,10 +177,20 @@ _VALUES = st.one_of(
     st.lists(_SCALARS, max_size=3).map(tuple),
     st.sets(st.one_of(st.text(max_size=3), st.integers(-3, 3)), max_size=3),
 )
+#: What values_equal compares: a converted value (no Decimal, sets or tuples) against what Omni's JSON holds.
+_JSON_SCALARS = st.one_of(
+    st.sampled_from(["", "eu", "EU", "12", "12.0", "1.5", "1E+1", " 7 ", "true", "nan"]),
+    st.text(max_size=4),
+    st.integers(-20, 20),
+    st.sampled_from([1.5, 12.0, float("nan"), float("inf")]),
+    st.booleans(),
+    st.none(),
+)
+_JSON_VALUES = st.one_of(_JSON_SCALARS, st.lists(_JSON_SCALARS, max_size=3))
 
 
 @SETTINGS
-@given(current=_VALUES, desired=_VALUES, definition=st.sampled_from(DEFINITIONS))
+@given(current=_JSON_VALUES, desired=_JSON_VALUES, definition=st.sampled_from(DEFINITIONS))
 @example(current="eu", desired="us", definition=DEFINITIONS[1])
 @example(current="12", desired="12.0", definition=DEFINITIONS[2])
 @example(current="12", desired="12.0", definition=DEFINITIONS[4])
@@ -237,6 +249,35 @@ def test_the_held_test_on_a_column_knows_the_usual_unchanged_shapes() -> None:
     ) == [True, True, False, False]  # a list in another order is compared in full, not here
     with pytest.raises(ValueError):  # a column and its held values must line up row by row
         already_held_column(string)(["eu"], ["eu", "eu"])
+
+
+def test_texts_remembered_as_plain_are_only_exact_valid_texts() -> None:
+    """The held test remembers texts it found plain (a pure rule's result, kept per column): the answers
+    stay the rule's for empty, NUL, overlong and str-subclass values, and past the remembered limit."""
+
+    class Text(str):
+        pass
+
+    string, tags = DEFINITIONS[1], DEFINITIONS[3]
+    long = "x" * (MAX_STRING_LENGTH + 1)
+    raws: list[Any] = ["eu", "eu", "", "a\x00b", "a\x00b", long, long, Text("eu"), "eu"]
+    assert already_held_column(string)(raws, raws) == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+    many = [f"t{n}" for n in range(_PLAIN_TEXTS_REMEMBERED + 10)] * 2
+    assert all(already_held_column(string)(many, many))
+    lists = [["eu", "us"], ["eu", "us"], ["eu", "a\x00b"], ["eu", Text("us")]]
+    sets = [{"us", "eu"}, {"eu", "us"}, {"eu", "a\x00b"}, {"eu", Text("us")}]
+    assert already_held_column(tags)(lists, sets) == [True, True, False, False]
+    assert already_held_column(tags)(lists, lists) == [True, True, False, False]
 
 
 # ------------------------------------------------------------------------------------------------ plans
