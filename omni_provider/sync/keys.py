@@ -95,12 +95,16 @@ class UserIndex:
 
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
         # A key's one user is held as it is, a list only for a key with several (rare): no list per user.
-        self._by_key: dict[str, OmniUser | list[OmniUser]] = {}
         self._several = 0  # users beyond the first under their key
-        by_key = self._by_key
         users = users if isinstance(users, list) else list(users)
         # map() rather than a loop calling a helper: no Python frame per user beyond the key rule itself.
-        keys = map(email_key, map(_USER_NAME, users)) if match_on == "userName" else map(_user_id_key, users)
+        keys = list(
+            map(email_key, map(_USER_NAME, users)) if match_on == "userName" else map(_user_id_key, users)
+        )
+        self._by_key: dict[str, OmniUser | list[OmniUser]] = dict(zip(keys, users, strict=True))
+        if len(self._by_key) == len(users):
+            return  # every key is one user's: the usual case, indexed without a loop
+        by_key = self._by_key = {}
         for key, user in zip(keys, users, strict=True):
             found = by_key.get(key)
             if found is None:
