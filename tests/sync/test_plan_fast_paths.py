@@ -479,7 +479,7 @@ def test_the_index_keeps_one_user_as_is_and_several_as_ambiguous() -> None:
     unique = UserIndex(iter([bob1, ada]), "userName")  # any iterable; no key shared: indexed in one step
     assert unique.single("bob@x.co") is bob1 and unique.get("ada@x.co") == (ada,) and unique.user_count == 2
     by_id = UserIndex([ada, bob1], "id")
-    assert by_id.single(ada.id) is ada and by_id.single(ada.id.upper()) is None and by_id.user_count == 2
+    assert by_id.single(ada.id) is ada and by_id.single("ada@x.co") is None and by_id.user_count == 2
 
 
 def test_plan_items_read_compact_rows_by_position_like_a_list() -> None:
