@@ -34,12 +34,20 @@ def email_problem(text: str) -> str | None:
     """Why ``text`` (already normalised, non-empty) is not an email Omni can hold; None when it is fine."""
     if len(text) > MAX_EMAIL_LENGTH:
         return f"longer than {MAX_EMAIL_LENGTH} characters"
-    if _EMAIL_SHAPE.fullmatch(text) is None:  # one regex on the common path; the reason only on failure
+    local, _, domain = text.partition("@")
+    if text.isascii():
+        # _EMAIL_SHAPE's answer by str methods, several times faster (the planner checks every row's
+        # email): the ASCII characters the regex excludes are exactly "@", the space and the non-printable
+        # ones (the control characters and DEL; every ASCII whitespace character but the space is a
+        # control character).
+        shaped = local != "" and domain != "" and "@" not in domain and text.isprintable() and " " not in text
+    else:
+        shaped = _EMAIL_SHAPE.fullmatch(text) is not None
+    if not shaped:  # the reason is worked out only on failure
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
             return "contains whitespace or control characters"
         return "needs exactly one @ with text on both sides"
-    domain = text.partition("@")[2]
-    if "." not in domain.strip(".") or domain.startswith("."):
+    if domain[0] == "." or "." not in domain.strip("."):
         return f"the domain {domain!r} has no dot (Omni needs a full address like ada@example.com)"
     return None
 

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -302,15 +302,27 @@ def _conform_untyped(value: object, name: str, user: str | None, where: str) -> 
 Converter = Callable[[object], AttributeValue]
 #: (what Omni holds, raw value) -> True only if the raw value is valid and converts to what Omni holds.
 HeldCheck = Callable[[object, object], bool]
+#: The same test for a whole column: (held values, raw values), row by row -> one such answer per row.
+HeldColumnCheck = Callable[[Sequence[object], Sequence[object]], list[bool]]
 
 
 def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
-    """A cheap test for the common unchanged case, run before any conversion: True only when the raw value
-    passes every rule above and ``values_equal(held, attribute_converter(...)(raw))``; False means "not
-    known", and the value takes the full path. It answers True for plain, valid, non-empty text equal to
-    the held text (single-valued String or untyped attributes), for an integer (int or integral Decimal)
-    whose digits are the held text or equal the held int (single-valued Number), and for a list or set of
-    plain texts holding the same texts as the held list (multi-valued String)."""
+    """``already_held_column`` for one value."""
+    column = already_held_column(definition)
+    return lambda held, raw: column((held,), (raw,))[0]
+
+
+def already_held_column(definition: AttributeDefinition | None) -> HeldColumnCheck:
+    """A cheap test for the common unchanged case, run on a whole column before any conversion: per row,
+    True only when the raw value passes every rule above and
+    ``values_equal(held, attribute_converter(...)(raw))``; False means "not known", and the value takes the
+    full path. It answers True for plain, valid, non-empty text equal to the held text (single-valued
+    String or untyped attributes), for an integer (int or integral Decimal) whose digits are the held text
+    or equal the held int (single-valued Number), and for a list or set of plain texts holding the same
+    texts as the held list (multi-valued String).
+
+    A column at a time, not a value at a time: the test is a few comparisons, and a function call per
+    value would cost more than the test itself."""
     if definition is not None and definition.system and definition.name not in WRITABLE_SYSTEM_ATTRIBUTES:
         return _never_held
     if definition is not None and definition.multiple_values:
@@ -320,48 +332,85 @@ def already_held_check(definition: AttributeDefinition | None) -> HeldCheck:
     return _text_held
 
 
-def _never_held(held: object, raw: object) -> bool:
-    return False
+def _never_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    return [False] * len(raws)
 
 
-def _text_held(held: object, raw: object) -> bool:
-    return type(raw) is str and type(held) is str and raw == held and raw != "" and _is_sendable_text(raw)
+#: Distinct texts a column's held test remembers as plain (beyond that it keeps asking the rule).
+_PLAIN_TEXTS_REMEMBERED = 4096
 
 
-def _integer_held(held: object, raw: object) -> bool:
-    cls = type(raw)
-    if cls is not int and cls is not Decimal:
+def _is_plain_text(text: str, plain: set[str]) -> bool:
+    """Non-empty, sendable text (``_is_sendable_text``), remembered in ``plain``: a column repeats the same
+    few texts, and a set look-up costs less than a call. ``text`` must be exactly a ``str`` (a subclass
+    could equal a remembered text without being one)."""
+    if text in plain:
+        return True
+    if text == "" or not _is_sendable_text(text):
         return False
-    if cls is int and not abs(raw) < _INT_LIMIT:  # type: ignore[arg-type]
-        return False  # (and str() of a huge int would raise)
-    if type(held) is str:  # Omni stores Number values as text
-        text = str(raw)  # plain digits only for a non-negative integral int or Decimal
-        return text == held and len(text) < MAX_INT_DIGITS and text.isdigit()
-    return type(held) is int and cls is int and raw == held
+    if len(plain) < _PLAIN_TEXTS_REMEMBERED:
+        plain.add(text)
+    return True
+
+
+def _text_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    plain: set[str] = set()
+    return [
+        type(raw) is str
+        and type(held) is str
+        and raw == held
+        and (raw in plain or _is_plain_text(raw, plain))
+        for held, raw in zip(helds, raws, strict=True)
+    ]
+
+
+def _integer_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    answers: list[bool] = []
+    add = answers.append
+    for held, raw in zip(helds, raws, strict=True):
+        cls = type(raw)
+        if cls is Decimal or (cls is int and abs(raw) < _INT_LIMIT):  # type: ignore[arg-type]  # (str() of a huge int raises)
+            if type(held) is str:  # Omni stores Number values as text
+                text = str(raw)  # plain digits only for a non-negative integral int or Decimal
+                add(text == held and len(text) < MAX_INT_DIGITS and text.isdigit())
+            else:
+                add(type(held) is int and cls is int and raw == held)
+        else:
+            add(False)
+    return answers
 
 
 #: Longest list the multi-valued check looks at (it compares item by item); longer ones take the full path.
 _HELD_LIST_CHECKED = 16
 
 
-def _texts_held(held: object, raw: object) -> bool:
-    cls = type(raw)
-    if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
-        return False
-    if cls is set or cls is frozenset:
-        # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
-        same = len(raw) == len(held) and all(map(held.__contains__, raw))  # type: ignore[arg-type, call-overload]
-    else:
-        same = cls is list and raw == held
-    return same and _plain_texts(raw)  # type: ignore[arg-type]
-
-
-def _plain_texts(items: Iterable[object]) -> bool:
-    """Every item is plain, non-empty, sendable text: what a String list keeps as it is."""
-    for item in items:  # noqa: SIM110 - a plain loop is faster than all() over a generator here
-        if type(item) is not str or item == "" or not _is_sendable_text(item):
-            return False
-    return True
+def _texts_held(helds: Sequence[object], raws: Sequence[object]) -> list[bool]:
+    answers: list[bool] = []
+    add = answers.append
+    plain: set[str] = set()
+    for held, raw in zip(helds, raws, strict=True):
+        if type(held) is not list or not 0 < len(held) <= _HELD_LIST_CHECKED:
+            add(False)
+            continue
+        cls = type(raw)
+        if cls is set or cls is frozenset:
+            # n distinct texts, each in a held list of n: the held list holds exactly them, once each.
+            same, among = len(raw) == len(held), held  # type: ignore[arg-type]
+        else:
+            same, among = cls is list and raw == held, None
+        if same:
+            for item in raw:  # type: ignore[attr-defined]
+                # Plain, non-empty, sendable text (what a String list keeps as it is), and for a set one of
+                # the held texts.
+                if (
+                    type(item) is not str
+                    or (item not in plain and not _is_plain_text(item, plain))
+                    or (among is not None and item not in among)
+                ):
+                    same = False
+                    break
+        add(same)
+    return answers
 
 
 def attribute_converter(attribute: str, definition: AttributeDefinition | None) -> Converter:
@@ -486,6 +535,16 @@ def values_equal(
     """Would sending ``desired`` leave the stored ``current`` value as it is?"""
     if _plainly_equal(current, desired):
         return True
+    if type(current) is str and type(desired) is str and (definition is None or not definition.is_number):
+        # Two different texts (a changed value, the planner's usual write): only a Number attribute reads
+        # texts as numbers ("1.0" = "1"); every other comparison below would find them different too.
+        return False
+    return _values_equal_in_full(current, desired, definition)
+
+
+def _values_equal_in_full(
+    current: object, desired: AttributeValue, definition: AttributeDefinition | None
+) -> bool:
     current_unset, desired_unset = is_unset(current), is_unset(desired)
     if current_unset or desired_unset:
         return current_unset and desired_unset
@@ -515,15 +574,22 @@ def _plainly_equal(current: object, desired: object) -> bool:
 
 def _multisets_equal(left: list[object], right: list[object], definition: AttributeDefinition | None) -> bool:
     if definition is not None and definition.is_number:
-        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+        return _same_keys(_numeric_key, left, right)
     if definition is not None and definition.type.lower() == "string":
-        return Counter(map(_string_key, left)) == Counter(map(_string_key, right))
-    if Counter(map(_exact_key, left)) == Counter(map(_exact_key, right)):
+        return _same_keys(_string_key, left, right)
+    if _same_keys(_exact_key, left, right):
         return True
     # No definition: numeric text matches a number only when one side actually holds a number.
     if any(map(_is_number, left)) or any(map(_is_number, right)):
-        return Counter(map(_numeric_key, left)) == Counter(map(_numeric_key, right))
+        return _same_keys(_numeric_key, left, right)
     return False
+
+
+def _same_keys(key: Callable[[object], Hashable], left: list[object], right: list[object]) -> bool:
+    """Do ``left`` and ``right`` hold the same keys, as many times each (in any order)?"""
+    if len(left) == 1 == len(right):  # a single value (the usual case): no counting needed
+        return key(left[0]) == key(right[0])
+    return Counter(map(key, left)) == Counter(map(key, right))
 
 
 def _is_number(value: object) -> bool:

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from omni_provider.client.errors import OmniValidationError
@@ -79,38 +80,67 @@ def normalize_id(raw: object) -> str | KeyProblem:
 
 
 def user_key(user: OmniUser, match_on: MatchOn) -> str:
-    return user.id.strip().lower() if match_on == "id" else email_key(user.user_name)
+    return _user_id_key(user) if match_on == "id" else email_key(user.user_name)
+
+
+_USER_NAME = attrgetter("user_name")
+
+
+def _user_id_key(user: OmniUser) -> str:
+    return user.id.strip().lower()
 
 
 class UserIndex:
     """Current Omni users by normalised key; a key with several distinct users is ambiguous."""
 
     def __init__(self, users: Iterable[OmniUser], match_on: MatchOn) -> None:
-        self._by_key: dict[str, list[OmniUser]] = {}
-        by_key = self._by_key
-        for user in users:
-            key = user_key(user, match_on)
-            bucket = by_key.get(key)
-            if bucket is None:
-                by_key[key] = [user]
-            elif all(other.id != user.id for other in bucket):
-                bucket.append(user)
+        # A key's one user is held as it is, a list only for a key with several (rare): no list per user.
+        self._several = 0  # users beyond the first under their key
+        users = users if isinstance(users, list) else list(users)
+        # map() rather than a loop calling a helper: no Python frame per user beyond the key rule itself.
+        keys = list(
+            map(email_key, map(_USER_NAME, users)) if match_on == "userName" else map(_user_id_key, users)
+        )
+        self._by_key: dict[str, OmniUser | list[OmniUser]] = dict(zip(keys, users, strict=True))
+        if len(self._by_key) == len(users):
+            return  # every key is one user's: the usual case, indexed without a loop
+        by_key = self._by_key = {}
+        for key, user in zip(keys, users, strict=True):
+            found = by_key.get(key)
+            if found is None:
+                by_key[key] = user
+            elif type(found) is not list:
+                if found.id != user.id:  # type: ignore[union-attr]
+                    by_key[key] = [found, user]  # type: ignore[list-item]
+                    self._several += 1
+            elif all(other.id != user.id for other in found):
+                found.append(user)
+                self._several += 1
             # else: the same user listed twice (pages shifting during the read); it is still one user.
 
     def get(self, key: str) -> Sequence[OmniUser]:
-        return self._by_key.get(key, ())
+        found = self._by_key.get(key)
+        if found is None:
+            return ()
+        return found if type(found) is list else (found,)  # type: ignore[return-value]
 
     def single(self, key: str) -> OmniUser | None:
         """The one user with this key; None when there is none or several."""
-        bucket = self._by_key.get(key)
-        return bucket[0] if bucket is not None and len(bucket) == 1 else None
+        found = self._by_key.get(key)
+        return None if type(found) is list else found  # type: ignore[return-value]
 
-    def items(self) -> Iterator[tuple[str, list[OmniUser]]]:
-        return iter(self._by_key.items())
+    def singles(self, keys: Iterable[str | KeyProblem]) -> list[OmniUser | None]:
+        """``single`` for each key (a ``KeyProblem`` has no user)."""
+        get = self._by_key.get
+        return [None if type(found := get(key)) is list else found for key in keys]  # type: ignore[arg-type, misc]
+
+    def items(self) -> Iterator[tuple[str, Sequence[OmniUser]]]:
+        for key, found in self._by_key.items():
+            yield key, found if type(found) is list else (found,)  # type: ignore[misc]
 
     @property
     def user_count(self) -> int:
-        return sum(len(bucket) for bucket in self._by_key.values())
+        return len(self._by_key) + self._several
 
 
 class UnreadableKeysError(OmniValidationError):
@@ -136,9 +166,9 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
     normalize = normalize_id if spec.match_on == "id" else normalize_email
     absent = KeyProblem(f"missing column {column!r}", "")
     keys = [absent if (raw := row.get(column, _MISSING)) is _MISSING else normalize(raw) for row in rows]
-    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
-    if not problems:
+    if KeyProblem not in set(map(type, keys)):  # the usual case, without a Python loop over the rows
         return keys
+    problems = [(n, k) for n, k in enumerate(keys, start=1) if type(k) is KeyProblem]
     missing = f"missing column {spec.key!r}"
     if sum(1 for _, k in problems if k.reason == missing) == len(keys):
         columns = sorted({str(c) for row in rows[:1] for c in row})

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import compress, repeat
+from operator import and_, is_not, not_
 from typing import Any, overload
 
 from omni_provider.client.errors import InvalidAttributesError
@@ -69,27 +71,21 @@ class PlanItem:
         return self.action in WRITE_ACTIONS
 
 
-#: An unchanged row as the plan keeps it: (row number, key, the Omni user it matched).
-_Unchanged = tuple[int, str, OmniUser]
-
-
-def _unchanged_item(entry: _Unchanged) -> PlanItem:
-    number, key, user = entry
-    return PlanItem(number, key, RowAction.UNCHANGED, user.id, user.user_name, user.display_name, {}, ())
-
-
 class PlanItems(Sequence[PlanItem]):
     """The plan's items, one per input row in input order, then the mirror unsets.
 
-    Unchanged rows, usually the great majority, are kept as (row number, key, user) and become a
-    ``PlanItem`` only when read, so planning a large input allocates little for them. Every row still has
-    its item: reports and apply read them by position as before.
+    An unchanged row, usually the great majority, is kept as nothing but the Omni user it matched (an
+    object the input already holds) beside its key; its ``PlanItem`` is made only when read, so planning a
+    large input allocates nothing for it. Every row still has its item: reports and apply read them by
+    position as before.
     """
 
-    __slots__ = ("_entries", "_stored", "unchanged_count")
+    __slots__ = ("_entries", "_keys", "_stored", "unchanged_count")
 
-    def __init__(self, entries: Sequence[PlanItem | _Unchanged] = ()) -> None:
+    def __init__(self, entries: Sequence[PlanItem | OmniUser] = (), keys: Sequence[object] = ()) -> None:
+        """``entries``: per row, its item or (unchanged) the user it matched; ``keys``: per row, its key."""
         self._entries = entries
+        self._keys = keys
         #: The items that are not unchanged (writes and rejections): what counts and summaries walk.
         self._stored = [entry for entry in entries if type(entry) is PlanItem]
         self.unchanged_count = len(entries) - len(self._stored)
@@ -107,11 +103,11 @@ class PlanItems(Sequence[PlanItem]):
     def __getitem__(self, index: slice) -> list[PlanItem]: ...
     def __getitem__(self, index: int | slice) -> PlanItem | list[PlanItem]:
         if isinstance(index, slice):
-            return [self._item(entry) for entry in self._entries[index]]
-        return self._item(self._entries[index])
+            return [self._item(position) for position in range(len(self._entries))[index]]
+        return self._item(range(len(self._entries))[index])  # negative positions and IndexError as a list
 
     def __iter__(self) -> Iterator[PlanItem]:
-        return map(self._item, self._entries)
+        return map(self._item, range(len(self._entries)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
@@ -123,9 +119,15 @@ class PlanItems(Sequence[PlanItem]):
     def __repr__(self) -> str:
         return f"PlanItems({list(self)!r})"
 
-    @staticmethod
-    def _item(entry: PlanItem | _Unchanged) -> PlanItem:
-        return entry if type(entry) is PlanItem else _unchanged_item(entry)  # type: ignore[arg-type]
+    def _item(self, position: int) -> PlanItem:
+        entry = self._entries[position]
+        if type(entry) is PlanItem:
+            return entry
+        user: OmniUser = entry  # type: ignore[assignment]
+        key: str = self._keys[position]  # type: ignore[assignment]
+        return PlanItem(
+            position + 1, key, RowAction.UNCHANGED, user.id, user.user_name, user.display_name, {}, ()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,39 +241,58 @@ def _build_plan(
     keys = read_keys(row_list, spec)
 
     # Keys first, so duplicates are known before any row is planned.
-    first_rows: dict[str, int] = {}
-    shared: dict[str, list[int]] = {}  # only keys in several rows: every row holding them
-    for number, key in enumerate(keys, start=1):
-        if type(key) is str:
-            if key in first_rows:
-                shared.setdefault(key, [first_rows[key]]).append(number)
-            else:
-                first_rows[key] = number
+    distinct_keys, shared = _distinct_and_shared(keys)
 
+    # Each row's one matching user (None: no match, several, a bad or duplicated key: see _plan_row).
+    matched = index.singles(keys)
+    for numbers in shared.values():
+        for number in numbers:
+            matched[number - 1] = None
     reader = RowReader(spec, managed)
-    differences, single = reader.differences, index.single
-    entries: list[PlanItem | _Unchanged] = []
-    add = entries.append
-    for number, (row, key) in enumerate(zip(row_list, keys, strict=True), start=1):
-        # The hot path, for a row matching one user and holding what Omni holds: no call to _plan_row,
-        # nothing allocated but the compact unchanged record. Every other row goes through _plan_row.
-        if isinstance(key, str) and key not in shared and (user := single(key)) is not None:
-            differ, problems = differences(row, user.attributes)
-            changed = differ or problems
-            add(_update_item(number, key, user, differ, problems) if changed else (number, key, user))
+    # Column by column, the cheap test whether Omni already holds each value (values.already_held_column);
+    # a row held in every column matched its user and is unchanged, with nothing converted.
+    held_columns = reader.held_columns(row_list, matched)
+    all_held: Iterable[bool] = map(is_not, matched, repeat(None))
+    for held in held_columns:
+        all_held = map(and_, all_held, held)
+    # An unchanged row's entry is the user it matched (see PlanItems): the matches become the entries, and
+    # only the other rows are planned one by one.
+    entries: list[PlanItem | OmniUser | None] = matched  # type: ignore[assignment]
+    for position in compress(range(len(keys)), map(not_, all_held)):
+        number, row, key, user = position + 1, row_list[position], keys[position], matched[position]
+        if user is not None:  # one user: diff, converting only the values not already known held
+            known = [held[position] for held in held_columns]
+            differ, problems = reader.differences(row, user.attributes, known)
+            if differ or problems:
+                entries[position] = _update_item(number, key, user, differ, problems)  # type: ignore[arg-type]
         else:
-            add(_plan_row(number, row, key, shared, index, spec, reader))
+            entries[position] = _plan_row(number, row, key, shared, index, spec, reader)
     if spec.mode is SyncMode.MIRROR:
         # Every key was read (read_keys refuses otherwise), so "absent" is known for every user.
-        entries.extend(_mirror_unsets(index, first_rows.keys(), managed))
+        entries.extend(_mirror_unsets(index, distinct_keys, managed))
     return SyncPlan(
-        items=PlanItems(entries),
+        items=PlanItems(entries, keys),  # type: ignore[arg-type]  # every None was replaced
         mode=spec.mode,
         managed_attributes=spec.managed_attributes,
         row_count=len(keys),
         empty_input=spec.mode is SyncMode.MIRROR and not keys,
         user_count=index.user_count,
     )
+
+
+def _distinct_and_shared(keys: Sequence[str | KeyProblem]) -> tuple[set[str], dict[str, list[int]]]:
+    """The distinct keys, and for keys in several rows only, every row holding them."""
+    distinct: set[str] = set(keys)  # type: ignore[arg-type]  # (KeyProblems too; they never match a user)
+    shared: dict[str, list[int]] = {}
+    if len(distinct) < len(keys):  # some key is in several rows (or several KeyProblems are alike): rare
+        first_rows: dict[str, int] = {}
+        for number, key in enumerate(keys, start=1):
+            if type(key) is str:
+                if key in first_rows:
+                    shared.setdefault(key, [first_rows[key]]).append(number)
+                else:
+                    first_rows[key] = number
+    return distinct, shared
 
 
 def _plan_row(
@@ -282,7 +303,7 @@ def _plan_row(
     index: UserIndex,
     spec: SyncSpec,
     reader: RowReader,
-) -> PlanItem | _Unchanged:
+) -> PlanItem | OmniUser:
     if isinstance(key, KeyProblem):
         return PlanItem(number, key.shown, RowAction.REJECTED, reason=key.reason)
     if key in shared:
@@ -292,7 +313,7 @@ def _plan_row(
         user = users[0]
         differ, problems = reader.differences(row, user.attributes)
         if not differ and not problems:
-            return (number, key, user)
+            return user  # unchanged (see PlanItems)
         return _update_item(number, key, user, differ, problems)
     desired, problems = reader.desired_values(row)
     if problems:
@@ -339,10 +360,17 @@ def _update_item(
     if problems:
         # A user is never partially written: one bad value rejects the whole row.
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
-    send: dict[str, AttributeValue] = {attribute: value for attribute, _old, value in differ}
-    changes = tuple(AttributeChange(attribute, old, value) for attribute, old, value in differ)
-    action = RowAction.UNSET if all(value is None for value in send.values()) else RowAction.UPDATE
-    return PlanItem(number, key, action, user.id, user.user_name, user.display_name, send, changes, None)
+    send: dict[str, AttributeValue] = {}
+    changes: list[AttributeChange] = []
+    action = RowAction.UNSET  # unless some value is set
+    for attribute, old, value in differ:
+        send[attribute] = value
+        changes.append(AttributeChange(attribute, old, value))
+        if value is not None:
+            action = RowAction.UPDATE
+    return PlanItem(
+        number, key, action, user.id, user.user_name, user.display_name, send, tuple(changes), None
+    )
 
 
 def _mirror_unsets(

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from omni_provider.client.errors import AttributeValueError
-from omni_provider.client.models import AttributeDefinition, AttributeValue
+from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
 from omni_provider.client.values import (
     MAX_STRING_LENGTH,
     Converter,
-    HeldCheck,
-    already_held_check,
+    already_held_column,
     attribute_converter,
     values_equal,
 )
 from omni_provider.sync.spec import SyncSpec
 
 _MISSING = object()
+_NOTHING_HELD: Mapping[str, Any] = MappingProxyType({})
 
 
 class RowReader:
@@ -29,25 +30,37 @@ class RowReader:
             (attribute, spec.columns_by_attribute[attribute], attribute_converter(attribute, definition))
             for attribute, definition in managed.items()
         )
-        self._checks: tuple[tuple[str, str, Converter, HeldCheck, AttributeDefinition | None], ...] = tuple(
-            (attribute, column, convert, already_held_check(managed[attribute]), managed[attribute])
-            for attribute, column, convert in self.columns
-        )
+        self._definitions = tuple(managed[attribute] for attribute, _, _ in self.columns)
+        self._held_checks = tuple(already_held_column(definition) for definition in self._definitions)
+
+    def held_columns(
+        self, rows: Sequence[Mapping[str, Any]], users: Sequence[OmniUser | None]
+    ) -> list[list[bool]]:
+        """Per managed attribute, per row: does the row's value equal what its matched user (one per row;
+        None: no user) holds, on the cheap test (``values.already_held_column``)? False means "not
+        known": the value is converted and compared in full by ``differences``."""
+        answers: list[list[bool]] = []
+        held_maps = [_NOTHING_HELD if user is None else user.attributes for user in users]
+        for (attribute, column, _), check in zip(self.columns, self._held_checks, strict=True):
+            held = [values.get(attribute) for values in held_maps]
+            answers.append(check(held, [row.get(column, _MISSING) for row in rows]))
+        return answers
 
     def differences(
-        self, row: Mapping[str, Any], held: Mapping[str, Any]
+        self, row: Mapping[str, Any], held: Mapping[str, Any], known_held: Sequence[bool] = ()
     ) -> tuple[Sequence[tuple[str, Any, AttributeValue]], Sequence[str]]:
         """(attribute, value Omni holds, value to hold) for each managed value that differs from what Omni
-        holds, and every problem in the row. A value equal to the held one on the cheap test
-        (``values.already_held_check``) is not converted at all; the others are, and compared in full."""
+        holds, and every problem in the row. A value ``known_held`` (the row's answers from
+        ``held_columns``, in the same order) is not converted at all; the others are, and compared in
+        full."""
         differ: list[tuple[str, Any, AttributeValue]] | None = None
         problems: list[str] | None = None
-        read, hold = row.get, held.get
-        for attribute, column, convert, is_held, definition in self._checks:
-            raw = read(column, _MISSING)
-            old = hold(attribute)
-            if is_held(old, raw):
-                continue  # the common case allocates nothing
+        known = len(known_held)
+        for position, (attribute, column, convert) in enumerate(self.columns):
+            if position < known and known_held[position]:
+                continue
+            raw = row.get(column, _MISSING)
+            old = held.get(attribute)
             if raw is _MISSING:
                 problems = (problems or []) + [f"missing column {column!r}"]
                 continue
@@ -56,7 +69,7 @@ class RowReader:
             except AttributeValueError as exc:
                 problems = (problems or []) + [f"{_where(column, attribute)}: {exc.reason}"]
                 continue
-            if not values_equal(old, value, definition):
+            if not values_equal(old, value, self._definitions[position]):
                 differ = (differ or []) + [(attribute, old, value)]
         return differ or (), problems or ()
 
