@@ -42,7 +42,6 @@ from omni_provider.client.identity import (
     validate_email,
     validate_user_id,
 )
-from omni_provider.client.listing import MAX_PAGES as MAX_PAGES  # re-exported: groups paging
 from omni_provider.client.listing import E, FetchPage, walk_listing
 from omni_provider.client.models import (
     DEFAULT_PATCH_FORM,
