@@ -42,8 +42,7 @@ from omni_provider.client.identity import (
     validate_email,
     validate_user_id,
 )
-from omni_provider.client.listing import MAX_PAGES as MAX_PAGES  # re-exported: groups paging
-from omni_provider.client.listing import walk_listing
+from omni_provider.client.listing import E, FetchPage, walk_listing
 from omni_provider.client.models import (
     DEFAULT_PATCH_FORM,
     USER_ATTRIBUTES_URN,
@@ -457,26 +456,28 @@ class OmniScimClient:
         return self._parse(UserListPage, self._json(response, "GET", USERS_PATH), "GET", USERS_PATH)
 
     def _read_listing(
-        self, fetch: Callable[[int, int], UserListPage], page_size: int | None, what: str
-    ) -> list[OmniUser]:
-        """A whole 1-based SCIM list, read again (bounded) when its pages shifted while it was read.
+        self, fetch: FetchPage[E], page_size: int | None, what: str, *, kind: str = "user"
+    ) -> list[E]:
+        """A whole 1-based SCIM list (users, or groups with ``kind="group"``), read again (bounded) when its
+        pages shifted while it was read.
 
-        Offset paging skips a user when one before the read position is deleted between two pages (and
-        repeats one when a user is inserted there). That user would then look absent: "no Omni user", a
+        Offset paging skips an entry when one before the read position is deleted between two pages (and
+        repeats one when an entry is inserted there). That entry would then look absent: "no Omni user", a
         create into a 409, or, in a mirror run, nothing. So a shifted listing is never used.
         """
         for attempt in range(1, MAX_LISTING_READS + 1):
-            users, drift = self._walk_listing(fetch, page_size)
+            entries, drift = self._walk_listing(fetch, page_size, kind=kind)
             if drift is None:
                 if attempt > 1:
                     log.warning("Omni's %s read consistently on attempt %d", what, attempt)
-                return users
+                return entries
             again = attempt < MAX_LISTING_READS
             log.warning(
-                "Omni's %s shifted while it was read (%s): users were deleted or created between pages; "
+                "Omni's %s shifted while it was read (%s): %ss were deleted or created between pages; "
                 "%s (read %d of %d)",
                 what,
                 drift,
+                kind,
                 "reading it again" if again else "giving up",
                 attempt,
                 MAX_LISTING_READS,
@@ -485,16 +486,16 @@ class OmniScimClient:
                 with self.stats._lock:
                     self.stats.listing_rereads += 1
         raise OmniListingDriftError(
-            f"Omni's {what} kept shifting while it was read ({MAX_LISTING_READS} attempts): users are being "
-            "deleted or created right now. Nothing was written; run again when that has settled"
+            f"Omni's {what} kept shifting while it was read ({MAX_LISTING_READS} attempts): {kind}s are "
+            "being deleted or created right now. Nothing was written; run again when that has settled"
         )
 
     def _walk_listing(
-        self, fetch: Callable[[int, int], UserListPage], page_size: int | None
-    ) -> tuple[list[OmniUser], str | None]:
+        self, fetch: FetchPage[E], page_size: int | None, *, kind: str = "user"
+    ) -> tuple[list[E], str | None]:
         """One drift-checked read of a list (see ``listing.walk_listing``); with several keys the pages
         after the first are read concurrently, one thread per key."""
-        return walk_listing(fetch, page_size or self.page_size, parallel=self.key_count)
+        return walk_listing(fetch, page_size or self.page_size, parallel=self.key_count, kind=kind)
 
     def iter_users(self, *, page_size: int | None = None) -> Iterator[OmniUser]:
         """Every standard user; the list is read whole first, so a shifted listing can be read again."""

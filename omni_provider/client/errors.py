@@ -190,8 +190,8 @@ def _shown_value(value: object) -> str:
 
 
 class OmniListingDriftError(OmniError):
-    """Omni's user list kept shifting while it was read page by page (users deleted or created between
-    pages), so no complete listing could be had. Nothing was written; a retry reads it again."""
+    """Omni's user or group list kept shifting while it was read page by page (entries deleted or created
+    between pages), so no complete listing could be had. Nothing was written; a retry reads it again."""
 
 
 class OmniRedirectError(OmniError):

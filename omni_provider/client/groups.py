@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-from omni_provider.client.client import MAX_PAGES, OmniScimClient
+from omni_provider.client.client import OmniScimClient
 from omni_provider.client.errors import (
     AmbiguousGroupError,
     OmniApiError,
@@ -87,28 +87,29 @@ class GroupsApi:
         c = self.client
         return c._parse(GroupListPage, c._json(response, "GET", GROUPS_PATH), "GET", GROUPS_PATH)
 
-    def _iter(self, fetch: Callable[[int, int], GroupListPage], page_size: int | None) -> Iterator[OmniGroup]:
-        # Advance by what each page held: Omni may clamp ``count`` (see OmniScimClient._iter_pages).
-        count = page_size or self.client.page_size
-        start = 1
-        for _page in range(MAX_PAGES):
-            page = fetch(start, count)
-            yield from page.resources
-            start += len(page.resources)
-            if not page.resources or start > page.total_results:
-                return
-        raise OmniResponseError(f"paging did not end after {MAX_PAGES} pages")
+    def _read(
+        self, fetch: Callable[[int, int], GroupListPage], page_size: int | None, what: str
+    ) -> list[OmniGroup]:
+        """A whole group list, drift-checked and read again (bounded) when it shifted, exactly as the user
+        list (``OmniScimClient._read_listing``): a group skipped by a shifted page would look absent, so
+        the sync would plan its creation, or miss members to add or remove in a mirror run. Each page
+        after the first starts on the last group already read; with several keys they go in parallel.
+        Omni may clamp ``count``: reads advance by what each page really held."""
+        return self.client._read_listing(fetch, page_size, what, kind="group")
 
     def iter_groups(
         self, *, page_size: int | None = None, exclude_members: bool = False
     ) -> Iterator[OmniGroup]:
-        """Every group, page by page (ceil(G / page) requests), members included unless excluded."""
-        return self._iter(
-            lambda s, c: self.list_groups_page(s, c, exclude_members=exclude_members), page_size
-        )
+        """Every group, members included unless excluded; the list is read whole first (never a shifted
+        listing), so a shifted listing can be read again."""
+        return iter(self.list_groups(page_size=page_size, exclude_members=exclude_members))
 
-    def list_groups(self, *, page_size: int | None = None) -> list[OmniGroup]:
-        return list(self.iter_groups(page_size=page_size))
+    def list_groups(self, *, page_size: int | None = None, exclude_members: bool = False) -> list[OmniGroup]:
+        """Every group, page by page (``listing_page_count(G, page)`` requests: each page after the first
+        repeats the last group of the one before), never a shifted listing."""
+        return self._read(
+            lambda s, c: self.list_groups_page(s, c, exclude_members=exclude_members), page_size, "group list"
+        )
 
     def get_group(self, group_id: str) -> OmniGroup:
         path = self._path(group_id)
@@ -119,11 +120,8 @@ class GroupsApi:
         match is re-checked here so a lenient server filter cannot pick another group."""
         name = validate_group_name(name)
         flt = f"displayName eq {scim_string_literal(name)}"
-        matches = [
-            g
-            for g in self._iter(lambda s, c: self.list_groups_page(s, c, filter=flt), None)
-            if g.display_name.strip() == name
-        ]
+        listed = self._read(lambda s, c: self.list_groups_page(s, c, filter=flt), None, "filtered group list")
+        matches = [g for g in listed if g.display_name.strip() == name]
         if len(matches) > 1:
             raise AmbiguousGroupError(name, len(matches))
         return matches[0] if matches else None

@@ -5,23 +5,49 @@ when a user is inserted there). So each page after the first starts one entry ea
 the page before: if that entry moved, the list shifted. With several API keys the pages after the first are
 fetched concurrently (their starts are all known once the first page gave ``totalResults`` and the real
 page length), and the very same checks are then run on them in list order.
+
+The walk is the same for every SCIM list (users, embed users, groups): it only needs each entry's ``id`` and
+each page's ``Resources`` and ``totalResults``; ``kind`` names the entries in what it reports.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Generic, Protocol, TypeVar
 
 from omni_provider.client.errors import OmniResponseError
-from omni_provider.client.models import OmniUser, UserListPage
 
 log = logging.getLogger("omni_provider.client")
 
 #: Stops a paging loop against a server that never reports the end.
 MAX_PAGES = 100_000
 
-FetchPage = Callable[[int, int], UserListPage]
+
+class ListEntry(Protocol):
+    """What the walk needs of a listed resource (``OmniUser``, ``OmniGroup``)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+E = TypeVar("E", bound=ListEntry)
+E_co = TypeVar("E_co", bound=ListEntry, covariant=True)
+
+
+class ListPage(Protocol[E_co]):
+    """What the walk needs of one page of a SCIM ListResponse (``UserListPage``, ``GroupListPage``)."""
+
+    @property
+    def resources(self) -> Sequence[E_co]: ...
+
+    @property
+    def total_results(self) -> int: ...
+
+
+#: ``fetch(start_index, count)``: one page of the list.
+FetchPage = Callable[[int, int], ListPage[E]]
 
 
 def overlapping_starts(total: int, page_length: int) -> list[int]:
@@ -32,11 +58,12 @@ def overlapping_starts(total: int, page_length: int) -> list[int]:
     return list(range(page_length, total, page_length - 1))[:MAX_PAGES]
 
 
-class _Walk:
-    """The users read so far and the checks each next page must pass (list order)."""
+class _Walk(Generic[E]):
+    """The entries read so far and the checks each next page must pass (list order)."""
 
-    def __init__(self) -> None:
-        self.users: list[OmniUser] = []
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "user", "group": how an entry is called in a drift reason
+        self.entries: list[E] = []
         self.seen: set[str] = set()
         self.start = 1  # 1-based index of the next new entry
         self.total = -1
@@ -45,36 +72,37 @@ class _Walk:
 
     @property
     def overlaps(self) -> bool:
-        return bool(self.users) and self.page_length >= 2
+        return bool(self.entries) and self.page_length >= 2
 
     def next_start(self) -> int:
         return self.start - 1 if self.overlaps else self.start
 
-    def take(self, page: UserListPage, *, asked_at: int) -> str | None:
+    def take(self, page: ListPage[E], *, asked_at: int) -> str | None:
         """Add one page read at ``asked_at``; why the list drifted, or None (``done`` once at the end)."""
         resources = page.resources
-        if self.users and asked_at != self.next_start():
+        if self.entries and asked_at != self.next_start():
             # Only possible in parallel mode: pages planned from the first page no longer line up.
             return f"the page at {asked_at} does not continue the read at {self.next_start()}"
         if self.overlaps:
-            if not resources or resources[0].id != self.users[-1].id:
-                return f"the page at {self.start - 1} no longer begins with the user read last"
+            if not resources or resources[0].id != self.entries[-1].id:
+                return f"the page at {self.start - 1} no longer begins with the {self.kind} read last"
             resources = resources[1:]
-        elif self.users and page.total_results != self.total:
+        elif self.entries and page.total_results != self.total:
             return f"totalResults changed from {self.total} to {page.total_results}"
-        if self.users and page.total_results != self.total:
+        if self.entries and page.total_results != self.total:
             # Harmless once the overlap matched: the change lies after the read position.
             log.info(
-                "Omni's user count changed from %d to %d during the read",
+                "Omni's %s count changed from %d to %d during the read",
+                self.kind,
                 self.total,
                 page.total_results,
             )
         self.total = page.total_results
-        for user in resources:
-            if user.id in self.seen:
-                return f"user {user.id} appeared twice"
-            self.seen.add(user.id)
-            self.users.append(user)
+        for entry in resources:
+            if entry.id in self.seen:
+                return f"{self.kind} {entry.id} appeared twice"
+            self.seen.add(entry.id)
+            self.entries.append(entry)
         got = len(page.resources)
         self.page_length = self.page_length or got
         self.start += len(resources)
@@ -89,42 +117,44 @@ class _Walk:
         return None
 
 
-def walk_listing(fetch: FetchPage, count: int, *, parallel: int = 1) -> tuple[list[OmniUser], str | None]:
-    """One read of a list: (users, None), or (partial, why it drifted).
+def walk_listing(
+    fetch: FetchPage[E], count: int, *, parallel: int = 1, kind: str = "user"
+) -> tuple[list[E], str | None]:
+    """One read of a list: (entries, None), or (partial, why it drifted).
 
-    Drift: an overlap entry that moved, a user seen twice, a short or empty page before the end, and (when
+    Drift: an overlap entry that moved, an entry seen twice, a short or empty page before the end, and (when
     pages are too small to overlap) a change of ``totalResults``. The server may clamp ``count``: the first
     page's length is the page size, and reads advance by what each page really held.
 
     ``parallel`` > 1 (one per API key): once the first page is in, the other pages are fetched by that many
     threads, then checked in list order exactly as a sequential read checks them. Entries beyond the
-    planned pages (users created at the end meanwhile) are read on sequentially.
+    planned pages (created at the end meanwhile) are read on sequentially.
     """
-    walk = _Walk()
+    walk: _Walk[E] = _Walk(kind)
     drift = walk.take(fetch(1, count), asked_at=1)
     if drift is not None or walk.done:
-        return walk.users, drift
+        return walk.entries, drift
     if parallel > 1:
         starts = overlapping_starts(walk.total, walk.page_length)
         for start, page in zip(starts, _fetch_all(fetch, starts, count, parallel), strict=True):
             drift = walk.take(page, asked_at=start)
             if drift is not None or walk.done:
-                return walk.users, drift
+                return walk.entries, drift
     for _page in range(MAX_PAGES):
         start = walk.next_start()
         drift = walk.take(fetch(start, count), asked_at=start)
         if drift is not None or walk.done:
-            return walk.users, drift
+            return walk.entries, drift
     raise OmniResponseError(f"paging did not end after {MAX_PAGES} pages")
 
 
-def _fetch_all(fetch: FetchPage, starts: list[int], count: int, threads: int) -> list[UserListPage]:
+def _fetch_all(fetch: FetchPage[E], starts: list[int], count: int, threads: int) -> list[ListPage[E]]:
     """Every page at ``starts``, by at most ``threads`` concurrent requests (the client's pacer spreads
     them over the keys). The first failure cancels what has not started and is raised."""
     if not starts:
         return []
     with ThreadPoolExecutor(max_workers=min(threads, len(starts)), thread_name_prefix="omni-list") as pool:
-        futures: list[Future[UserListPage]] = [pool.submit(fetch, start, count) for start in starts]
+        futures: list[Future[ListPage[E]]] = [pool.submit(fetch, start, count) for start in starts]
         finished, _pending = wait(futures, return_when=FIRST_EXCEPTION)
         errors = [f.exception() for f in futures if f in finished]
         error = next((e for e in errors if e is not None), None)

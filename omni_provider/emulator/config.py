@@ -56,6 +56,7 @@ PATCHABLE_FIELDS = frozenset(
         "patch_semantics",
         "list_attribute_maps",
         "list_churn",
+        "group_list_churn",
         "concurrent_writer",
         "group_patch_mode",
     }
@@ -96,8 +97,11 @@ class EmulatorConfig:
     #: False: list responses leave out each user's attribute map (SCIM makes it optional).
     list_attribute_maps: bool = True
     #: Users deleted and created between two list pages, once: ``{"after_page": k, "delete": n,
-    #: "create": m}`` deletes the n oldest users and creates m new ones after the k-th unfiltered page.
+    #: "create": m}`` deletes the n oldest users and creates m new ones after the k-th unfiltered page
+    #: (with ``"repeat": true``, after every k-th page: a list that never settles).
     list_churn: dict[str, int] | None = None
+    #: The same for groups, played after unfiltered group list pages (counted on their own).
+    group_list_churn: dict[str, int] | None = None
     #: Another writer acting on every PATCH: ``{"attribute": name, "value": v, "when": "before"|"after"}``
     #: sets that attribute of the target user just before the PATCH is applied (or just after, so the
     #: answer shows it); ``value`` null unsets it.
@@ -133,7 +137,8 @@ class EmulatorConfig:
             raise ValueError("slow_seconds must be from 0 to 60")
         if self.patch_semantics not in PATCH_SEMANTICS:
             raise ValueError(f"patch_semantics must be one of {PATCH_SEMANTICS}")
-        _check_churn(self.list_churn)
+        _check_churn(self.list_churn, "list_churn")
+        _check_churn(self.group_list_churn, "group_list_churn")
         _check_writer(self.concurrent_writer)
         for name in ("strict_attributes", "rate_limit_enabled", "retry_after_header", "list_attribute_maps"):
             if not isinstance(getattr(self, name), bool):
@@ -203,19 +208,22 @@ def _check_positive(value: object, name: str, *, maximum: float) -> None:
         raise ValueError(f"{name} must be a positive number up to {maximum:g}")
 
 
-#: Bounds of ``list_churn`` (the admin route is unauthenticated: one request must stay cheap).
+#: Bounds of ``list_churn`` and ``group_list_churn`` (the admin route is unauthenticated: one request must
+#: stay cheap).
 MAX_PAGES_FOR_CHURN = 100_000
 MAX_CHURN_USERS = 10_000
 
 
-def _check_churn(churn: object) -> None:
+def _check_churn(churn: object, name: str) -> None:
     if churn is None:
         return
-    if not isinstance(churn, Mapping) or set(churn) - {"after_page", "delete", "create"}:
-        raise ValueError("list_churn must be an object with after_page, delete and create")
-    _check_int(churn.get("after_page"), "list_churn.after_page", minimum=1, maximum=MAX_PAGES_FOR_CHURN)
-    _check_int(churn.get("delete", 0), "list_churn.delete", minimum=0, maximum=MAX_CHURN_USERS)
-    _check_int(churn.get("create", 0), "list_churn.create", minimum=0, maximum=MAX_CHURN_USERS)
+    if not isinstance(churn, Mapping) or set(churn) - {"after_page", "delete", "create", "repeat"}:
+        raise ValueError(f"{name} must be an object with after_page, delete, create and repeat")
+    _check_int(churn.get("after_page"), f"{name}.after_page", minimum=1, maximum=MAX_PAGES_FOR_CHURN)
+    _check_int(churn.get("delete", 0), f"{name}.delete", minimum=0, maximum=MAX_CHURN_USERS)
+    _check_int(churn.get("create", 0), f"{name}.create", minimum=0, maximum=MAX_CHURN_USERS)
+    if not isinstance(churn.get("repeat", False), bool):
+        raise ValueError(f"{name}.repeat must be a boolean")
 
 
 def _check_writer(writer: object) -> None:

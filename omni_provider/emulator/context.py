@@ -17,6 +17,26 @@ from .writes import AttributeRules
 
 
 @dataclasses.dataclass
+class _ChurnClock:
+    """Unfiltered list pages of one kind served since the last reset, and whether a one-off churn fired."""
+
+    pages_served: int = 0
+    fired: bool = False
+
+    def due(self, churn: dict[str, int] | None) -> bool:
+        """Count a served page; whether ``churn`` plays now (callers hold the context's churn lock)."""
+        self.pages_served += 1
+        if not churn:
+            return False
+        if churn.get("repeat"):
+            return self.pages_served % churn["after_page"] == 0
+        if self.fired or self.pages_served != churn["after_page"]:
+            return False
+        self.fired = True
+        return True
+
+
+@dataclasses.dataclass
 class EmulatorContext:
     config: EmulatorConfig
     state: EmulatorState
@@ -24,9 +44,11 @@ class EmulatorContext:
     limiter: RateLimiter
     faults: FaultInjector
     saver: StateSaver | None
-    #: Unfiltered list pages served since the last reset (drives ``config.list_churn``).
-    list_pages_served: int = 0
-    list_churn_fired: bool = False
+    #: Unfiltered user and group list pages served since the last reset (drive ``config.list_churn`` and
+    #: ``config.group_list_churn``).
+    user_pages: _ChurnClock = dataclasses.field(default_factory=_ChurnClock)
+    group_pages: _ChurnClock = dataclasses.field(default_factory=_ChurnClock)
+    group_churn_created: int = 0  # names new churn groups uniquely
     _churn_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
@@ -58,17 +80,16 @@ class EmulatorContext:
         self.limiter.reset()
         self.faults.reset()
         with self._churn_lock:
-            self.list_pages_served, self.list_churn_fired = 0, False
+            self.user_pages, self.group_pages = _ChurnClock(), _ChurnClock()
         return created
 
     def after_list_page(self) -> None:
-        """Count a served list page; play ``config.list_churn`` once when its page has been served."""
+        """Count a served list page; play ``config.list_churn`` when its page has been served."""
         churn = self.config.list_churn
         with self._churn_lock:
-            self.list_pages_served += 1
-            if not churn or self.list_churn_fired or self.list_pages_served != churn["after_page"]:
+            if not self.user_pages.due(churn):
                 return
-            self.list_churn_fired = True
+        assert churn is not None
         for user in self.state.users()[: churn.get("delete", 0)]:
             self.state.delete_user(user.id)
             self.stats.bump("users_deleted")
@@ -76,6 +97,22 @@ class EmulatorContext:
         for i in range(churn.get("create", 0)):
             self.state.add_user(f"churn{start + i:05d}@example.com", f"Churn {start + i}")
             self.stats.bump("users_created")
+
+    def after_group_list_page(self) -> None:
+        """Count a served group list page; play ``config.group_list_churn`` when its page has been served:
+        the oldest groups deleted, new (empty) ones created, as another admin would between two pages."""
+        churn = self.config.group_list_churn
+        with self._churn_lock:
+            if not self.group_pages.due(churn):
+                return
+        assert churn is not None
+        with self.state.lock:
+            for group in self.state.groups.groups()[: churn.get("delete", 0)]:
+                self.state.groups.delete(group.id)
+            for _ in range(churn.get("create", 0)):
+                self.group_churn_created += 1
+                self.state.groups.add_group(f"Churn group {self.group_churn_created:05d}")
+            self.state.version += 1
 
     def other_writer_acts(self, user_id: str, writer: dict[str, Any]) -> UserRecord | None:
         """``config.concurrent_writer``: another tool sets one attribute of this user (under the state

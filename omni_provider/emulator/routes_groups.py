@@ -67,6 +67,8 @@ class GroupRoutes:
         members = request.query_params.get("excludedAttributes", "").lower() != "members"
         page = groups[start - 1 : start - 1 + count]
         body = group_list_response(page, self._email, start_index=start, total=len(groups), members=members)
+        if text is None:
+            self.ctx.after_group_list_page()  # group_list_churn: groups deleted/created between pages
         return JSONResponse(body)
 
     async def get_group(self, request: Request) -> Response:

@@ -44,10 +44,11 @@ ERROR_SAMPLE_SIZE = 10
 class SyncOmniGroupMembershipOperator(BaseOperator):
     """Make the membership of Omni groups match the warehouse, sending only what differs.
 
-    Steps: read the rows (one per membership); read every Omni user and group once (one request per 100 of
-    each); plan per membership (add / remove / unchanged / rejected); check the guards; write one request
-    per changed group (a PATCH carrying all its adds and removes, or a POST creating it with its members),
-    the first alone as a canary; write the per-membership report; return a small summary.
+    Steps: read the rows (one per membership); read every Omni user and group once (about one request per
+    100 of each; a list whose pages shift while it is read is read again, never used); plan per membership
+    (add / remove / unchanged / rejected); check the guards; write one request per changed group (a PATCH
+    carrying all its adds and removes, or a POST creating it with its members), the first alone as a
+    canary; write the per-membership report; return a small summary.
 
     :param rows: list of dicts (column -> value), a JSON string of one, or an XComArg.
     :param sql: query returning the user and group columns (run through ``sql_conn_id``).

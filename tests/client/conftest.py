@@ -71,6 +71,8 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "fault_seed": 0,
     "fault_methods": None,
     "group_patch_mode": "documented",
+    "list_churn": None,
+    "group_list_churn": None,
 }
 
 

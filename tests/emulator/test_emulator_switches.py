@@ -81,6 +81,38 @@ def test_list_churn_fires_once_after_its_page(emulator: EmulatorServer, client: 
     assert stats["users_deleted"] == 2 and stats["users_created"] == 1
 
 
+def test_list_churn_can_repeat(emulator: EmulatorServer, client: httpx.Client) -> None:
+    emulator.reset(seed_users=10)
+    emulator.config.apply_patch({"list_churn": {"after_page": 2, "delete": 1, "create": 1, "repeat": True}})
+    for _ in range(5):
+        client.get("/scim/v2/users", params={"count": 3})
+    stats = emulator.stats.snapshot()
+    assert stats["users_deleted"] == stats["users_created"] == 2  # after pages 2 and 4
+    assert emulator.state.user_count() == 10
+
+
+def test_group_list_churn_fires_after_its_group_page_only(
+    emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    names = [emulator.state.groups.add_group(f"Team {i}").display_name for i in range(6)]
+    emulator.config.apply_patch({"group_list_churn": {"after_page": 2, "delete": 2, "create": 1}})
+    client.get("/scim/v2/users")  # user pages and filtered group pages do not count
+    client.get("/scim/v2/groups", params={"filter": 'displayName eq "Team 1"'})
+    client.get("/scim/v2/groups", params={"count": 3})
+    assert [g.display_name for g in emulator.state.groups.groups()] == names
+    client.get("/scim/v2/groups", params={"startIndex": 4, "count": 3})  # page 2: churn after it
+    after = [g.display_name for g in emulator.state.groups.groups()]
+    assert after == [*names[2:], "Churn group 00001"]
+    for _ in range(3):
+        client.get("/scim/v2/groups")
+    assert [g.display_name for g in emulator.state.groups.groups()] == after  # once only
+    emulator.config.apply_patch({"group_list_churn": {"after_page": 1, "delete": 1, "repeat": True}})
+    emulator.context.reset(keep_users=True)  # the page count starts again
+    for _ in range(2):
+        client.get("/scim/v2/groups")
+    assert [g.display_name for g in emulator.state.groups.groups()] == after[2:]
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_concurrent_writer(emulator: EmulatorServer, client: httpx.Client, when: str) -> None:
     user = _user(emulator)
@@ -99,6 +131,9 @@ def test_concurrent_writer(emulator: EmulatorServer, client: httpx.Client, when:
         {"patch_semantics": "merge"},
         {"list_churn": {"after_page": 0}},
         {"list_churn": {"after_page": 1, "drop": 1}},
+        {"list_churn": {"after_page": 1, "repeat": "yes"}},
+        {"group_list_churn": {"after_page": 0}},
+        {"group_list_churn": {"after_page": 1, "delete": -1}},
         {"concurrent_writer": {"value": 1}},
         {"concurrent_writer": {"attribute": "x", "when": "later"}},
         {"list_attribute_maps": "no"},

@@ -182,6 +182,53 @@ def test_missing_groups_are_created_with_their_members_on_opt_in(emu: EmulatorSe
     assert again["outcomes"]["unchanged"] == 3 and writes(emu) == {"POST": 2}
 
 
+def _teams_across_pages(emu: EmulatorServer) -> dict[str, str]:
+    """12 groups (Team 00-11) on pages of 5; the managed Team 05 opens page 2 and holds user001, user002."""
+    ids = seed(emu, 4)
+    for i in range(12):
+        team = [ids["user001@example.com"]] + ([ids["user002@example.com"]] if i == 5 else [])
+        emu.state.groups.add_group(f"Team {i:02d}", team)
+    emu.config.apply_patch({"max_page_size": 5})
+    return ids
+
+
+def test_a_group_listing_that_shifted_is_read_again_and_the_mirror_misses_no_group(
+    emu: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Team 00 is deleted right after page 1 is served: Team 05 moves onto page 1's last place. A walk
+    advancing by what it read never saw Team 05, so the sync planned to create it (a POST into a 409) and
+    mirrored nothing; the drift-checked read notices, reads the list again, and PATCHes Team 05."""
+    _teams_across_pages(emu)
+    emu.config.apply_patch({"group_list_churn": {"after_page": 1, "delete": 1}})
+    rows = rows_for({"Team 05": [2, 3]})  # user001 leaves, user003 joins
+    summary, _, _ = run_sync(
+        rows=rows, groups=["Team 05"], mode="mirror", create_missing_groups=True, max_changes=2
+    )
+    assert members(emu, "Team 05") == {"user002@example.com", "user003@example.com"}
+    assert writes(emu) == {"PATCH": 1}  # no create
+    assert summary["outcomes"]["added"] == 1 and summary["outcomes"]["removed"] == 1
+    assert summary["outcomes"]["unchanged"] == 1 and summary["outcomes"]["failed"] == 0
+    assert "group list shifted while it was read" in caplog.text
+
+
+def test_a_group_listing_that_never_settles_fails_retryably_before_any_write(emu: EmulatorServer) -> None:
+    _teams_across_pages(emu)
+    emu.config.apply_patch({"group_list_churn": {"after_page": 1, "delete": 1, "create": 1, "repeat": True}})
+    rows = rows_for({"Team 05": [2, 3]})
+    error, _, _ = run_sync(
+        rows=rows,
+        groups=["Team 05"],
+        mode="mirror",
+        create_missing_groups=True,
+        max_changes=2,
+        raises=AirflowException,  # retryable: a later run reads a settled list
+    )
+    assert "group list kept shifting" in str(error)
+    assert writes(emu) == {}
+    # 3 reads, each stopped on its second page: 6 group list pages.
+    assert emu.stats.snapshot()["requests_by_method"]["GET"] == 1 + 6  # one user page (4 users) first
+
+
 @pytest.mark.parametrize(
     "faults",
     [
@@ -203,6 +250,7 @@ def test_faults_converge_without_duplicate_groups_or_lost_members(
     wanted |= {f"New {g}": [g + 1, g + 2] for g in range(3)}
     rows = rows_for(wanted)
     emu.config.apply_patch({"faults": faults, "fault_seed": 7, "fault_methods": ["POST", "PATCH"]})
+    emu.context.faults.reseed(7)  # config.apply_patch alone does not reseed: without this the run is random
     for _attempt in range(4):  # a few task retries at most
         try:
             run_sync(rows=rows, create_missing_groups=True)
