@@ -35,6 +35,10 @@ EXAMPLE_DAGS = [
     ("omni_warehouse_attributes", None),
     ("omni_warehouse_sync", None),
     ("omni_after_attribute_sync", None),
+    ("omni_warehouse_groups", None),
+    # Twice: the first run lists Omni and writes the snapshot, the second diffs against it.
+    ("omni_snapshot_sync", None),
+    ("omni_snapshot_sync", None),
 ]
 
 
@@ -113,6 +117,7 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
             ),
             "AIRFLOW_CONN_OMNI_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
             "OMNI_SYNC_REPORT_DIR": str(home / "reports"),
+            "OMNI_SYNC_STATE_DIR": str(home / "sync-state"),
             "OMNI_HOST": base_url,
             "OMNI_EMULATOR_API_KEY": api_key,
         }
@@ -148,6 +153,14 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
                 got = attrs[email.lower()]
                 assert (got["region"], got["seat_tier"], got["cost_centre"]) == (region, seat_tier, cost), got
                 assert got.get("department") == department, got
+        # The second snapshot run listed no users: the snapshot says so (one run since the full read).
+        state = json.loads((home / "sync-state" / "omni_snapshot_sync.json").read_text())
+        assert state["runs_since_full_resync"] == 1, state["runs_since_full_resync"]
+        listed = httpx.get(
+            f"{base_url}/api/scim/v2/groups", headers={"Authorization": f"Bearer {api_key}"}, timeout=10
+        ).json()
+        names = {g["displayName"] for g in listed.get("Resources", [])}
+        assert {"Finance", "Sales", "Engineering"} <= names, names  # the group DAG's mirror
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
