@@ -168,17 +168,22 @@ class OmniWriteSemanticsError(OmniUnexpectedStateError):
         hint: str,
         more: int = 0,
     ) -> None:
+        self._set_fields(user=user, field=field, old=old, new=new, problem=problem, hint=hint)
+        others = f" (and {more} more field{'s' if more != 1 else ''})" if more else ""
+        super().__init__(
+            f"user {user}: {problem}: {field!r} was {_shown_value(old)}, Omni now reports "
+            f"{_shown_value(new)}{others}. What to check: {hint}"
+        )
+
+    def _set_fields(
+        self, *, user: str, field: str, old: object, new: object, problem: str, hint: str
+    ) -> None:
         self.user = user
         self.field = field
         self.old = old
         self.new = new
         self.problem = problem
         self.hint = hint
-        others = f" (and {more} more field{'s' if more != 1 else ''})" if more else ""
-        super().__init__(
-            f"user {user}: {problem}: {field!r} was {_shown_value(old)}, Omni now reports "
-            f"{_shown_value(new)}{others}. What to check: {hint}"
-        )
 
 
 def _shown_value(value: object) -> str:
@@ -379,10 +384,14 @@ class AmbiguousGroupError(OmniError):
         super().__init__(f"{count} Omni groups are named {group!r}; refusing to guess")
 
 
-class OmniGroupWriteSemanticsError(OmniUnexpectedStateError):
+class OmniGroupWriteSemanticsError(OmniWriteSemanticsError):
     """A group write's answer shows a change the write did not ask for (a member it did not touch vanished,
     a member it added is missing, one it removed is still there, or the name changed). Never retryable:
-    it means Omni applies group PATCHes differently than this client assumes, and it stops the sync."""
+    it means Omni applies group PATCHes differently than this client assumes, and it stops the sync.
+
+    A write-semantics error like a user write's (one ``except OmniWriteSemanticsError`` catches both);
+    ``user`` names the members involved, ``field`` is ``members`` or ``displayName``.
+    """
 
     def __init__(
         self,
@@ -394,16 +403,25 @@ class OmniGroupWriteSemanticsError(OmniUnexpectedStateError):
         new: object = None,
     ) -> None:
         self.group = group
-        self.problem = problem
         self.members = members
-        self.old = old
-        self.new = new
         shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
         detail = f" ({shown})" if shown else ""
         if old is not None or new is not None:
             detail += f": was {old!r}, now {new!r}"
-        super().__init__(
-            f"group {group!r}: after PATCH Omni reports {problem}{detail}. What to check: whether Omni "
-            "treated the member operations as a replace of the whole member list, or whether someone else "
-            "edited this group at the same moment; compare the group in Omni's UI with the sync report"
+        hint = (
+            "whether Omni treated the member operations as a replace of the whole member list, or whether "
+            "someone else edited this group at the same moment; compare the group in Omni's UI with the "
+            "sync report"
+        )
+        self._set_fields(
+            user=shown,
+            field="members" if members else "displayName",
+            old=old,
+            new=new,
+            problem=problem,
+            hint=hint,
+        )
+        # Its own message (a group, not a user, was written), so the parent's is not built.
+        OmniUnexpectedStateError.__init__(
+            self, f"group {group!r}: after PATCH Omni reports {problem}{detail}. What to check: {hint}"
         )

@@ -21,9 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from omni_provider.client import OmniError, OmniScimClient, OmniUser, UpdateResult
@@ -37,33 +36,20 @@ from omni_provider.client.errors import (
 )
 from omni_provider.client.models import AttributeDefinition, AttributeValue
 from omni_provider.client.values import is_unset
+
+# The shared gate and wording; re-exported so ``omni_provider.sync.apply`` keeps its public names.
+from omni_provider.sync.breaker import HALTED_PREFIX as HALTED_PREFIX
+from omni_provider.sync.breaker import NOT_ATTEMPTED as NOT_ATTEMPTED
+from omni_provider.sync.breaker import STOPPED_ERRORS as STOPPED_ERRORS
+from omni_provider.sync.breaker import STOPPED_PENDING as STOPPED_PENDING
+from omni_provider.sync.breaker import Halted, WriteGate
+from omni_provider.sync.breaker import halted_error as halted_error
+from omni_provider.sync.breaker import is_stopped_error as is_stopped_error
+from omni_provider.sync.breaker import was_never_sent as was_never_sent
 from omni_provider.sync.outcome import RowOutcome, RowStatus, outcome_without_write
 from omni_provider.sync.plan import PlanItem, RowAction, SyncPlan
 
 log = logging.getLogger("omni_provider.sync")
-
-NOT_ATTEMPTED = "not attempted: the run was stopped before this write"
-#: A write cut short by the stop while it waited (for a paced slot or a retry); Omni may or may not have it.
-STOPPED_PENDING = (
-    "not confirmed: the run was stopped while this write was pending; a re-run applies it if needed"
-)
-STOPPED_ERRORS = frozenset({NOT_ATTEMPTED, STOPPED_PENDING})
-#: How rows left unsent by the circuit breaker begin (the reason follows).
-HALTED_PREFIX = "not attempted (stopped: "
-
-
-def halted_error(reason: str) -> str:
-    return f"{HALTED_PREFIX}{reason})"
-
-
-def was_never_sent(error: str | None) -> bool:
-    """Whether a failed row's write never left: the run stopped, or the breaker tripped, before it."""
-    return error is not None and (error == NOT_ATTEMPTED or error.startswith(HALTED_PREFIX))
-
-
-def is_stopped_error(error: str | None) -> bool:
-    """Whether a failed row was never confirmed because the run stopped (killed, or the breaker tripped)."""
-    return error is not None and (error in STOPPED_ERRORS or error.startswith(HALTED_PREFIX))
 
 
 class WritesHaltedError(OmniError):
@@ -105,85 +91,6 @@ class Progress:
             f"Sync progress: {self.done}/{self.total} writes ({pct:.0f}%), {self.failed} failed, "
             f"elapsed {self.elapsed:.0f}s, ETA {eta_text}"
         )
-
-
-class _Halted(Exception):
-    """Raised to a write waiting at the gate when the breaker has tripped: it must not be sent."""
-
-
-class WriteGate:
-    """Canary gate and circuit breaker of one run (thread-safe).
-
-    ``hold(kinds)`` admits a write: at once and alongside others when every kind of change it makes has
-    been verified in this run; otherwise alone (it waits until no other write is on the wire, and new
-    writes wait for it) as a canary. ``verified(kinds)`` ends a canary's probation. ``trip(reason, error)``
-    stops everything: writes waiting at the gate get ``_Halted``.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        #: Also ends a wait at the gate: the run is being stopped (killed, interrupted).
-        self.stopping: Callable[[], bool] = lambda: False
-        self._verified: set[str] = set()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting_exclusive = 0
-        self.reason: str | None = None
-        self.error: OmniError | None = None
-        self.canaries = 0
-
-    @property
-    def tripped(self) -> bool:
-        return self.reason is not None
-
-    def trip(self, reason: str, error: OmniError) -> None:
-        with self._cond:
-            if self.reason is None:
-                self.reason, self.error = reason, error
-                log.error("Circuit breaker tripped, no new write will start: %s", error)
-            self._cond.notify_all()
-
-    def verified(self, kinds: frozenset[str]) -> None:
-        with self._cond:
-            self._verified |= kinds
-            self._cond.notify_all()
-
-    @contextmanager
-    def hold(self, kinds: frozenset[str]) -> Iterator[bool]:
-        """Yields True for a canary (sent alone, to be verified on a fresh read before any other write)."""
-        with self._cond:
-            alone = not kinds <= self._verified
-            if alone:
-                self._waiting_exclusive += 1
-            try:
-                while True:
-                    if self.reason is not None or self.stopping():
-                        raise _Halted()
-                    if alone and kinds <= self._verified:
-                        # A canary verified these kinds meanwhile: join the others.
-                        alone = False
-                        self._waiting_exclusive -= 1
-                    if alone:
-                        if not self._exclusive and self._shared == 0:
-                            self._exclusive = True
-                            self.canaries += 1
-                            break
-                    elif not self._exclusive and self._waiting_exclusive == 0:
-                        self._shared += 1
-                        break
-                    self._cond.wait(timeout=0.1)  # also wakes to see a stop request
-            finally:
-                if alone:
-                    self._waiting_exclusive -= 1
-        try:
-            yield alone
-        finally:
-            with self._cond:
-                if alone:
-                    self._exclusive = False
-                else:
-                    self._shared -= 1
-                self._cond.notify_all()
 
 
 def change_kinds(changes: ChangeSet, base: OmniUser, *, others_unknown: bool = False) -> frozenset[str]:
@@ -419,7 +326,7 @@ def apply_plan(
             return
         try:
             outcome = _apply_item(writer, item, users_by_id)
-        except _Halted:
+        except Halted:
             outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=not_sent())
         except OmniCancelledError:
             error = STOPPED_PENDING

@@ -1,10 +1,15 @@
 """Apply a group plan: one write per changed group (a POST for a new group, else one PATCH carrying all its
-adds and removes), the first one alone as a canary, the rest concurrently at the client's pace.
+adds and removes), concurrently at the client's pace, behind the same canary gate and circuit breaker as
+the attribute sync (``omni_provider.sync.breaker``).
 
-Circuit breaker: every answer is checked by the client; when one shows a change the write did not ask for
-(``OmniGroupWriteSemanticsError``), no new write starts, writes in flight finish, and every membership not
-yet settled is reported ``failed: not attempted (stopped: <reason>)``. The canary bounds the damage of a
-surprise in Omni's semantics to one group whatever the concurrency.
+Canary: the first write of each kind (creating a group, adding members, removing members; an add or
+remove to a group holding other members is a kind of its own) is sent alone and judged by the client's
+check of Omni's answer before any other write starts. So a create does not vouch for a PATCH that removes
+members, and at most one group is damaged by a surprise in Omni's semantics, whatever the concurrency.
+
+Circuit breaker: when an answer shows a change the write did not ask for (``OmniGroupWriteSemanticsError``),
+no new write starts, writes in flight finish, and every membership not yet settled is reported
+``failed: not attempted (stopped: <reason>)``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from omni_provider.client import OmniError
 from omni_provider.client.errors import OmniCancelledError, OmniGroupWriteSemanticsError
 from omni_provider.client.group_models import OmniGroup
 from omni_provider.client.groups import GroupsApi
+from omni_provider.sync.breaker import STOPPED_PENDING as STOPPED_PENDING
+from omni_provider.sync.breaker import Halted, WriteGate, halted_error
 from omni_provider.sync.groups_outcome import (
     MembershipOutcome,
     MembershipStatus,
@@ -29,13 +36,27 @@ from omni_provider.sync.groups_plan import GroupChange, GroupPlan, MembershipAct
 
 log = logging.getLogger("omni_provider.sync")
 
-STOPPED_PENDING = (
-    "not confirmed: the run was stopped while this write was pending; a re-run applies it if needed"
-)
+#: The shared wording of a membership the breaker or a stop left unsent (kept under its old name).
+not_attempted = halted_error
 
 
-def not_attempted(reason: str) -> str:
-    return f"not attempted (stopped: {reason})"
+def group_write_kinds(
+    base: OmniGroup | None, add: Sequence[str], remove: Sequence[str], *, creates: bool
+) -> frozenset[str]:
+    """What a group write must have seen verified before it may run alongside others (the gate's kinds).
+
+    A create, an add and a remove are each verified on their own. An add or remove to a group holding
+    members it does not touch needs a canary that also had such members (``<kind>+others``): only that
+    shows whether Omni keeps them (a PATCH applied as a replace of the member list would drop them).
+    """
+    if creates:
+        return frozenset({"group-create"})
+    kinds = {kind for kind, ids in (("group-add", add), ("group-remove", remove)) if ids}
+    touched = {u.strip().lower() for u in (*add, *remove)}
+    unknown = base is None or not base.members_present
+    if unknown or (base is not None and base.member_ids - touched):
+        kinds |= {f"{kind}+others" for kind in kinds}
+    return frozenset(kinds)
 
 
 @dataclass
@@ -67,21 +88,24 @@ def apply_group_plan(
     max_members_per_write: int | None = None,
     stop: threading.Event | None = None,
     on_outcome: Callable[[int, MembershipOutcome], None] | None = None,
+    gate: WriteGate | None = None,
 ) -> GroupApplyResult:
     """Send the plan's group writes; one outcome per plan item, in plan order.
 
     ``max_members_per_write`` splits a group's change into several writes; Omni documents no limit, so
-    by default each changed group gets exactly one write.
+    by default each changed group gets exactly one write. ``gate``: the run's canary gate and breaker
+    (a fresh one by default).
     """
     caller_stop = stop or threading.Event()
+    gate = gate or WriteGate()
+    gate.stopping = caller_stop.is_set
     lock = threading.Lock()
     outcomes: list[MembershipOutcome | None] = [None] * len(plan.items)
     result = GroupApplyResult(outcomes=[])
-    reason: dict[str, str] = {}
 
     def stopped() -> str | None:
-        if "why" in reason:
-            return reason["why"]
+        if gate.reason is not None:
+            return gate.reason
         return "the task was stopped" if caller_stop.is_set() else None
 
     def settle(index: int, outcome: MembershipOutcome) -> None:
@@ -111,11 +135,7 @@ def apply_group_plan(
         group_id = change.group_id
         try:
             base: OmniGroup | None = groups_by_id.get(change.group_id) if change.group_id else None
-            for n, chunk in enumerate(chunks):
-                why = stopped()
-                if why is not None:
-                    fail([i for c in chunks[n:] for i in c], not_attempted(why), group_id)
-                    return
+            for chunk in chunks:
                 add = [
                     plan.items[i].user_id or "" for i in chunk if plan.items[i].action is MembershipAction.ADD
                 ]
@@ -124,14 +144,30 @@ def apply_group_plan(
                     for i in chunk
                     if plan.items[i].action is MembershipAction.REMOVE
                 ]
-                if base is None and change.creates:
-                    created = api.create_group(change.group, add)
-                    with lock:
-                        result.groups_created.append(change.group)
-                    log.info("Created Omni group %r (%s)", change.group, created.id)
-                    base = created
-                target: OmniGroup | str = base if base is not None else str(change.group_id)
-                done = api.update_members(target, add=add, remove=remove, display=plan.emails)
+                creates = base is None and change.creates
+                kinds = group_write_kinds(base, add, remove, creates=creates)
+                with gate.hold(kinds) as canary:
+                    if canary:
+                        log.info(
+                            "Canary write (%s) to group %r: sent alone and checked before any other",
+                            ", ".join(sorted(kinds)),
+                            change.group,
+                        )
+                    if creates:
+                        created = api.create_group(change.group, add)
+                        with lock:
+                            result.groups_created.append(change.group)
+                        log.info("Created Omni group %r (%s)", change.group, created.id)
+                        base = created
+                    target: OmniGroup | str = base if base is not None else str(change.group_id)
+                    try:
+                        done = api.update_members(target, add=add, remove=remove, display=plan.emails)
+                    except OmniGroupWriteSemanticsError as exc:
+                        gate.trip(f"group {exc.group!r}: Omni reports {exc.problem}", exc)
+                        raise
+                    if canary and (creates or done.action == "updated"):
+                        gate.verified(kinds)
+                        log.info("Canary write to group %r verified; continuing", change.group)
                 base, group_id = done.group, done.group.id
                 if done.concurrent_additions:
                     with lock:
@@ -143,12 +179,10 @@ def apply_group_plan(
                             plan.items[i], done_status(plan.items[i]), group_id=group_id
                         ),
                     )
+        except Halted:
+            # Memberships of earlier chunks are settled already; the rest were never sent.
+            fail(change.items, halted_error(stopped() or "the task was stopped"), group_id)
         except OmniGroupWriteSemanticsError as exc:
-            with lock:
-                if result.breaker is None:
-                    result.breaker = exc
-                    reason["why"] = f"group {exc.group!r}: Omni reports {exc.problem}"
-            log.error("Circuit breaker: %s", exc)
             fail(change.items, str(exc), group_id)
         except OmniCancelledError:
             fail(change.items, STOPPED_PENDING, group_id)
@@ -161,12 +195,12 @@ def apply_group_plan(
     writes = [] if dry_run else list(plan.changes)
     try:
         if writes:
-            write(writes[0])  # the canary: verified before any other write starts
+            write(writes[0])  # the run's first canary, from this thread: judged before the pool starts
         rest = writes[1:]
         if rest and stopped() is None:
             workers = max(1, max_workers) if max_workers else max(2, min(16, 4 * api.client.key_count))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-groups") as pool:
-                # Each write checks the breaker before it starts, so a trip stops everything not yet begun.
+                # Every write passes the gate: a new kind goes alone, a trip stops everything not yet begun.
                 futures = [pool.submit(write, change) for change in rest]
                 try:
                     for future in futures:
@@ -178,8 +212,10 @@ def apply_group_plan(
     finally:
         why = stopped() or "the run ended before this write"
         result.stopped = stopped()
+        if isinstance(gate.error, OmniGroupWriteSemanticsError):
+            result.breaker = gate.error
         for i, o in enumerate(outcomes):
             if o is None:
-                fail([i], not_attempted(why))
+                fail([i], halted_error(why))
     result.outcomes = [o for o in outcomes if o is not None]
     return result

@@ -17,9 +17,12 @@ from omni_provider.client import (
     OmniGroupWriteSemanticsError,
     OmniScimClient,
     OmniValidationError,
+    OmniWriteSemanticsError,
     RetryPolicy,
 )
 from omni_provider.client.groups import GROUPS_PATH
+from omni_provider.client.retry import is_retryable
+from omni_provider.sync.errors import rerun_may_help
 
 
 def _groups(client: OmniScimClient) -> GroupsApi:
@@ -153,6 +156,31 @@ def test_answer_losing_untouched_members_raises_and_is_not_retried(emulator: Any
     assert set(caught.value.members) == {"user00001@example.com", "user00002@example.com"}
     assert "What to check" in str(caught.value)
     assert client.stats.by_method["PATCH"] == 1
+
+
+def test_a_group_write_semantics_error_is_a_write_semantics_error_and_never_retried(
+    emulator: Any, emu_client: Any
+) -> None:
+    """One ``except OmniWriteSemanticsError`` catches a group's too, with its own fields and message."""
+    ids = _ids(emulator, 3)
+    record = emulator.state.groups.add_group("A", ids[:2])
+    emulator.config.apply_patch({"group_patch_mode": "replace_members"})
+    client = emu_client()
+    caught: OmniWriteSemanticsError | None = None
+    try:
+        _groups(client).update_members(record.id, add=[ids[2]])
+    except OmniWriteSemanticsError as exc:
+        caught = exc
+    assert isinstance(caught, OmniGroupWriteSemanticsError)
+    assert caught.group == "A" and caught.problem == "members this write did not touch are gone"
+    assert caught.field == "members" and caught.user == "user00001@example.com, user00002@example.com"
+    assert str(caught).startswith("group 'A': after PATCH Omni reports members this write did not touch")
+    assert "What to check: whether Omni treated the member operations as a replace" in str(caught)
+    assert not is_retryable(caught, "PATCH") and not rerun_may_help(caught)
+    assert client.stats.by_method["PATCH"] == 1
+    renamed = OmniGroupWriteSemanticsError("A", "a changed group name", old="A", new="B")
+    assert renamed.field == "displayName" and (renamed.old, renamed.new) == ("A", "B")
+    assert "Omni reports a changed group name: was 'A', now 'B'. What to check" in str(renamed)
 
 
 def _fake_group_server(answer_members: list[str], before_members: list[str]) -> httpx.MockTransport:
