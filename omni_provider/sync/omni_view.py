@@ -33,9 +33,15 @@ from omni_provider.client.errors import AmbiguousUserError, OmniNotFoundError
 from omni_provider.client.models import AttributeDefinition
 from omni_provider.client.values import values_equal
 from omni_provider.sync.definitions import RunLog
-from omni_provider.sync.keys import UserIndex, read_keys
+from omni_provider.sync.keys import KeyProblem, UserIndex
 from omni_provider.sync.plan import SyncPlan, build_plan
-from omni_provider.sync.snapshot import Snapshot, SnapshotSettings, SnapshotUnusableError, parse_snapshot
+from omni_provider.sync.snapshot import (
+    Snapshot,
+    SnapshotSettings,
+    SnapshotUnusableError,
+    parse_snapshot,
+    snapshot_writer,
+)
 from omni_provider.sync.spec import SyncMode, SyncSpec
 
 _log = logging.getLogger("omni_provider.sync")
@@ -62,6 +68,9 @@ class OmniView:
     #: On a live run with a usable snapshot: how far Omni had drifted from it.
     drift: dict[str, Any] | None = None
     prior: Snapshot | None = field(default=None, repr=False)
+    #: The ``written_by`` token of the file at ``snapshot_path`` when this run read it ("" when it had none
+    #: or could not be read; None when there was no file): how the run notices another run writing it.
+    stored_writer: str | None = None
 
 
 def read_omni_view(
@@ -71,11 +80,29 @@ def read_omni_view(
     definitions: Mapping[str, AttributeDefinition] | None,
     settings: SnapshotSettings | None,
     log: RunLog,
+    keys: Sequence[str | KeyProblem],
 ) -> OmniView:
-    """The plan, and the users it was built on, from a live listing or from the snapshot."""
+    """The plan, and the users it was built on, from a live listing or from the snapshot. ``keys`` are the
+    rows' keys as ``read_keys`` read them."""
     if settings is None:
         return _live(client, rows, spec, definitions, "diff_against='omni'", None, log)
-    prior, unusable = _read_snapshot(client, spec, settings)
+    prior, unusable, writer = _read_snapshot(client, spec, settings)
+    view = _view(client, rows, spec, definitions, settings, prior, unusable, log, keys)
+    view.stored_writer = writer
+    return view
+
+
+def _view(
+    client: OmniScimClient,
+    rows: Sequence[Mapping[str, Any]],
+    spec: SyncSpec,
+    definitions: Mapping[str, AttributeDefinition] | None,
+    settings: SnapshotSettings,
+    prior: Snapshot | None,
+    unusable: str | None,
+    log: RunLog,
+    keys: Sequence[str | KeyProblem],
+) -> OmniView:
     if prior is None:
         reason = unusable or "no snapshot yet"
         log.warning("Diffing against live Omni: %s snapshot at %s", reason, settings.store.label)
@@ -88,25 +115,26 @@ def read_omni_view(
         reason = f"full resync (every {settings.full_resync_every} runs)"
         log.info("Diffing against live Omni: %s", reason)
         return _live(client, rows, spec, definitions, reason, prior, log)
-    return _from_snapshot(client, rows, spec, definitions, prior, settings.full_resync_every, log)
+    return _from_snapshot(client, rows, spec, definitions, prior, settings.full_resync_every, log, keys)
 
 
 def _read_snapshot(
     client: OmniScimClient, spec: SyncSpec, settings: SnapshotSettings
-) -> tuple[Snapshot | None, str | None]:
+) -> tuple[Snapshot | None, str | None, str | None]:
+    """The snapshot if usable, else why not (None: there is none), and the stored file's writer token."""
     try:
         data = settings.store.read()
     except Exception as exc:  # any storage error: the live diff is always correct
-        return None, f"unreadable ({type(exc).__name__}: {exc})"
+        return None, f"unreadable ({type(exc).__name__}: {exc})", ""
     if data is None:
-        return None, None
+        return None, None, None
     try:
         snapshot = parse_snapshot(
             data, omni=client.base_url, attributes=spec.managed_attributes, match_on=spec.match_on
         )
     except SnapshotUnusableError as exc:
-        return None, f"unusable ({exc})"
-    return snapshot, None
+        return None, f"unusable ({exc})", snapshot_writer(data)
+    return snapshot, None, snapshot.written_by
 
 
 def _live(
@@ -133,9 +161,10 @@ def _from_snapshot(
     prior: Snapshot,
     full_resync_every: int,
     log: RunLog,
+    keys: Sequence[str | KeyProblem],
 ) -> OmniView:
     known = UserIndex(prior.users, spec.match_on)
-    unknown = sorted({k for k in read_keys(rows, spec) if isinstance(k, str) and not known.get(k)})
+    unknown = sorted({k for k in keys if isinstance(k, str) and not known.get(k)})
     # A listing brings 99 users per request; one lookup per unknown row must not cost more than that.
     listing_cost = listing_page_count(len(prior.users) + len(unknown), client.page_size)
     if len(unknown) > listing_cost:

@@ -177,19 +177,19 @@ class SyncRun:
             spec.mode.value,
         )
         # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
-        read_keys(rows, spec)
+        keys = read_keys(rows, spec)
         counters_before = self.client.stats.snapshot()
         definitions = load_definitions(self.client, self.log)
         # A live listing or the last run's snapshot; listed users without their attribute map are read one
         # by one when the plan depends on them.
-        view = read_omni_view(self.client, rows, spec, definitions, self.snapshot, self.log)
+        view = read_omni_view(self.client, rows, spec, definitions, self.snapshot, self.log, keys)
         plan, users = view.plan, view.users
         summary["stage"] = "planning"
         summary["omni_users"] = len(users)
         summary["diff_against"] = view.source
         if self.snapshot is not None:
             summary["diff_reason"] = view.reason
-            summary["snapshot"] = {"path": self.snapshot.store.label.removeprefix("snapshot ")}
+            summary["snapshot"] = {"path": self.snapshot.store.path}
             if view.source == "snapshot":
                 summary["snapshot"]["lookups"] = view.lookups
             if view.drift is not None:
@@ -268,7 +268,7 @@ class SyncRun:
             self.log.error(
                 "Could not update the snapshot at %s (%s); the next run reads the users written now from "
                 "Omni again",
-                self.snapshot.store.label if self.snapshot else "?",
+                keeper.settings.store.label,
                 _short(exc),
             )
 

@@ -85,7 +85,7 @@ _SNAPSHOT_ADAPTER = TypeAdapter(SnapshotFile)
 _WRITER_ADAPTER = TypeAdapter(_Writer)
 
 
-def snapshot_writer(data: bytes) -> str:
+def snapshot_writer(data: bytes | str) -> str:
     """The ``written_by`` token of a stored snapshot ("" when it has none or cannot be read)."""
     try:
         return _WRITER_ADAPTER.validate_json(data).written_by
@@ -115,7 +115,7 @@ class SnapshotUnusableError(Exception):
     """The snapshot cannot be used for this run; the message says why (the run diffs against Omni)."""
 
 
-def parse_snapshot(data: bytes, *, omni: str, attributes: Iterable[str], match_on: str) -> Snapshot:
+def parse_snapshot(data: bytes | str, *, omni: str, attributes: Iterable[str], match_on: str) -> Snapshot:
     """Check and read a snapshot; ``SnapshotUnusableError`` when it is corrupt or made for another sync."""
     try:
         parsed = _SNAPSHOT_ADAPTER.validate_json(data)
@@ -170,7 +170,7 @@ def render_snapshot(
     run_id: str,
     written_by: str,
     overlapping_runs: bool = False,
-) -> bytes:
+) -> str:
     document = {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
@@ -185,7 +185,7 @@ def render_snapshot(
         "user_count": len(entries),
         "users": entries,
     }
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 # -- where the snapshot lives ---------------------------------------------------------------------------
@@ -193,6 +193,8 @@ def render_snapshot(
 
 @runtime_checkable
 class SnapshotStore(Protocol):
+    #: Where the snapshot is, as the user gave it (for the summary).
+    path: str
     #: Where the snapshot is, for messages.
     label: str
 
@@ -202,7 +204,7 @@ class SnapshotStore(Protocol):
     def read(self) -> bytes | None:
         """The snapshot's bytes; None when there is none yet."""
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: str) -> None:
         """Replace the snapshot atomically: a reader sees the old one or the new one, never a mix."""
 
 
@@ -240,19 +242,18 @@ class FileSnapshotStore:
         except FileNotFoundError:
             return None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: str) -> None:
         if is_url(self.path):
             fs, path = self._filesystem()
             temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-            fs.pipe_file(temporary, data)
+            fs.pipe_file(temporary, data.encode("utf-8"))
             try:
                 fs.mv(temporary, path)
             finally:
                 if fs.exists(temporary):
                     fs.rm(temporary)
             return
-        text = data.decode("utf-8")
-        replace_atomically(local_path(self.path), lambda stream: stream.write(text))
+        replace_atomically(local_path(self.path), lambda stream: stream.write(data))
 
 
 @dataclass(frozen=True, slots=True)

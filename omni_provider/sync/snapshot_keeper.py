@@ -45,9 +45,7 @@ class SnapshotKeeper:
         self.confirmed: dict[str, OmniUser | None] = {}
         self.token = uuid.uuid4().hex
         #: Who wrote the stored snapshot last, as far as this run knows (None: there was none).
-        self._expected: str | None = view.prior.written_by if view.prior is not None else None
-        if view.source == "omni" and view.prior is None:
-            self._expected = self._stored_writer()  # a live run replaces whatever is there
+        self._expected: str | None = view.stored_writer
         self.overlapping = False
 
     def _stored_writer(self) -> str | None:

@@ -462,7 +462,7 @@ class CrashAfterWrites(FileSnapshotStore):
         super().__init__(path)
         self.calls = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: str) -> None:
         self.calls += 1
         if self.calls == 2:
             raise SystemExit("killed")
@@ -519,7 +519,7 @@ def test_a_snapshot_that_cannot_be_marked_before_the_writes_stops_the_run_before
     run(client, path, [row(e) for e in emails])
 
     class Full(FileSnapshotStore):
-        def write(self, data: bytes) -> None:
+        def write(self, data: str) -> None:
             raise OSError(28, "No space left on device")
 
     mark = writes(emu)

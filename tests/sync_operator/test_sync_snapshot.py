@@ -113,7 +113,7 @@ def test_a_snapshot_that_cannot_be_marked_before_the_writes_is_retried(
     path = str(tmp_path / "s.json")
     execute(rows=[{"email": emails[0], "region": "emea"}], diff_against="snapshot", snapshot_path=path)
 
-    def full(self: Any, data: bytes) -> None:
+    def full(self: Any, data: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ObjectStorageSnapshotStore, "write", full)
