@@ -239,8 +239,9 @@ def _state_after(base: OmniUser, result: UpdateResult) -> OmniUser:
     return base.model_copy(update={"attributes": values})
 
 
-def _workers_for(client: OmniScimClient, requested: int | None) -> int:
-    # Enough threads to keep every key's paced slots busy while requests are in flight; more only queue.
+def workers_for(client: OmniScimClient, requested: int | None = None) -> int:
+    """Threads for a batch of requests (writes, look-ups): ``requested``, else enough to keep every key's
+    paced slots busy while requests are in flight; more would only queue."""
     if requested is not None:
         return max(1, requested)
     return max(2, min(16, 4 * client.key_count))
@@ -349,7 +350,7 @@ def apply_plan(
     started = time.monotonic()
     last_report = started
     reported_done = -1
-    workers = _workers_for(client, max_workers)
+    workers = workers_for(client, max_workers)
     # Bounded submission keeps memory flat and lets a stop request take effect within a few writes.
     window = 4 * workers
     try:

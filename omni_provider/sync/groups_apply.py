@@ -24,6 +24,7 @@ from omni_provider.client import OmniError
 from omni_provider.client.errors import OmniCancelledError, OmniGroupWriteSemanticsError
 from omni_provider.client.group_models import OmniGroup
 from omni_provider.client.groups import GroupsApi
+from omni_provider.sync.apply import workers_for
 from omni_provider.sync.breaker import STOPPED_PENDING as STOPPED_PENDING
 from omni_provider.sync.breaker import Halted, WriteGate, halted_error
 from omni_provider.sync.groups_outcome import (
@@ -198,7 +199,7 @@ def apply_group_plan(
             write(writes[0])  # the run's first canary, from this thread: judged before the pool starts
         rest = writes[1:]
         if rest and stopped() is None:
-            workers = max(1, max_workers) if max_workers else max(2, min(16, 4 * api.client.key_count))
+            workers = workers_for(api.client, max_workers or None)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-groups") as pool:
                 # Every write passes the gate: a new kind goes alone, a trip stops everything not yet begun.
                 futures = [pool.submit(write, change) for change in rest]

@@ -32,6 +32,7 @@ from omni_provider.client.client import listing_page_count
 from omni_provider.client.errors import AmbiguousUserError, OmniNotFoundError
 from omni_provider.client.models import AttributeDefinition
 from omni_provider.client.values import values_equal
+from omni_provider.sync.apply import workers_for
 from omni_provider.sync.definitions import RunLog
 from omni_provider.sync.keys import KeyProblem, UserIndex
 from omni_provider.sync.plan import SyncPlan, build_plan
@@ -222,8 +223,7 @@ def _look_up(client: OmniScimClient, keys: Sequence[str], spec: SyncSpec) -> lis
 
     if not keys:
         return []
-    workers = max(1, min(16, 4 * client.key_count, len(keys)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-lookup") as pool:
+    with ThreadPoolExecutor(max_workers=workers_for(client), thread_name_prefix="omni-lookup") as pool:
         return [user for user in pool.map(find, keys) if user is not None]
 
 
