@@ -77,6 +77,8 @@ class SyncLineage:
     #: None on a dry run: nothing was written.
     output: str | None
     attributes: tuple[str, ...] = ()
+    #: What ``attributes`` are: user attributes, or the groups whose membership is synced.
+    kind: str = "user_attribute"
     #: Upstream tasks whose XCom the rows came from, when no dataset could be named for them.
     upstream_task_ids: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -90,6 +92,7 @@ def describe_sync(
     task: Any,
     attributes: Sequence[str],
     dry_run: bool,
+    kind: str = "user_attribute",
 ) -> SyncLineage:
     """The lineage of ``task``'s sync. Rows from an upstream SQL task (``SQLExecuteQueryOperator``: ``sql``
     and ``conn_id``) name that task's table; other upstream tasks are named by task id."""
@@ -109,6 +112,7 @@ def describe_sync(
         inputs=tuple(dict.fromkeys(inputs)),
         output=None if dry_run else omni_users_uri(omni_base_url),
         attributes=tuple(attributes),
+        kind=kind,
         upstream_task_ids=tuple(upstream_ids),
     )
 
@@ -122,6 +126,7 @@ def report_sync_lineage(
     task: Any,
     attributes: Sequence[str],
     dry_run: bool,
+    kind: str = "user_attribute",
 ) -> SyncLineage | None:
     """Describe the sync and hand it to Airflow's hook lineage collector (a no-op unless a reader, such as
     the OpenLineage provider, is registered). Returns the description, None if it could not be made."""
@@ -133,6 +138,7 @@ def report_sync_lineage(
             task=task,
             attributes=attributes,
             dry_run=dry_run,
+            kind=kind,
         )
         collector = _compat.hook_lineage_collector()
         if collector is not None:
@@ -172,7 +178,7 @@ def openlineage_facets(lineage: SyncLineage | None) -> Any:
     outputs = []
     if lineage.output is not None:
         schema = SchemaDatasetFacet(
-            fields=[SchemaDatasetFacetFields(name=name, type="user_attribute") for name in lineage.attributes]
+            fields=[SchemaDatasetFacetFields(name=name, type=lineage.kind) for name in lineage.attributes]
         )
         outputs.append(_dataset(lineage.output, {"schema": schema}))
     return OperatorLineage(inputs=[_dataset(uri) for uri in lineage.inputs], outputs=outputs)

@@ -27,6 +27,7 @@ from omni_provider.client.errors import (
     OmniUnexpectedStateError,
     OmniValidationError,
     OmniWriteSemanticsError,
+    OmniWrongUserError,
     UserNotFoundError,
 )
 from omni_provider.client.group_models import GroupMember, GroupPatch, OmniGroup
@@ -79,6 +80,7 @@ __all__ = [
     "OmniUser",
     "OmniValidationError",
     "OmniWriteSemanticsError",
+    "OmniWrongUserError",
     "PatchOperation",
     "PatchRequest",
     "RetryPolicy",

@@ -33,6 +33,7 @@ from omni_provider.client.errors import (
     OmniTimeoutError,
     OmniTransportError,
     OmniValidationError,
+    OmniWrongUserError,
     error_from_response,
 )
 from omni_provider.client.identity import (
@@ -576,7 +577,7 @@ class OmniScimClient:
                     raise
                 return existing
             try:
-                return self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
+                created = self._parse(OmniUser, self._json(response, "POST", USERS_PATH), "POST", USERS_PATH)
             except OmniResponseError:
                 # A 2xx means the user was created even if the body is unreadable: fetch it rather than
                 # leave the caller to POST again into a 409.
@@ -584,6 +585,18 @@ class OmniScimClient:
                 if existing is None:
                     raise
                 return existing
+            if not emails_match(created.user_name, user_name):
+                raise GiveUp(
+                    OmniWrongUserError(
+                        user=user_name,
+                        field="userName",
+                        old=user_name,
+                        new=created.user_name,
+                        problem="Omni's answer to the create names another user",
+                        hint="compare the user in Omni's UI with the sync report",
+                    )
+                )
+            return created
 
         # The look-up before each resend makes repeating the POST harmless, 500 included.
         return self._retrying_call("POST", USERS_PATH, attempt, repeat_is_harmless=True)

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_provider.client.errors import OmniWriteSemanticsError
+from omni_provider.client.errors import OmniWriteSemanticsError, OmniWrongUserError
+from omni_provider.client.identity import emails_match
 from omni_provider.client.models import AttributeDefinition, AttributeValue, OmniUser
 from omni_provider.client.values import is_unset, values_equal
 
@@ -87,6 +88,27 @@ def _lost_hint(form: str) -> str:
     )
 
 
+def check_same_user(meant: OmniUser, got: OmniUser, *, what: str = "Omni's answer") -> None:
+    """Raise ``OmniWriteSemanticsError`` unless ``got`` (a write's answer, a fresh read) is the user the
+    write was meant for: the same id and, when both carry one, the same email by the identity rule. A
+    mismatch means the state the write was based on describes another user (a restored snapshot, an Omni
+    re-created at the same URL): the write must not be reported applied, and the run must stop."""
+    if got.id.strip().lower() == meant.id.strip().lower() and (
+        not meant.user_name or not got.user_name or emails_match(meant.user_name, got.user_name)
+    ):
+        return
+    field_name = "id" if got.id.strip().lower() != meant.id.strip().lower() else "userName"
+    raise OmniWrongUserError(
+        user=meant.user_name or meant.id,
+        field=field_name,
+        old=f"{meant.user_name} ({meant.id})",
+        new=f"{got.user_name} ({got.id})",
+        problem=f"{what} names another user",
+        hint="whether the sync's snapshot (or the listing it planned from) belongs to this Omni: an id "
+        "may now belong to another user; diff against Omni (diff_against='omni') once",
+    )
+
+
 def judge_write(
     before: OmniUser,
     after: OmniUser,
@@ -113,6 +135,7 @@ def judge_write(
     def definition(name: str) -> AttributeDefinition | None:
         return definitions.get(name) if definitions else None
 
+    check_same_user(before, after)
     who = after.user_name or before.user_name or after.id
     problems: list[_Problem] = []
     concurrent: list[ConcurrentChange] = []

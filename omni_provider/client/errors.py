@@ -186,6 +186,12 @@ class OmniWriteSemanticsError(OmniUnexpectedStateError):
         self.hint = hint
 
 
+class OmniWrongUserError(OmniWriteSemanticsError):
+    """A write's answer (or the read before it) names another user than the one the write was meant for:
+    the state it was based on (a snapshot restored from a backup, an Omni re-created at the same URL)
+    pairs this id with another user. Never retryable; it stops the sync."""
+
+
 def _shown_value(value: object) -> str:
     """A value for an error message: short, and ``absent`` rather than ``None``."""
     if value is None:

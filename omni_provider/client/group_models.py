@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from omni_provider.client.errors import OmniValidationError
-from omni_provider.client.identity import validate_user_id
+from omni_provider.client.identity import normalized_text, validate_user_id
 from omni_provider.client.models import LIST_RESPONSE_SCHEMA, PATCH_OP_SCHEMA, _ScimModel
 
 CORE_GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -47,11 +47,12 @@ def group_name_problem(value: object) -> str | None:
 
 
 def validate_group_name(value: object) -> str:
+    """The name as sent: NFC, stripped (the identity rule's spelling; case kept)."""
     problem = group_name_problem(value)
     if problem is not None:
         raise OmniValidationError(problem)
     assert isinstance(value, str)
-    return value.strip()
+    return normalized_text(value)
 
 
 class GroupMember(_ScimModel):

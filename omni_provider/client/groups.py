@@ -33,7 +33,7 @@ from omni_provider.client.group_models import (
     validate_group_id,
     validate_group_name,
 )
-from omni_provider.client.identity import scim_string_literal, validate_user_id
+from omni_provider.client.identity import normalized_text, scim_string_literal, validate_user_id
 from omni_provider.client.retry import is_retryable
 
 log = logging.getLogger("omni_provider.client")
@@ -67,6 +67,20 @@ class GroupsApi:
     def _group(self, response: Any, method: str, path: str) -> OmniGroup:
         c = self.client
         return c._parse(OmniGroup, c._json(response, method, path), method, path)
+
+    def _answer_or_read(self, response: Any, method: str, path: str, group_id: str) -> OmniGroup:
+        """The group as a write left it: its answer, or a fresh read when the 2xx answer has no body (SCIM
+        allows ``204 No Content``), an unreadable one, or one without the member list. A 2xx is never
+        assumed applied nor failed: it is judged on Omni's state."""
+        if response.content.strip():
+            try:
+                answer = self._group(response, method, path)
+            except OmniResponseError as exc:
+                log.warning("Group %s: %s; checking the write on a fresh read", group_id, exc)
+            else:
+                if answer.members_present:
+                    return answer
+        return self.get_group(group_id)
 
     # -- reads --------------------------------------------------------------------------------------------
 
@@ -121,7 +135,7 @@ class GroupsApi:
         name = validate_group_name(name)
         flt = f"displayName eq {scim_string_literal(name)}"
         listed = self._read(lambda s, c: self.list_groups_page(s, c, filter=flt), None, "filtered group list")
-        matches = [g for g in listed if g.display_name.strip() == name]
+        matches = [g for g in listed if normalized_text(g.display_name) == name]
         if len(matches) > 1:
             raise AmbiguousGroupError(name, len(matches))
         return matches[0] if matches else None
@@ -156,12 +170,17 @@ class GroupsApi:
                 self._back_off(exc, attempt, "POST", GROUPS_PATH)
                 continue
             try:
-                return self._group(response, "POST", GROUPS_PATH)
+                created = self._group(response, "POST", GROUPS_PATH)
             except OmniResponseError:
-                existing = self.find_group_by_name(name)  # created, but the answer is unreadable
+                existing = self.find_group_by_name(name)  # created, but the answer is unreadable (or none)
                 if existing is None:
                     raise
                 return existing
+            if normalized_text(created.display_name) != name:
+                raise OmniGroupWriteSemanticsError(
+                    name, "an answer naming another group", old=name, new=created.display_name
+                )
+            return created
         raise AssertionError("unreachable")
 
     def update_members(
@@ -211,9 +230,7 @@ class GroupsApi:
                 if not isinstance(exc, OmniRateLimitError):  # a 429 was refused, so nothing changed
                     current = self.get_group(before.id)
                 continue
-            after = self._group(response, "PATCH", path)
-            if not after.members_present:
-                after = self.get_group(before.id)  # an answer without members cannot be checked
+            after = self._answer_or_read(response, "PATCH", path, before.id)
             break
         else:  # pragma: no cover - the loop always breaks or raises
             raise AssertionError("unreachable")
@@ -268,6 +285,11 @@ def verify_member_write(
     """Judge a member write's answer against the state it was based on (the rule for user writes, applied
     to members). Returns the members that appeared without being added (another writer; not an error)."""
     group = before.display_name
+    if after.id.strip().lower() != before.id.strip().lower():
+        # The answer describes another group: nothing about this write can be trusted.
+        raise OmniGroupWriteSemanticsError(
+            group, "an answer naming another group", old=before.id, new=after.id
+        )
     names = {m.value.lower(): m.display or m.value for m in [*before.members, *after.members]}
 
     def shown(ids: Iterable[str]) -> tuple[str, ...]:

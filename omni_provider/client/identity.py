@@ -1,10 +1,12 @@
-"""The one rule for user identities: which emails and ids are valid, and when two emails are one user.
+"""The one rule for identities: which emails and ids are valid, and when two emails (or two group names)
+name one user (or one group).
 
-The client (before any request), the sync planner (per row) and the single-user operator all call these
+The client (before any request), the sync planners (per row) and the single-user operator all call these
 functions, so a key the planner accepts is a key the client will send, and two emails the planner takes for
 one user are the ones the client's look-ups take for one user.
 
-Email comparison: Unicode NFC normalisation, surrounding spaces stripped, then ``str.lower``. NFC because
+Comparison (``identity_key``, for emails and group names alike): Unicode NFC normalisation, surrounding
+spaces stripped, then ``str.lower``. NFC because
 the same address can arrive composed ("ë") from one system and decomposed ("e" + combining diaeresis) from
 another, and people never mean two users by that. ``lower`` and not ``casefold``: casefolding also equates
 "straße" and "strasse", which Omni holds as two users, so it would write one user's row to another.
@@ -24,10 +26,13 @@ MAX_EMAIL_LENGTH = 320
 _EMAIL_SHAPE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 
 
-def normalize_email_text(email: str) -> str:
-    """NFC, surrounding spaces removed; the case is kept (Omni stores the email as given)."""
-    text = email.strip()
+def normalized_text(text: str) -> str:
+    """NFC, surrounding spaces removed; the case is kept (Omni stores emails and group names as given)."""
+    text = text.strip()
     return text if text.isascii() else unicodedata.normalize("NFC", text).strip()
+
+
+normalize_email_text = normalized_text
 
 
 def email_problem(text: str) -> str | None:
@@ -65,12 +70,18 @@ def validate_email(value: object) -> str:
     return text
 
 
-def email_key(email: str) -> str:
-    """The form in which two emails are compared: NFC, stripped, lower-cased (see the module docstring)."""
-    text = email.strip()
+def identity_key(text: str) -> str:
+    """The form in which two emails, or two group names, are compared: NFC, stripped, lower-cased (see
+    the module docstring). Two names with one key are one user (one group); never two."""
+    text = text.strip()
     if text.isascii():  # NFC leaves ASCII as it is: the common case skips the Unicode tables
         return text.lower()
     return unicodedata.normalize("NFC", normalize_email_text(text).lower())
+
+
+#: Emails and group names follow the one rule.
+email_key = identity_key
+group_key = identity_key
 
 
 def emails_match(a: str, b: str) -> bool:

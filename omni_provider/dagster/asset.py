@@ -1,8 +1,10 @@
-"""``build_omni_user_attributes_asset``: an asset that syncs an upstream asset's rows into Omni."""
+"""``build_omni_user_attributes_asset`` and ``build_omni_group_membership_asset``: assets that sync an
+upstream asset's rows into Omni (user attributes; group membership), through the same engine, with the
+same metadata, asset check and failure handling."""
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset function's annotations (the
 # context and the resource) as real types.
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -11,6 +13,7 @@ from omni_provider.client import OmniError
 from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
 from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
+from omni_provider.sync.groups_run import GroupSyncSpec
 from omni_provider.sync.outcome import RowStatus
 from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 from omni_provider.sync.spec import SyncSpec
@@ -85,9 +88,8 @@ def build_omni_user_attributes_asset(
         retry_policy=retry_policy,
     )
     def _sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
-        path = report_path.replace(RUN_ID_PLACEHOLDER, context.run_id) if report_path else None
-        try:
-            summary = omni.sync_user_attributes(
+        return _materialise(
+            lambda: omni.sync_user_attributes(
                 rows,
                 attributes=attributes,
                 key_column=key_column,
@@ -95,7 +97,7 @@ def build_omni_user_attributes_asset(
                 mode=mode,
                 max_changes=max_changes,
                 dry_run=dry_run,
-                report_path=path,
+                report_path=_report_path(report_path, context),
                 display_name_column=display_name_column,
                 allow_empty_input=allow_empty_input,
                 max_failed_rows=max_failed_rows,
@@ -106,30 +108,114 @@ def build_omni_user_attributes_asset(
                 snapshot_path=snapshot_path,
                 full_resync_every=full_resync_every,
             )
-        except SyncRunError as exc:
-            # Thresholds exceeded, the circuit breaker tripped, or the report lost after the writes: the
-            # summary goes with the failure.
-            raise dg.Failure(
-                description=str(exc), metadata=summary_metadata(exc.summary), allow_retries=exc.retryable
-            ) from None
-        except PlanTooLargeError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except OmniError as exc:
-            # Retried (by the asset's retry policy) only when waiting could help: 429, 5xx, network.
-            raise dg.Failure(description=str(exc), allow_retries=rerun_may_help(exc)) from None
-        return dg.MaterializeResult(metadata=summary_metadata(summary), check_results=[_check(summary)])
+        )
 
     return _sync
 
 
+def build_omni_group_membership_asset(
+    name: str,
+    source: str | Sequence[str] | dg.AssetKey,
+    *,
+    user_column: str = "email",
+    group_column: str = "group",
+    groups: Sequence[str] | str | None = None,
+    mode: str = "add",
+    create_missing_groups: bool = False,
+    max_changes: int | str | None = None,
+    max_failed_rows: int | None = 0,
+    dry_run: bool = False,
+    report_path: str | None = None,
+    group_name: str | None = None,
+    description: str | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """An asset named ``name`` that makes the membership of Omni groups match the rows of the asset
+    ``source`` (a list of dicts or a pandas DataFrame, one row per (user, group) membership), through
+    ``OmniScimResource.sync_group_membership`` (resource key ``"omni"``; the arguments are its own).
+
+    Its materialisation carries the counts (``added``, ``removed``, ``unchanged``, ``rejected``,
+    ``failed``, ``planned``) as integers, the request count, the report path and the plan as a markdown
+    table; its check ``no_failed_rows`` fails when any membership was rejected or failed. Over
+    ``max_failed_rows`` or ``max_changes``, or when the circuit breaker tripped, the step fails with the
+    summary attached (retried only when failed writes may succeed on a re-run). ``report_path`` may contain
+    ``{run_id}``; a report of an earlier attempt is never replaced. Checked when the definitions load.
+    """
+    spec = GroupSyncSpec.from_user_args(
+        user_column=user_column,
+        group_column=group_column,
+        groups=groups,
+        mode=mode,
+        create_missing_groups=create_missing_groups,
+    )
+    source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
+    shown = list(spec.groups) if spec.groups is not None else "the groups named in the input"
+
+    @dg.asset(
+        name=name,
+        ins={"rows": dg.AssetIn(key=source_key)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_FAILED_ROWS, asset=name, description="Every membership was synced, unchanged or planned"
+            )
+        ],
+        group_name=group_name,
+        description=description or f"Omni group membership ({shown}) from {source_key.to_user_string()}",
+        kinds={"omni"},
+        retry_policy=retry_policy,
+    )
+    def _sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
+        return _materialise(
+            lambda: omni.sync_group_membership(
+                rows,
+                user_column=user_column,
+                group_column=group_column,
+                groups=groups,
+                mode=mode,
+                create_missing_groups=create_missing_groups,
+                max_changes=max_changes,
+                max_failed_rows=max_failed_rows,
+                dry_run=dry_run,
+                report_path=_report_path(report_path, context),
+                log=context.log,
+                run_id=context.run_id,
+            )
+        )
+
+    return _sync
+
+
+def _report_path(report_path: str | None, context: dg.AssetExecutionContext) -> str | None:
+    return report_path.replace(RUN_ID_PLACEHOLDER, context.run_id) if report_path else None
+
+
+def _materialise(sync: Callable[[], dict[str, Any]]) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Run a sync; its summary as the materialisation, its failures as a ``dg.Failure`` with the summary
+    and a retry only when a re-run may help (``rerun_may_help``)."""
+    try:
+        summary = sync()
+    except SyncRunError as exc:
+        # Thresholds exceeded, the circuit breaker tripped, or the report lost after the writes: the
+        # summary goes with the failure.
+        raise dg.Failure(
+            description=str(exc), metadata=summary_metadata(exc.summary), allow_retries=exc.retryable
+        ) from None
+    except PlanTooLargeError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except OmniError as exc:
+        # Retried (by the asset's retry policy) only when waiting could help: 429, 5xx, network.
+        raise dg.Failure(description=str(exc), allow_retries=rerun_may_help(exc)) from None
+    return dg.MaterializeResult(metadata=summary_metadata(summary), check_results=[_check(summary)])
+
+
 def _check(summary: Mapping[str, Any]) -> dg.AssetCheckResult:
     outcomes = summary["outcomes"]
-    rejected = int(outcomes[RowStatus.REJECTED.value])
+    rejected = int(outcomes[RowStatus.REJECTED.value])  # the same names for every target
     failed = int(outcomes[RowStatus.FAILED.value])
     return dg.AssetCheckResult(
         check_name=NO_FAILED_ROWS,
         passed=rejected == 0 and failed == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"rejected": rejected, "failed": failed},
-        description=None if rejected == failed == 0 else f"{rejected} rows rejected, {failed} writes failed",
+        description=None if rejected == failed == 0 else f"{rejected} rejected, {failed} failed",
     )

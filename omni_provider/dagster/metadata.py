@@ -8,36 +8,46 @@ from typing import Any
 import dagster as dg
 
 from omni_provider.sync.outcome import RowStatus
-from omni_provider.sync.plan import RowAction
 
 #: Summary fields shown as plain integers.
-_COUNTS = ("rows", "omni_users", "requests", "retries", "rate_limited")
+_COUNTS = (
+    "rows",
+    "omni_users",
+    "omni_groups",
+    "managed_groups",
+    "managed_memberships",
+    "requests",
+    "retries",
+    "rate_limited",
+)
 
 
 def plan_markdown(summary: Mapping[str, Any]) -> str:
-    """One line per plan action: how many rows (or mirror unsets) the plan gave it, and how they ended."""
-    statuses = [s.value for s in RowStatus]
+    """One line per plan action (any sync target): how many items the plan gave it, and how they ended."""
+    statuses = list(summary.get("outcomes", {})) or [s.value for s in RowStatus]
     by_action: Mapping[str, Mapping[str, int]] = summary.get("by_action", {})
+    plan: Mapping[str, int] = summary.get("plan", {})
     lines = [
         "| action | rows | " + " | ".join(statuses) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in statuses) + " |",
     ]
-    for action in RowAction:
-        planned = int(summary.get("plan", {}).get(action.value, 0))
-        ended = by_action.get(action.value, {})
+    # The plan's counts of actions (not its group totals), then any action only the outcomes name.
+    actions = [a for a in plan if not a.startswith("groups_")] + [a for a in by_action if a not in plan]
+    for action in actions:
+        planned = int(plan.get(action, 0))
+        ended = by_action.get(action, {})
         if planned or ended:
             lines.append(
-                f"| {action.value} | {planned} | " + " | ".join(str(ended.get(s, 0)) for s in statuses) + " |"
+                f"| {action} | {planned} | " + " | ".join(str(ended.get(s, 0)) for s in statuses) + " |"
             )
     return "\n".join(lines)
 
 
 def summary_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
     """Metadata for a materialisation (or a failure): what a person looks at first comes first."""
-    outcomes: Mapping[str, int] = summary.get("outcomes", {})
-    metadata: dict[str, Any] = {
-        status.value: dg.MetadataValue.int(int(outcomes.get(status.value, 0))) for status in RowStatus
-    }
+    # The target's statuses as integers: applied, unchanged, ... (attributes); added, removed, ... (groups).
+    outcomes: Mapping[str, int] = summary.get("outcomes") or {s.value: 0 for s in RowStatus}
+    metadata: dict[str, Any] = {status: dg.MetadataValue.int(int(n)) for status, n in outcomes.items()}
     metadata.update({name: dg.MetadataValue.int(int(summary[name])) for name in _COUNTS if name in summary})
     metadata["plan"] = dg.MetadataValue.md(plan_markdown(summary))
     metadata["mode"] = dg.MetadataValue.text(str(summary.get("mode", "")))

@@ -18,6 +18,7 @@ from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.apply import Progress
 from omni_provider.sync.definitions import RunLog
+from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
 from omni_provider.sync.single import update_one_user
@@ -140,5 +141,53 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 log=log or _log,
                 run_id=run_id,
                 snapshot=snapshot,
+            )
+            return run.run(rows_from(rows))
+
+    def sync_group_membership(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        user_column: str = "email",
+        group_column: str = "group",
+        groups: Sequence[str] | str | None = None,
+        mode: str = "add",
+        create_missing_groups: bool = False,
+        max_changes: int | str | None = None,
+        max_failed_rows: int | None = 0,
+        dry_run: bool = False,
+        report_path: str | None = None,
+        max_workers: int | None = None,
+        max_members_per_write: int | None = None,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """Make the membership of Omni groups match ``rows`` (dicts or a pandas DataFrame, one row per
+        (user, group)); the same summary as ``SyncOmniGroupMembershipOperator``. ``mode="mirror"`` also
+        removes members absent from the input (one unreadable email or group refuses the run before any
+        request; members of rejected rows are kept). Raises ``SyncFailedError`` (with the summary) when
+        more memberships did not sync than ``max_failed_rows`` allows, ``SyncHaltedError`` when the circuit
+        breaker tripped, and ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more
+        than 10% of the managed memberships removed)."""
+        spec = GroupSyncSpec.from_user_args(
+            user_column=user_column,
+            group_column=group_column,
+            groups=groups,
+            mode=mode,
+            create_missing_groups=create_missing_groups,
+        )
+        with self.get_client() as client:
+            run = GroupSyncRun(
+                client,
+                spec,
+                dry_run=dry_run,
+                max_changes=max_changes,
+                max_failed_rows=max_failed_rows,
+                sinks=[JsonlFileSink(report_path)] if report_path else [],
+                fallback_sink=JsonlFileSink(_fallback_path(run_id)),
+                max_workers=max_workers,
+                max_members_per_write=max_members_per_write,
+                log=log or _log,
+                run_id=run_id,
             )
             return run.run(rows_from(rows))

@@ -59,6 +59,7 @@ PATCHABLE_FIELDS = frozenset(
         "group_list_churn",
         "concurrent_writer",
         "group_patch_mode",
+        "patch_answer",
     }
 )
 
@@ -108,6 +109,9 @@ class EmulatorConfig:
     concurrent_writer: dict[str, Any] | None = None
     # "documented", or "replace_members": a group PATCH ``add`` replaces the member list (see groups.py).
     group_patch_mode: Literal["documented", "replace_members"] = "documented"
+    #: "body": a PATCH (user or group) answers 200 with the resource; "no_content": 204 and no body (SCIM
+    #: allows it), after applying the change.
+    patch_answer: Literal["body", "no_content"] = "body"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -124,6 +128,8 @@ class EmulatorConfig:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
         if self.rate_window_mode not in RATE_WINDOW_MODES:
             raise ValueError(f"rate_window_mode must be one of {RATE_WINDOW_MODES}")
+        if self.patch_answer not in ("body", "no_content"):
+            raise ValueError("patch_answer must be 'body' or 'no_content'")
         if self.group_patch_mode not in ("documented", "replace_members"):
             raise ValueError("group_patch_mode must be 'documented' or 'replace_members'")
         # Upper bounds too: these can be set over the unauthenticated admin route, and one request must

@@ -120,6 +120,8 @@ class ApiRoutes:
             if writer and writer.get("when") == "after":
                 updated = self.ctx.other_writer_acts(request.path_params["id"], writer) or updated
         self.ctx.stats.bump("writes_applied")
+        if self.ctx.config.patch_answer == "no_content":
+            return Response(status_code=204)
         return JSONResponse(user_json(updated))
 
     async def delete_user(self, request: Request) -> Response:

@@ -102,6 +102,8 @@ class GroupRoutes:
             updated = apply_patch(self._group(request), body, self._email, self.ctx.config.group_patch_mode)
             self._store(updated)
         self.ctx.stats.bump("writes_applied")
+        if self.ctx.config.patch_answer == "no_content":
+            return Response(status_code=204)
         return JSONResponse(self._json(updated, request))
 
     def _store(self, group: GroupRecord) -> None:

@@ -1,16 +1,28 @@
-"""What the Omni operators share: Omni errors mapped to Airflow's retry or fail, and the summary to XCom.
+"""What the Omni operators share: Omni errors mapped to Airflow's retry or fail, the summary to XCom, and
+the one way a sync task runs an engine run (``execute_sync``) with Airflow's report sinks.
 
 Each operator imports from here, never from another operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from omni_provider import lineage
 from omni_provider._compat import AirflowException, AirflowFailException, Context
-from omni_provider.client import OmniError
+from omni_provider.client import OmniError, OmniValidationError
+from omni_provider.operators.report_sink import (
+    FallbackReportSink,
+    ReportFileSink,
+    ReportNaming,
+    ReportTableSink,
+    check_report_table,
+    report_target,
+)
+from omni_provider.sync.engine import EngineRun, RowSource
 from omni_provider.sync.errors import rerun_may_help
+from omni_provider.sync.report import ReportSink
 
 
 def fail_or_retry(exc: OmniError) -> AirflowException:
@@ -31,3 +43,46 @@ def push_summary(
         ti.xcom_push(key=key, value=dict(summary))
     except Exception:
         log.exception("Could not push %s to XCom", key)
+
+
+def report_sinks(task: Any, naming: ReportNaming) -> tuple[list[ReportSink], ReportSink]:
+    """A sync task's report sinks (a file on ObjectStoragePath or local, a SQL table, as configured by its
+    ``report_path``, ``report_table`` and ``report_conn_id``) and the local fallback for when one fails."""
+    sinks: list[ReportSink] = []
+    if task.report_path:
+        sinks.append(ReportFileSink(report_target(str(task.report_path), naming), naming, task.log))
+    if task.report_table:
+        check_report_table(task.report_table)
+        conn_id = task.report_conn_id or task.sql_conn_id
+        if not conn_id:
+            raise OmniValidationError("report_table needs report_conn_id (or sql_conn_id)")
+        sinks.append(ReportTableSink(str(conn_id), str(task.report_table)))
+    return sinks, FallbackReportSink(naming, task.fallback_report_dir)
+
+
+def execute_sync(
+    task: Any, context: Context, prepare: Callable[[], EngineRun], rows: RowSource, *, key: str
+) -> dict[str, Any]:
+    """Run a sync task's engine run: ``prepare`` checks the arguments and builds the run (before any
+    request; the task keeps it for ``on_kill``), then the run reads ``rows``. The summary goes to XCom
+    under ``key`` in every run, failed ones included (then it says how far the run got and why it
+    stopped); the outlets' asset events carry the counts; an Omni error becomes Airflow's retry (when a
+    re-run may help: failed writes a re-plan may apply, 429, 5xx, network) or fail (bad input, a tripped
+    circuit breaker, a lost report)."""
+    summary: dict[str, Any] = {"stage": "configuration"}
+    try:
+        run = prepare()
+        summary = run.summary
+        result = run.run(rows)
+        lineage.annotate_asset_events(context, task.outlets, run.client.base_url, result)
+        return result
+    except OmniError as exc:
+        summary.setdefault("error", str(exc))
+        raise fail_or_retry(exc) from None
+    except BaseException as exc:
+        summary.setdefault("error", str(exc) or type(exc).__name__)
+        raise
+    finally:
+        push_summary(context, summary, task.log, key=key)
+        if task._hook is not None:
+            task._hook.close()

@@ -6,8 +6,9 @@ The report is the run's audit trail, so three rules hold:
   must be creatable and writable (a probe file is created and removed), a URL's fsspec backend must be
   installed and the location readable with the worker's credentials (one ``exists`` call); a report
   table is created if missing (``check_report_table_location``), which proves the connection works.
-- An existing report is never replaced (``write_report_file``): a task retry or a cleared task with the same
-  run id writes under a fresh name that carries the try number, and the name actually used is returned.
+- An existing report is never replaced (the engine's rule, ``sync.files.write_beside``): a task retry or a
+  cleared task with the same run id writes under a fresh name that carries the try number, and the name
+  actually used is returned.
 - If the report still cannot be written, the outcomes go to a local fallback file
   (``write_fallback_report``) whose path the operator logs and puts in its summary.
 """
@@ -18,19 +19,26 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from omni_provider._compat import BaseHook, object_storage_path
 from omni_provider.client import OmniValidationError
-from omni_provider.sync.files import ReportLocationError, check_writable_directory, is_url, local_path
-from omni_provider.sync.outcome import ReportRecord, RowOutcome, write_jsonl
+from omni_provider.sync.files import (
+    ReportLocationError,
+    check_writable_directory,
+    is_url,
+    local_path,
+    open_new,
+    write_beside,
+)
+from omni_provider.sync.outcome import ReportRecord, write_jsonl
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 #: Where the outcomes go when the configured report cannot be written (on the worker's local disk).
 DEFAULT_FALLBACK_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
-_MAX_NAME_ATTEMPTS = 100
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -122,23 +130,6 @@ def _check_url(target: str, what: str = "report_path") -> None:
         ) from None
 
 
-def _candidates(target: str, naming: ReportNaming) -> list[str]:
-    """The target, then fresh names beside it carrying the try number (and a counter)."""
-    head, slash, name = target.rpartition("/")
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem:
-        stem, suffix = name, ""
-    suffix = f".{suffix}" if suffix else ""
-    tag = f".try{naming.try_number}" if naming.try_number is not None else ""
-    if stem.endswith(tag):
-        tag = ""  # the default name already carries it
-    names = [name]
-    if tag:
-        names.append(f"{stem}{tag}{suffix}")
-    names += [f"{stem}{tag}.{n}{suffix}" for n in range(2, _MAX_NAME_ATTEMPTS)]
-    return [head + slash + n for n in names]
-
-
 @dataclass(frozen=True, slots=True)
 class WrittenReport:
     #: The URL written (``file://`` for a local path).
@@ -147,41 +138,25 @@ class WrittenReport:
     renamed: bool
 
 
-def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: ReportNaming) -> WrittenReport:
-    """Write one JSON object per row without replacing any existing file.
-
-    Local files are created exclusively (``open(..., "x")``); on object stores an ``exists`` check picks the
-    name, which is as close to "never replace" as a store without conditional writes allows.
-    """
-    for attempt, candidate in enumerate(_candidates(target, naming)):
-        if is_url(candidate):
-            written = _write_url(candidate, outcomes)
-        else:
-            written = _write_local(local_path(candidate), outcomes)
-        if written is not None:
-            return WrittenReport(written, renamed=attempt > 0)
-    raise FileExistsError(f"report {target!r} and {_MAX_NAME_ATTEMPTS} fresh names beside it all exist")
-
-
-def _write_local(path: Path, outcomes: Sequence[ReportRecord]) -> str | None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        stream = path.open("x", encoding="utf-8")
-    except FileExistsError:
-        return None
-    with stream:
-        write_jsonl(outcomes, stream)
-    return path.as_uri()
-
-
-def _write_url(url: str, outcomes: Sequence[ReportRecord]) -> str | None:
-    target = object_storage_path(url)
+def _open_new(location: str) -> AbstractContextManager[IO[str]] | None:
+    """The engine's ``open_new`` with Airflow's storage layer for URLs (ObjectStoragePath)."""
+    if not is_url(location):
+        return open_new(location)
+    target = object_storage_path(location)
     if target.exists():
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w") as stream:
-        write_jsonl(outcomes, stream)
-    return url
+    return target.open("w")  # type: ignore[no-any-return]
+
+
+def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: ReportNaming) -> WrittenReport:
+    """Write one JSON object per row beside, never over, an existing file (the engine's rule,
+    ``sync.files.write_beside``); a fresh name carries the try number."""
+    tag = f".try{naming.try_number}" if naming.try_number is not None else ""
+    written, renamed = write_beside(
+        target, lambda stream: write_jsonl(outcomes, stream), tag=tag, opener=_open_new
+    )
+    return WrittenReport(written if is_url(written) else local_path(written).as_uri(), renamed=renamed)
 
 
 def write_fallback_report(
@@ -232,24 +207,30 @@ def check_report_table_location(conn_id: str, table: str) -> None:
         ) from None
 
 
-def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[RowOutcome]) -> None:
+def _table_row(run_id: str, record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A report record (of any sync target) as a row of ``REPORT_COLUMNS``: a membership's key is its user,
+    and what it changed is its group."""
+    changed = record.get("changed")
+    if changed is None:
+        changed = [record["group"]] if record.get("group") else []
+    return (
+        run_id,
+        record.get("row"),
+        record.get("key", record.get("user")),
+        record.get("action"),
+        record.get("status"),
+        record.get("user_id"),
+        json.dumps(list(changed)),
+        (record.get("error") or "")[:2000] or None,
+    )
+
+
+def write_report_table(conn_id: str, table: str, run_id: str, outcomes: Sequence[ReportRecord]) -> None:
     """Insert the rows through the connection's common-sql hook (the table is created if missing)."""
     check_report_table(table)
     hook = report_table_hook(conn_id)
     _create_report_table(hook, table)
-    rows = [
-        (
-            run_id,
-            o.row,
-            o.key,
-            o.action,
-            o.status.value,
-            o.user_id,
-            json.dumps(list(o.changed)),
-            (o.error or "")[:2000] or None,
-        )
-        for o in outcomes
-    ]
+    rows = [_table_row(run_id, o.to_record()) for o in outcomes]
     hook.insert_rows(table, rows, target_fields=list(REPORT_COLUMNS), commit_every=1000)
 
 
@@ -269,7 +250,7 @@ class ReportFileSink:
     def check(self) -> None:
         check_report_location(self.target)
 
-    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+    def write(self, outcomes: Sequence[ReportRecord], *, run_id: str) -> dict[str, Any]:
         written = write_report_file(self.target, outcomes, self.naming)
         if written.renamed:
             self.log.warning(
@@ -294,7 +275,7 @@ class ReportTableSink:
     def check(self) -> None:
         check_report_table_location(self.conn_id, self.table)
 
-    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+    def write(self, outcomes: Sequence[ReportRecord], *, run_id: str) -> dict[str, Any]:
         write_report_table(self.conn_id, self.table, run_id, outcomes)
         return {"report_table": self.table}
 
@@ -310,5 +291,5 @@ class FallbackReportSink:
     def check(self) -> None:
         """Nothing to check: it is only used when another sink failed."""
 
-    def write(self, outcomes: Sequence[RowOutcome], *, run_id: str) -> dict[str, Any]:
+    def write(self, outcomes: Sequence[ReportRecord], *, run_id: str) -> dict[str, Any]:
         return {"report_path": write_fallback_report(outcomes, self.naming, self.directory)}

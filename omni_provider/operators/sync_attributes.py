@@ -12,24 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omni_provider import lineage
-from omni_provider._compat import AirflowException, AirflowFailException, BaseOperator, Context
-from omni_provider.client import OmniError, OmniValidationError
+from omni_provider._compat import BaseOperator, Context
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.common import fail_or_retry, push_summary
+from omni_provider.operators.common import execute_sync, report_sinks
 from omni_provider.operators.rendered import parse_attribute_mapping, parse_bool
-from omni_provider.operators.report_sink import (
-    FallbackReportSink,
-    ReportFileSink,
-    ReportNaming,
-    ReportTableSink,
-    check_report_table,
-    report_target,
-)
+from omni_provider.operators.report_sink import ReportNaming
 from omni_provider.operators.row_source import check_sources, read_rows
 from omni_provider.operators.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.sync import SyncSpec
-from omni_provider.sync.errors import SyncRunError
-from omni_provider.sync.report import ReportSink
 from omni_provider.sync.run import SyncRun
 from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 
@@ -165,57 +155,22 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             key_column=self.key_column,
         )
 
-    def _sinks(self, naming: ReportNaming) -> list[ReportSink]:
-        """Airflow's report sinks: a file (ObjectStoragePath or local) and a SQL table, as configured."""
-        sinks: list[ReportSink] = []
-        if self.report_path:
-            sinks.append(ReportFileSink(report_target(str(self.report_path), naming), naming, self.log))
-        if self.report_table:
-            check_report_table(self.report_table)
-            conn_id = self.report_conn_id or self.sql_conn_id
-            if not conn_id:
-                raise OmniValidationError("report_table needs report_conn_id (or sql_conn_id)")
-            sinks.append(ReportTableSink(str(conn_id), str(self.report_table)))
-        return sinks
-
     def _read_rows(self) -> list[Mapping[str, Any]]:
         return read_rows(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
 
     # -- run -----------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        # The summary is pushed to XCom as "sync_summary" in every run, failed ones included: then it says
-        # how far the run got ("stage") and why it stopped ("error").
-        summary: dict[str, Any] = {"stage": "configuration"}
-        try:
-            self._run = self._prepare(context)
-            summary = self._run.summary
-            result = self._run.run(self._read_rows)
-            lineage.annotate_asset_events(context, self.outlets, self._run.client.base_url, result)
-            return result
-        except SyncRunError as exc:
-            # Failed writes may succeed on a task retry (the plan is re-diffed); rejected rows will not, a
-            # tripped circuit breaker must not send the same kind of write again, and a lost report is no
-            # reason to send anything again.
-            raise (AirflowException if exc.retryable else AirflowFailException)(str(exc)) from None
-        except OmniError as exc:
-            summary.setdefault("error", str(exc))
-            raise fail_or_retry(exc) from None
-        except BaseException as exc:
-            summary.setdefault("error", str(exc) or type(exc).__name__)
-            raise
-        finally:
-            push_summary(context, summary, self.log)
-            if self._hook is not None:
-                self._hook.close()
+        # The summary is pushed to XCom as "sync_summary" in every run, failed ones included.
+        prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
+        return execute_sync(self, context, prepare, self._read_rows, key="sync_summary")
 
     def _prepare(self, context: Context) -> SyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
         spec = self._spec()
         check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
         dry_run = parse_bool(self.dry_run, what="dry_run")
-        naming = ReportNaming.from_context(context, self.task_id)
-        sinks = self._sinks(naming)
+        sinks, fallback = report_sinks(self, ReportNaming.from_context(context, self.task_id))
         snapshot = snapshot_settings(
             str(self.diff_against),
             str(self.snapshot_path) if self.snapshot_path else None,
@@ -233,7 +188,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             attributes=spec.managed_attributes,
             dry_run=dry_run,
         )
-        return SyncRun(
+        self._run = SyncRun(
             client,
             spec,
             dry_run=dry_run,
@@ -242,13 +197,14 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,
             sinks=sinks,
-            fallback_sink=FallbackReportSink(naming, self.fallback_report_dir),
+            fallback_sink=fallback,
             max_workers=self.max_workers,
             progress_every=self.progress_every,
             log=self.log,
             run_id=str(context.get("run_id") or ""),
             snapshot=snapshot,
         )
+        return self._run
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Called by the OpenLineage provider (when installed): what the sync read and wrote."""

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from omni_provider.client import OmniError, OmniScimClient, OmniUser, UpdateResult
-from omni_provider.client.diff import ChangeSet, compute_changes
+from omni_provider.client.diff import ChangeSet, check_same_user, compute_changes
 from omni_provider.client.errors import (
     OmniBadRequestError,
     OmniCancelledError,
@@ -171,16 +171,19 @@ class _Writer:
         kinds = change_kinds(changes, base, others_unknown=stale)
         with self.gate.hold(kinds) as canary:
             who = base.user_name or base.id
-            if canary:
-                log.info(
-                    "Canary write (%s) to %s: sent alone and checked on a fresh read",
-                    ", ".join(sorted(kinds)),
-                    who,
-                )
-                if stale:
-                    # A canary is judged against Omni's state, never a snapshot's: read the user first.
-                    base, stale = self.client.get_user(base.id), False
             try:
+                if canary:
+                    log.info(
+                        "Canary write (%s) to %s: sent alone and checked on a fresh read",
+                        ", ".join(sorted(kinds)),
+                        who,
+                    )
+                    if stale:
+                        # A canary is judged against Omni's state, never a snapshot's: read the user first,
+                        # and send nothing when the snapshot's id now belongs to another user.
+                        fresh = self.client.get_user(base.id)
+                        check_same_user(base, fresh, what="a fresh read of the snapshot's user id")
+                        base, stale = fresh, False
                 # A canary is judged on a fresh read; later writes of verified kinds on Omni's answer.
                 result = self.client.update_user(
                     base,
@@ -418,6 +421,9 @@ def _apply_item(writer: _Writer, item: PlanItem, users_by_id: Mapping[str, OmniU
             created = client.create_user(item.user_name, item.display_name, item.attributes or None)
         except OmniConflictError:
             return _update_racing_create(writer, item)
+        except OmniWriteSemanticsError as exc:
+            writer.gate.trip(f"user {exc.user}, {exc.field!r}: {exc.problem}", exc)
+            raise
         # If an earlier, lost attempt already created the user, its attributes may still be missing.
         if item.attributes:
             writer.update(created, item.attributes)

@@ -1,9 +1,14 @@
 """The group-membership plan: (user, group) rows + current Omni users and groups -> per-membership actions and
 one change per group. Pure: no I/O.
 
-Users are matched by email with the attribute sync's identity rule (``sync.keys``). Groups are matched by
-their exact name (stripped): a name that differs only in case is reported, never guessed at, and never
+Users are matched by email with the one identity rule (``client.identity``: NFC, surrounding spaces,
+case). Group names go through the same rule: a group matches its exact name (NFC, stripped); a name with
+the same identity key but another spelling (case) is a look-alike: reported, never guessed at, never
 created beside the existing one. Only managed groups are read for changes or written.
+
+In mirror mode every row's email and group must be readable (``read_memberships``): a member counts as
+absent from the input only when every row could be read, so one unreadable row stops the run before any
+write; and a member whose row was rejected (for any reason) is kept.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from typing import Any
 
 from omni_provider.client.errors import OmniValidationError
 from omni_provider.client.group_models import OmniGroup, group_name_problem
-from omni_provider.client.identity import email_key, validate_user_id
+from omni_provider.client.identity import email_key, group_key, normalized_text, validate_user_id
 from omni_provider.client.models import OmniUser
 from omni_provider.sync.errors import PlanTooLargeError
 from omni_provider.sync.guards import resolve_max_changes
-from omni_provider.sync.keys import KeyProblem, UserIndex, normalize_email
+from omni_provider.sync.keys import KeyProblem, UnreadableKeysError, UserIndex, normalize_email
 
 #: Without an explicit ``max_changes``, a mirror run may remove at most this share of the managed groups'
 #: current memberships: an empty or broken source query must not strip everyone's access.
@@ -111,17 +116,25 @@ def managed_group_names(groups: Sequence[str] | str | None) -> list[str] | None:
         return None
     if isinstance(groups, str):
         groups = [groups]
-    names: list[str] = []
+    names: dict[str, str] = {}  # identity key -> the name as given (NFC, stripped)
     for raw in groups:
         problem = group_name_problem(raw)
         if problem is not None:
             raise OmniValidationError(f"groups: {raw!r}: {problem}")
-        names.append(str(raw).strip())
-    return list(dict.fromkeys(names))
+        name = normalized_text(str(raw))
+        first = names.setdefault(group_key(name), name)
+        if first != name:
+            raise OmniValidationError(
+                f"groups: {first!r} and {name!r} name one group (they differ only in case, Unicode form or "
+                "spaces); list it once, spelled as in Omni"
+            )
+    return list(names.values())
 
 
 @dataclass
-class _Row:
+class MembershipRow:
+    """One input row as read: the group name (NFC, stripped), the email's identity key when readable."""
+
     number: int
     user: str
     group: str
@@ -129,26 +142,72 @@ class _Row:
     key: str | None
     #: Why the row is rejected, if it is.
     reason: str | None = None
+    #: The email and the group could be read (a row rejected later may still protect its member).
+    readable: bool = True
 
 
-def _read_row(number: int, row: Mapping[str, Any], user_column: str, group_column: str) -> _Row:
+def _read_row(number: int, row: Mapping[str, Any], user_column: str, group_column: str) -> MembershipRow:
     raw_user, raw_group = row.get(user_column, _MISSING), row.get(group_column, _MISSING)
-    group_text = raw_group.strip() if isinstance(raw_group, str) else ""
+    group_text = normalized_text(raw_group) if isinstance(raw_group, str) else ""
     if raw_user is _MISSING or raw_group is _MISSING:
         missing = user_column if raw_user is _MISSING else group_column
-        return _Row(number, "", group_text, None, f"missing column {missing!r}")
+        return MembershipRow(number, "", group_text, None, f"missing column {missing!r}", readable=False)
     key = normalize_email(raw_user)
     problem = group_name_problem(raw_group)
     if problem is not None:
         shown = key if isinstance(key, str) else key.shown
-        return _Row(number, shown, str(raw_group)[:100], None, problem)
+        return MembershipRow(number, shown, str(raw_group)[:100], None, problem, readable=False)
     if isinstance(key, KeyProblem):
-        return _Row(number, key.shown, group_text, None, f"user: {key.reason}")
-    return _Row(number, key, group_text, key)
+        return MembershipRow(number, key.shown, group_text, None, f"user: {key.reason}", readable=False)
+    return MembershipRow(number, key, group_text, key)
+
+
+def read_memberships(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    user_column: str = "email",
+    group_column: str = "group",
+    mode: GroupSyncMode | str = GroupSyncMode.ADD,
+) -> list[MembershipRow]:
+    """Every row's email and group, after the input-wide checks that must stop a run before any request
+    (the group sync's ``read_keys``): a column missing from every row is a configuration error; in mirror
+    mode one row whose email or group cannot be read (null, empty, not text, not an email) refuses the
+    whole run, since "absent from the input" is then unknowable."""
+    mode = _mode(mode)
+    if not user_column or not group_column or user_column == group_column:
+        raise OmniValidationError("user_column and group_column must be two different column names")
+    read = [_read_row(n, row, user_column, group_column) for n, row in enumerate(rows, start=1)]
+    for column in (user_column, group_column):
+        if read and all(r.reason == f"missing column {column!r}" for r in read):
+            raise OmniValidationError(
+                f"the column {column!r} is not in the input; set user_column / group_column to the "
+                "columns holding the email and the group name. Nothing was sent."
+            )
+    bad = [r for r in read if not r.readable]
+    if bad and mode is GroupSyncMode.MIRROR:
+        reasons = Counter(str(r.reason) for r in bad)
+        shown = ", ".join(str(r.number) for r in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise UnreadableKeysError(
+            f"mirror mode refused: {len(bad)} of {len(read)} input rows have an unreadable email or group "
+            f"({'; '.join(f'{n} {why}' for why, n in reasons.most_common(3))}; rows {shown}). A member "
+            "counts as absent from the input only when every row can be read, so nobody was removed and "
+            "nothing was sent. Fix or remove those rows.",
+            column=f"{user_column}/{group_column}",
+            unreadable=len(bad),
+            rows=len(read),
+        )
+    return read
+
+
+def _mode(mode: GroupSyncMode | str) -> GroupSyncMode:
+    try:
+        return GroupSyncMode(mode)
+    except ValueError:
+        raise OmniValidationError(f"mode must be 'add' or 'mirror', got {mode!r}") from None
 
 
 def build_group_plan(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[str, Any]] | Sequence[MembershipRow],
     users: Iterable[OmniUser],
     groups: Iterable[OmniGroup],
     *,
@@ -158,15 +217,15 @@ def build_group_plan(
     mode: GroupSyncMode | str = GroupSyncMode.ADD,
     create_missing_groups: bool = False,
 ) -> GroupPlan:
-    """One item per input row (plus one per mirror removal) and one ``GroupChange`` per group to write."""
-    try:
-        mode = GroupSyncMode(mode)
-    except ValueError:
-        raise OmniValidationError(f"mode must be 'add' or 'mirror', got {mode!r}") from None
-    if not user_column or not group_column or user_column == group_column:
-        raise OmniValidationError("user_column and group_column must be two different column names")
+    """One item per input row (plus one per mirror removal) and one ``GroupChange`` per group to write.
+    ``rows`` may be what ``read_memberships`` returned (read once before any request)."""
+    mode = _mode(mode)
     explicit = managed_group_names(managed_groups)
-    read = [_read_row(n, row, user_column, group_column) for n, row in enumerate(rows, start=1)]
+    listed: list[Any] = list(rows)
+    if listed and all(isinstance(r, MembershipRow) for r in listed):
+        read: list[MembershipRow] = listed
+    else:
+        read = read_memberships(listed, user_column=user_column, group_column=group_column, mode=mode)
     if explicit is not None:
         allowed = set(explicit)
         for r in read:
@@ -179,27 +238,31 @@ def build_group_plan(
     user_list = list(users)
     index = UserIndex(user_list, "userName")
     users_by_id = {u.id.lower(): u for u in user_list}
-    by_name: dict[str, list[OmniGroup]] = {}
-    by_folded: dict[str, list[str]] = {}
+    by_key: dict[str, list[OmniGroup]] = {}
     for g in groups:
-        name = g.display_name.strip()
-        by_name.setdefault(name, []).append(g)
-        by_folded.setdefault(name.lower(), []).append(name)
+        by_key.setdefault(group_key(g.display_name), []).append(g)
+    spellings = Counter(group_key(name) for name in managed)
 
-    # Resolve each managed group: an existing one, one to create, or why its rows are rejected.
+    # Resolve each managed group: an existing one, one to create, or why its rows are rejected. One
+    # identity rule: a group with the same key but another spelling is a look-alike, never created beside.
     resolved: dict[str, OmniGroup | None] = {}
     refused: dict[str, str] = {}
     for name in managed:
-        found = by_name.get(name, [])
-        near = sorted({n for n in by_folded.get(name.lower(), []) if n != name})
+        same_key = by_key.get(group_key(name), [])
+        found = [g for g in same_key if normalized_text(g.display_name) == name]
+        near = sorted({g.display_name.strip() for g in same_key} - {name})
         if len(found) == 1:
             resolved[name] = found[0]
         elif len(found) > 1:
             refused[name] = f"{len(found)} Omni groups are named {name!r}; refusing to guess"
         elif near:
             refused[name] = (
-                f"no Omni group is named {name!r}; Omni has {near} (group names are matched exactly)"
+                f"no Omni group is named {name!r}; Omni has {near} (group names are matched exactly; a "
+                "name differing only in case, Unicode form or spaces is never guessed at nor created beside)"
             )
+        elif spellings[group_key(name)] > 1:
+            others = sorted(n for n in managed if group_key(n) == group_key(name))
+            refused[name] = f"the input spells this group several ways {others}; refusing to guess"
         elif create_missing_groups:
             resolved[name] = None
         else:
@@ -207,7 +270,8 @@ def build_group_plan(
 
     items: list[MembershipItem] = []
     desired: dict[str, dict[str, int]] = {name: {} for name in resolved}  # group -> user id -> item
-    protected: dict[str, set[str]] = {name: set() for name in resolved}  # keys of rejected users, per group
+    # Email keys of users whose row was rejected, per group identity key: a mirror run keeps them.
+    protected: dict[str, set[str]] = {}
     emails: dict[str, str] = {}
     for r in read:
         if r.reason is None and r.group in refused:
@@ -216,8 +280,8 @@ def build_group_plan(
             items.append(
                 MembershipItem(r.number, r.user, r.group, MembershipAction.REJECTED, reason=r.reason)
             )
-            if r.group in protected:
-                protected[r.group].add(r.user.lower())
+            if r.readable and r.user:
+                protected.setdefault(group_key(r.group), set()).add(email_key(r.user))
             continue
         assert r.key is not None
         group = resolved[r.group]
@@ -234,7 +298,7 @@ def build_group_plan(
                     r.number, r.user, r.group, MembershipAction.REJECTED, group_id=group_id, reason=why
                 )
             )
-            protected[r.group].add(r.key)
+            protected.setdefault(group_key(r.group), set()).add(r.key)
             continue
         user_id = matches[0].id.lower()
         emails[user_id] = matches[0].user_name
@@ -270,7 +334,7 @@ def build_group_plan(
                 email = known.user_name if known is not None else (member.display or user_id)
                 emails.setdefault(user_id, email)
                 key = email_key(email)
-                if key in protected[name]:
+                if key in protected.get(group_key(name), ()):
                     items.append(
                         MembershipItem(
                             None,

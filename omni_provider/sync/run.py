@@ -7,14 +7,11 @@ world. Nothing here imports an orchestrator.
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from omni_provider.client import OmniScimClient, OmniValidationError
+from omni_provider.client import OmniScimClient, OmniWrongUserError
 from omni_provider.sync.apply import (
     NOT_ATTEMPTED,
     Progress,
@@ -23,16 +20,20 @@ from omni_provider.sync.apply import (
     is_stopped_error,
 )
 from omni_provider.sync.definitions import RunLog, load_definitions
-from omni_provider.sync.errors import (
-    PlanTooLargeError,
-    SyncFailedError,
-    SyncHaltedError,
-    SyncReportLostError,
+from omni_provider.sync.engine import (
+    ERROR_SAMPLE_SIZE,
+    EngineRun,
+    Outcome,
+    RowSource,
+    collect_rows,
+    default_log,
+    short,
 )
-from omni_provider.sync.guards import check_max_changes, evaluate_failures, resolve_max_changes
+from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
+from omni_provider.sync.guards import check_max_changes
 from omni_provider.sync.keys import read_keys
 from omni_provider.sync.omni_view import read_omni_view
-from omni_provider.sync.outcome import RowOutcome, RowStatus, format_table, tally, tally_by_action
+from omni_provider.sync.outcome import RowOutcome, RowStatus, tally_by_action
 from omni_provider.sync.plan import SyncPlan
 from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
@@ -40,36 +41,10 @@ from omni_provider.sync.snapshot import SnapshotSettings
 from omni_provider.sync.snapshot_keeper import SnapshotKeeper
 from omni_provider.sync.spec import SyncSpec
 
-#: How many rejected or failed rows the summary quotes (the report file has them all).
-ERROR_SAMPLE_SIZE = 10
-#: The client counters a summary reports, as the difference over the run.
-_COUNTERS = ("requests", "retries", "rate_limited")
-#: The input: rows, or a callable reading them (e.g. a SQL query), called in the run's "reading" stage.
-RowSource = Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]]
+__all__ = ["ERROR_SAMPLE_SIZE", "RowSource", "SyncRun", "all_outcomes", "collect_rows"]
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_default_log = logging.getLogger("omni_provider.sync")
-
-
-def collect_rows(rows: object) -> list[Mapping[str, Any]]:
-    """The input as a list of row mappings, or a clear error before any request."""
-    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
-        kind = type(rows).__name__
-        raise OmniValidationError(f"rows must be a list of dicts (column -> value), not {kind}")
-    collected: list[Mapping[str, Any]] = []
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, Mapping):
-            raise OmniValidationError(f"row {number} is a {type(row).__name__}, not a dict (column -> value)")
-        collected.append(row)
-    return collected
-
-
-class SyncRun:
+class SyncRun(EngineRun):
     """Make Omni's user attributes match ``rows`` for the attributes ``spec`` manages.
 
     ``run(rows)`` reads every Omni user and the attribute definitions, plans, refuses a plan over
@@ -88,6 +63,8 @@ class SyncRun:
         ``omni_view``); the snapshot is kept up to date with every state Omni confirmed. None: a live diff.
     """
 
+    statuses = RowStatus
+
     def __init__(
         self,
         client: OmniScimClient,
@@ -103,59 +80,35 @@ class SyncRun:
         max_workers: int | None = None,
         progress_every: float = 30.0,
         on_progress: Callable[[Progress], None] | None = None,
-        log: RunLog = _default_log,
+        log: RunLog = default_log,
         run_id: str = "",
         snapshot: SnapshotSettings | None = None,
     ) -> None:
-        self.client = client
+        super().__init__(
+            client,
+            dry_run=dry_run,
+            max_changes=max_changes,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            sinks=sinks,
+            fallback_sink=fallback_sink,
+            max_workers=max_workers,
+            log=log,
+            run_id=run_id,
+        )
         self.spec = spec
-        self.dry_run = dry_run
-        self.max_changes = max_changes
         self.allow_empty_input = allow_empty_input
-        self.max_failed_rows = max_failed_rows
-        self.max_failed_pct = max_failed_pct
-        self.sinks = tuple(sinks)
-        self.fallback_sink = fallback_sink
-        self.max_workers = max_workers
         self.progress_every = progress_every
-        self.log = log
         self.on_progress = on_progress or self._log_progress
-        self.run_id = run_id
         self.snapshot = snapshot
-        self._stop = threading.Event()
-        #: How far the run got ("stage": configuration, reading, planning, applying, reporting, done), its
-        #: numbers, and when it failed why ("error"); filled in as the run goes, so a failed run has one too.
-        self.summary: dict[str, Any] = {"stage": "configuration"}
 
     def _log_progress(self, progress: Progress) -> None:
         self.log.info(progress.line())
 
     def check(self) -> None:
-        """Every setting used only after the writes (thresholds, sinks), checked before any request."""
-        if not isinstance(self.dry_run, bool):
-            raise OmniValidationError(f"dry_run must be true or false, got {self.dry_run!r}")
-        resolve_max_changes(self.max_changes, 0)
-        evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
-        for sink in self.sinks:
-            sink.check()
+        super().check()
         if self.snapshot is not None:
             self.snapshot.store.check()
-
-    def stop(self) -> None:
-        """End the run early: nothing new is sent, writes on the wire finish, the report is still complete."""
-        self._stop.set()
-        # Writes waiting in a retry back-off give up now instead of after it.
-        self.client.cancel()
-
-    def run(self, rows: RowSource) -> dict[str, Any]:
-        """The whole sync; returns ``self.summary``. ``rows`` is an iterable of row mappings, or a callable
-        returning one (called in the "reading" stage, after the configuration checks)."""
-        try:
-            return self._run(rows)
-        except BaseException as exc:
-            # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
-            self.summary.setdefault("error", str(exc) or type(exc).__name__)
-            raise
 
     def _run(self, source: RowSource) -> dict[str, Any]:
         started = time.monotonic()
@@ -168,7 +121,7 @@ class SyncRun:
         wanted = [spec.key, *spec.attributes]
         if spec.display_name_column:
             wanted.append(spec.display_name_column)
-        rows = align_column_case(collect_rows(source() if callable(source) else source), wanted)
+        rows = align_column_case(self._read_source(source), wanted)
         summary["rows"] = len(rows)
         self.log.info(
             "Read %d input rows; managing attributes %s (%s mode)",
@@ -231,6 +184,8 @@ class SyncRun:
             # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
             # the summary, and end without a retry (a retry would send the same kind of write again).
             summary["stopped"] = halted.reason
+            if keeper is not None and isinstance(halted.cause, OmniWrongUserError):
+                keeper.distrust()
             self._keep_snapshot(keeper, halted.outcomes)
             self._report_interrupted(halted.outcomes, counters_before, started)
             self.log.error("%s", halted)
@@ -252,7 +207,7 @@ class SyncRun:
             )
         summary["stage"] = "reporting"
         summary.update(self._report(applied, counters_before, started, complete=not skipped))
-        self._judge(plan, summary)
+        self._judge(plan.counts(), summary)
         summary["stage"] = "done"
         return summary
 
@@ -264,121 +219,18 @@ class SyncRun:
         try:
             self.summary["snapshot"].update(keeper.after_writes(outcomes))
         except Exception as exc:
-            self.summary["snapshot"]["error"] = _short(exc)
+            self.summary["snapshot"]["error"] = short(exc)
             self.log.error(
                 "Could not update the snapshot at %s (%s); the next run reads the users written now from "
                 "Omni again",
                 keeper.settings.store.label,
-                _short(exc),
+                short(exc),
             )
 
-    def _report_interrupted(
-        self, outcomes: Sequence[RowOutcome], counters_before: Mapping[str, Any], started: float
-    ) -> None:
-        """Every row reported although the run did not finish; a failing report never hides why it stopped."""
-        try:
-            self.summary.update(self._report(outcomes, counters_before, started, complete=False))
-        except Exception:
-            self.log.exception("Could not write the sync report")
-
-    def _report(
-        self,
-        outcomes: Sequence[RowOutcome],
-        counters_before: Mapping[str, Any],
-        started: float,
-        *,
-        complete: bool,
-    ) -> dict[str, Any]:
-        """The summary's outcome part; every row's outcome goes to the sinks (or the fallback)."""
-        counters = self.client.stats.snapshot()
-        by_action = tally_by_action(outcomes)
-        part: dict[str, Any] = {
-            "outcomes": tally(outcomes),
-            "by_action": by_action,
-            **{name: counters[name] - counters_before[name] for name in _COUNTERS},
-            "seconds": round(time.monotonic() - started, 3),
-            "complete": complete,
-            "errors_sample": [
-                {"row": o.row, "status": o.status.value, "error": o.error}
-                for o in outcomes
-                if o.status in (RowStatus.FAILED, RowStatus.REJECTED)
-            ][:ERROR_SAMPLE_SIZE],
-        }
-        self.log.info("Sync outcome by action:\n%s", format_table(by_action))
-        problems: list[str] = []
-        for sink in self.sinks:
-            try:
-                part.update(sink.write(outcomes, run_id=self.run_id))
-            except Exception as exc:
-                problems.append(f"{sink.label}: {type(exc).__name__}: {_short(exc)}")
-        if problems:
-            part["report_error"] = "; ".join(problems)
-            part["report_fallback_path"] = self._fallback_report(outcomes, part["report_error"])
-        return part
-
-    def _fallback_report(self, outcomes: Sequence[RowOutcome], error: str) -> str | None:
-        """Keep the per-row outcomes somewhere when a sink failed: the fallback sink, else the log itself."""
-        if self.fallback_sink is not None:
-            try:
-                written = self.fallback_sink.write(outcomes, run_id=self.run_id)
-            except Exception as exc:
-                self.log.error(
-                    "Could not write the sync report (%s) nor the %s (%s); the per-row outcomes follow in "
-                    "this log",
-                    error,
-                    self.fallback_sink.label,
-                    _short(exc),
-                )
-            else:
-                path = str(written.get("report_path") or "")
-                self.log.error(
-                    "Could not write the sync report (%s); the per-row outcomes are in the local fallback "
-                    "file %s",
-                    error,
-                    path,
-                )
-                return path or None
-        else:
-            self.log.error(
-                "Could not write the sync report (%s); the per-row outcomes follow in this log", error
-            )
-        for outcome in outcomes:
-            self.log.error("outcome %s", json.dumps(outcome.to_record(), default=str))
-        return None
-
-    def _judge(self, plan: SyncPlan, summary: dict[str, Any]) -> None:
-        failed_writes = summary["outcomes"][RowStatus.FAILED.value]
-        verdict = evaluate_failures(
-            plan.counts(),
-            failed_writes=failed_writes,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_pct=self.max_failed_pct,
-        )
-        where = summary.get("report_path") or summary.get("report_fallback_path")
-        if verdict.failed:
-            # Said at ERROR even when the thresholds let the run pass: a row that did not sync is news.
-            self.log.error(
-                "%d of %d items did not sync (%d rejected, %d failed); see errors_sample%s",
-                verdict.failed,
-                verdict.total,
-                summary["outcomes"][RowStatus.REJECTED.value],
-                failed_writes,
-                f" and {where}" if where else "",
-            )
-        else:
-            self.log.info("All %d items synced: %s", verdict.total, summary["outcomes"])
-        lost = ""
-        if "report_error" in summary:
-            kept = summary.get("report_fallback_path") or "the log"
-            lost = (
-                f"; the report could not be written ({summary['report_error']}), the per-row outcomes are "
-                f"in {kept}"
-            )
-        if verdict.should_fail:
-            raise SyncFailedError(f"{verdict.reason}{lost}", summary=summary, retryable=bool(failed_writes))
-        if lost:
-            # The writes are done; a re-run would only re-diff and report "unchanged": no remedy.
-            raise SyncReportLostError(f"Omni sync finished its writes, but{lost[1:]}", summary=summary)
+    def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
+        self._log_table("Sync outcome by action", by_action)
+        return {"by_action": by_action}
 
 
 def all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:

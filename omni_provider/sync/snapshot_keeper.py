@@ -83,6 +83,16 @@ class SnapshotKeeper:
         doubtful = sum(1 for entry in entries if entry["values"] is None)
         return {"users": len(entries), "uncertain": doubtful}
 
+    def distrust(self) -> None:
+        """A write found the snapshot pairing an id with another user (a restored backup, an Omni
+        re-created at the same URL): it does not describe this Omni, so the next run reads Omni in full."""
+        self.counter = max(self.counter, self.settings.full_resync_every)
+        self.log.error(
+            "The snapshot at %s pairs user ids with other users than Omni does; the next run reads Omni in "
+            "full and rebuilds it",
+            self.settings.store.label,
+        )
+
     def before_writes(self, plan: SyncPlan) -> None:
         """Mark the users about to be written uncertain; raises ``SnapshotWriteError`` (nothing sent)."""
         self._planned = {item.user_id for item in plan.writes() if item.user_id is not None}
