@@ -1,9 +1,13 @@
 """`make stock-install-check`: the built package in a stock Airflow of each supported version.
 
-For each ``--airflow VERSION``: a fresh venv with ``pip install apache-airflow==VERSION`` (nothing else of
-ours), then ``pip install`` of the wheel built from this checkout. Checked: Airflow lists the provider and
-the ``omni`` connection type; ``airflow dags test`` of every example DAG against the local Omni emulator
-succeeds and changes what it should. Prints the time of each step. Work files go to ``.stock-check/``.
+For each ``locks/stock-airflow-VERSION.in`` (or each ``--airflow VERSION``): a fresh venv where the wheel
+built from this checkout is installed the way the README tells users to, in one pip call with a constraints
+file: ``pip install apache-airflow==VERSION "omni-provider[airflow,emulator]" -c <constraints>``. A user
+passes Airflow's constraints file for their Airflow and Python; this machine reaches only the package index,
+so the check passes the lock ``locks/stock-airflow-VERSION.txt`` (the same kind of file: every distribution
+pinned) and then checks that the venv holds exactly it. Checked: Airflow lists the provider and the ``omni``
+connection type; ``airflow dags test`` of every example DAG against the local Omni emulator succeeds and
+changes what it should. Prints the time of each step. Work files go to ``.stock-check/``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".stock-check"
+LOCKS = ROOT / "locks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo import WAREHOUSE_ROWS, free_port, make_warehouse, wait_until_up  # noqa: E402
@@ -76,23 +81,17 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
     home.mkdir(parents=True)
     venv = home / "venv"
     python, airflow = str(venv / "bin" / "python"), str(venv / "bin" / "airflow")
+    constraints = LOCKS / f"stock-airflow-{version}.txt"
+    pip = [python, "-m", "pip", "install", "--quiet", "--constraint", str(constraints)]
     timer.run(version, "create venv", [sys.executable, "-m", "venv", str(venv)])
-    timer.run(version, f"pip install apache-airflow=={version}", [python, "-m", "pip", "install", "--quiet",
-              f"apache-airflow=={version}"])  # fmt: skip
-    # The airflow extra keeps the Airflow installed above; the emulator extra runs the example DAGs' Omni.
-    extras = f"omni-provider[airflow,emulator] @ {wheel.as_uri()}"
-    timer.run(version, "pip install the wheel", [python, "-m", "pip", "install", "--quiet", extras])
-    # The example warehouse is a SQLite file: its provider, if this Airflow does not ship it.
-    sqlite = [
-        python,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "apache-airflow-providers-sqlite",
-        f"apache-airflow=={version}",
-    ]
-    timer.run(version, "sqlite provider for the example warehouse", sqlite)
+    timer.run(version, "pip as locked", [*pip, "pip"])
+    # The README's install: Airflow and the provider in one call, under a constraints file. The emulator
+    # extra runs the example DAGs' Omni; the SQLite provider reads the example warehouse.
+    ours = f"omni-provider[airflow,emulator] @ {wheel.as_uri()}"
+    install = [*pip, f"apache-airflow=={version}", ours, "apache-airflow-providers-sqlite"]
+    timer.run(version, f"pip install apache-airflow=={version} omni-provider -c <constraints>", install)
+    check = [sys.executable, str(ROOT / "scripts" / "locks.py"), "check", f"stock-airflow-{version}", python]
+    timer.run(version, "the venv holds exactly the constraints", check)
 
     warehouse = home / "warehouse.db"
     make_warehouse(warehouse)
@@ -177,12 +176,20 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--airflow", action="append", required=True, help="an Airflow version to check")
+    parser.add_argument(
+        "--airflow",
+        action="append",
+        help="an Airflow version to check (default: each locks/stock-airflow-VERSION.in)",
+    )
     args = parser.parse_args()
+    versions = args.airflow or sorted(
+        (p.stem.removeprefix("stock-airflow-") for p in LOCKS.glob("stock-airflow-*.in")),
+        key=lambda v: tuple(int(part) for part in v.split(".")),
+    )
     WORK.mkdir(exist_ok=True)
     timer = Timer()
     wheel = build_wheel(timer)
-    for version in args.airflow:
+    for version in versions:
         check_version(version, wheel, timer)
     print("\nTimes (s):")
     for version, step, seconds in timer.rows:

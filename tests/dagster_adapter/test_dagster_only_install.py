@@ -2,7 +2,8 @@
 
 The install test builds the package into a fresh venv with ``pip install ".[dagster,emulator]"`` (pip's
 cache makes it about a minute), checks that there is no ``airflow`` module, and materialises the asset
-against an emulator in that venv.
+against an emulator in that venv. Its other packages come from ``locks/dagster-only.txt`` (checked after the
+install), like every test venv; under ``OMNI_TEST_UNLOCKED=1`` (`make test-latest`) they are unpinned.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import subprocess
+import sys
 import textwrap
 import venv
 from pathlib import Path
@@ -37,13 +39,16 @@ def test_core_requires_no_orchestrator_and_each_extra_brings_one() -> None:
         return {r.name for r in reqs if r.marker is not None and r.marker.evaluate({"extra": name})}
 
     assert extra("airflow") == {"apache-airflow"}
-    assert extra("dagster") == {"dagster"}
+    # `dagster dev` needs the webserver: Dagster's own docs install the two together.
+    assert extra("dagster") == {"dagster", "dagster-webserver"}
     assert extra("emulator") == {"starlette", "uvicorn"}
     assert not {n for n in extra("dagster") | extra("emulator") if n.startswith("apache-airflow")}
     (airflow,) = [r for r in reqs if r.name == "apache-airflow" and str(r.marker) == 'extra == "airflow"']
     (dagster,) = [r for r in reqs if r.name == "dagster" and str(r.marker) == 'extra == "dagster"']
+    (webserver,) = [r for r in reqs if r.name == "dagster-webserver"]
     assert "3.3.2" in airflow.specifier and "4.0" not in airflow.specifier
-    assert "1.13.28" in dagster.specifier and "1.14.0" not in dagster.specifier
+    for declared in (dagster, webserver):  # the webserver moves with Dagster: same range
+        assert "1.13.28" in declared.specifier and "1.14.0" not in declared.specifier
 
 
 def test_the_airflow_provider_entry_point_is_declared() -> None:
@@ -93,6 +98,8 @@ def test_dagster_only_install_has_no_airflow_and_materialises(tmp_path: Path) ->
     python = str(env_dir / "bin" / "python")
     # The environment of this test run minus anything pointing Python at the suite's own venv.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    locked = os.environ.get("OMNI_TEST_UNLOCKED") != "1"
+    pins = ["-r", str(ROOT / "locks" / "dagster-only.txt")] if locked else []
     install = subprocess.run(
         [
             python,
@@ -101,6 +108,7 @@ def test_dagster_only_install_has_no_airflow_and_materialises(tmp_path: Path) ->
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            *pins,
             f"{ROOT}[dagster,emulator]",
         ],
         env=env,
@@ -110,6 +118,10 @@ def test_dagster_only_install_has_no_airflow_and_materialises(tmp_path: Path) ->
         check=False,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    if locked:
+        check = [sys.executable, str(ROOT / "scripts" / "locks.py"), "check", "dagster-only", python]
+        matches = subprocess.run(check, capture_output=True, text=True, check=False)
+        assert matches.returncode == 0, matches.stderr
 
     no_airflow = subprocess.run(
         [python, "-c", "import airflow"], env=env, capture_output=True, text=True, check=False
