@@ -14,22 +14,21 @@ say how a PATCH of the attribute map is applied):
   or a 400 to a canary (the form is refused), stops the run: no new write starts, writes in flight finish,
   every other row is reported ``failed: not attempted (stopped: <reason>)``, and ``apply_plan`` raises
   ``WritesHaltedError`` (never retryable).
+
+The loop itself (settle once, the first write alone, stop and interrupt) is the engine's one write loop,
+``omni_provider.sync.pool``, shared with the group sync; this module is the attribute target's writer.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Collection, Mapping, MutableMapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 from omni_provider.client import OmniError, OmniScimClient, OmniUser, UpdateResult
 from omni_provider.client.diff import ChangeSet, check_same_user, compute_changes
 from omni_provider.client.errors import (
     OmniBadRequestError,
-    OmniCancelledError,
     OmniConflictError,
     OmniNotFoundError,
     OmniWriteSemanticsError,
@@ -42,12 +41,17 @@ from omni_provider.sync.breaker import HALTED_PREFIX as HALTED_PREFIX
 from omni_provider.sync.breaker import NOT_ATTEMPTED as NOT_ATTEMPTED
 from omni_provider.sync.breaker import STOPPED_ERRORS as STOPPED_ERRORS
 from omni_provider.sync.breaker import STOPPED_PENDING as STOPPED_PENDING
-from omni_provider.sync.breaker import Halted, WriteGate
+from omni_provider.sync.breaker import WriteGate
 from omni_provider.sync.breaker import halted_error as halted_error
 from omni_provider.sync.breaker import is_stopped_error as is_stopped_error
 from omni_provider.sync.breaker import was_never_sent as was_never_sent
-from omni_provider.sync.outcome import RowOutcome, RowStatus, outcome_without_write
-from omni_provider.sync.plan import PlanItem, RowAction, SyncPlan
+from omni_provider.sync.outcome import RowOutcome, RowStatus
+from omni_provider.sync.plan import WRITE_ACTIONS, PlanItem, RowAction, SyncPlan
+
+# The engine's write loop; ``Progress`` and ``workers_for`` re-exported under their old home.
+from omni_provider.sync.pool import Progress as Progress
+from omni_provider.sync.pool import WriteRun, run_writes
+from omni_provider.sync.pool import workers_for as workers_for
 
 log = logging.getLogger("omni_provider.sync")
 
@@ -61,35 +65,12 @@ class WritesHaltedError(OmniError):
         self.cause = cause
         self.outcomes = outcomes
         counts = {status: sum(1 for o in outcomes if o.status is status) for status in RowStatus}
-        not_sent = sum(1 for o in outcomes if o.status is RowStatus.FAILED and is_stopped_error(o.error))
+        not_sent = sum(1 for o in outcomes if o.status is RowStatus.FAILED and o.stopped)
         super().__init__(
             f"Sync stopped by its circuit breaker: {cause} | Run so far: "
             f"{counts[RowStatus.APPLIED]} applied, {counts[RowStatus.UNCHANGED]} unchanged, "
             f"{not_sent} not attempted (stopped). Do not re-run until this is understood: a re-run would "
             "send the same kind of write again"
-        )
-
-
-@dataclass
-class Progress:
-    done: int
-    total: int
-    failed: int
-    elapsed: float
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.done == 0:
-            return None
-        return self.elapsed / self.done * (self.total - self.done)
-
-    def line(self) -> str:
-        eta = self.eta_seconds
-        eta_text = "?" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        return (
-            f"Sync progress: {self.done}/{self.total} writes ({pct:.0f}%), {self.failed} failed, "
-            f"elapsed {self.elapsed:.0f}s, ETA {eta_text}"
         )
 
 
@@ -242,14 +223,6 @@ def _state_after(base: OmniUser, result: UpdateResult) -> OmniUser:
     return base.model_copy(update={"attributes": values})
 
 
-def workers_for(client: OmniScimClient, requested: int | None = None) -> int:
-    """Threads for a batch of requests (writes, look-ups): ``requested``, else enough to keep every key's
-    paced slots busy while requests are in flight; more would only queue."""
-    if requested is not None:
-        return max(1, requested)
-    return max(2, min(16, 4 * client.key_count))
-
-
 def apply_plan(
     client: OmniScimClient,
     plan: SyncPlan,
@@ -266,26 +239,14 @@ def apply_plan(
     stale_bases: Collection[str] = frozenset(),
     confirmed: MutableMapping[str, OmniUser | None] | None = None,
 ) -> list[RowOutcome]:
-    """Send the plan's writes; return one outcome per plan item, in plan order.
+    """Send the plan's writes (one unit per user) through the engine's one write loop
+    (``pool.run_writes``: settle once, first write alone, breaker, stop); one outcome per plan item.
 
-    ``on_outcome(index, outcome)`` is called as each item settles (from worker threads, one call at a
-    time), so a caller interrupted mid-run (the task killed or timed out) still knows exactly which items
-    were written and can report the rest as not attempted. Setting ``stop`` ends the run early: writes not
-    yet started are settled as failed ("not attempted"); writes already on the wire finish and are
-    reported as they ended. An exception in the calling thread (e.g. Airflow's task timeout) stops the run
-    the same way before it propagates.
-
-    When the circuit breaker trips (see the module doc) every item is still settled, then
-    ``WritesHaltedError`` is raised; the client is cancelled so nothing waiting for a slot goes out.
-
-    ``stale_bases`` and ``confirmed``: see ``_Writer`` (snapshot diffing).
+    ``on_outcome(index, outcome)`` is called as each item settles, so a caller interrupted mid-run still
+    knows which items were written. When the circuit breaker trips every item is still settled, then
+    ``WritesHaltedError`` is raised. ``stale_bases`` and ``confirmed``: see ``_Writer`` (snapshot diffing).
     """
-    caller_stop = stop or threading.Event()
     gate = gate or WriteGate()
-    halt = threading.Event()  # set when the calling thread is interrupted
-    lock = threading.Lock()
-    outcomes: list[RowOutcome | None] = [None] * len(plan.items)
-    tally = {"done": 0, "failed": 0}
     writer = _Writer(
         client,
         gate,
@@ -294,120 +255,29 @@ def apply_plan(
         stale_bases=stale_bases,
         confirmed=confirmed,
     )
+    items = plan.items
 
-    def stopped() -> bool:
-        return caller_stop.is_set() or halt.is_set() or gate.tripped
+    def write(index: int, run: WriteRun[RowOutcome]) -> None:
+        run.settle(index, _apply_item(writer, items[index], users_by_id))
 
-    # A write waiting at the gate behind a canary has not started: a stop must keep it from going out.
-    gate.stopping = lambda: caller_stop.is_set() or halt.is_set()
-
-    def not_sent() -> str:
-        return halted_error(gate.reason) if gate.reason else NOT_ATTEMPTED
-
-    def settle(index: int, outcome: RowOutcome, *, write: bool) -> None:
-        with lock:
-            if outcomes[index] is not None:
-                return
-            outcomes[index] = outcome
-            if write:
-                tally["done"] += 1
-                tally["failed"] += outcome.status is RowStatus.FAILED
-            if on_outcome:
-                on_outcome(index, outcome)
-
-    pending: list[int] = []
-    for index, item in enumerate(plan.items):
-        ready = outcome_without_write(item, dry_run=dry_run)
-        if ready is None:
-            pending.append(index)
-        else:
-            settle(index, ready, write=False)
-
-    def write(index: int) -> None:
-        item = plan.items[index]
-        if stopped():
-            settle(index, RowOutcome.from_item(item, RowStatus.FAILED, error=not_sent()), write=True)
-            return
-        try:
-            outcome = _apply_item(writer, item, users_by_id)
-        except Halted:
-            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=not_sent())
-        except OmniCancelledError:
-            error = STOPPED_PENDING
-            if gate.reason:
-                error = f"not confirmed (stopped: {gate.reason}); a re-run applies it if needed"
-            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=error)
-        except OmniError as exc:
-            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=str(exc))
-        except Exception as exc:  # a bug must not lose the rest of the report
-            log.exception("Unexpected error writing row %s", item.row_number)
-            outcome = RowOutcome.from_item(item, RowStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        settle(index, outcome, write=True)
-        if gate.tripped:
-            client.cancel()  # writes waiting for a paced slot or a retry must not go out now
-
-    def progress(started: float) -> Progress:
-        with lock:
-            return Progress(tally["done"], len(pending), tally["failed"], time.monotonic() - started)
-
-    started = time.monotonic()
-    last_report = started
-    reported_done = -1
-    workers = workers_for(client, max_workers)
-    # Bounded submission keeps memory flat and lets a stop request take effect within a few writes.
-    window = 4 * workers
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-sync") as pool:
-            queue = iter(pending)
-            in_flight: set[Future[None]] = set()
-
-            def submit_next() -> bool:
-                index = next(queue, None)
-                if index is None:
-                    return False
-                in_flight.add(pool.submit(write, index))
-                return True
-
-            try:
-                for _ in range(window):
-                    if not submit_next():
-                        break
-                while in_flight:
-                    finished, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        in_flight.discard(future)
-                        future.result()  # write() settles its own outcome and never raises
-                        if not stopped():
-                            submit_next()
-                    now = time.monotonic()
-                    if on_progress and now - last_report >= progress_every:
-                        last_report = now
-                        snapshot = progress(started)
-                        reported_done = snapshot.done
-                        on_progress(snapshot)
-            except BaseException:
-                # Interrupted (task timeout, KeyboardInterrupt): queued writes must not go out while the
-                # pool shuts down; writes on the wire finish and settle.
-                halt.set()
-                raise
-    finally:
-        # Whatever never started (a stop, an interruption, the breaker) is still accounted for.
-        for index in pending:
-            settle(
-                index,
-                RowOutcome.from_item(plan.items[index], RowStatus.FAILED, error=not_sent()),
-                write=True,
-            )
-    if on_progress and pending:
-        final = progress(started)
-        if final.done != reported_done:
-            on_progress(final)
-    missing = [i for i, o in enumerate(outcomes) if o is None]
-    assert not missing, f"plan items without an outcome: {missing[:5]}"
-    settled = [o for o in outcomes if o is not None]
+    units = [((i,), i) for i, item in enumerate(items) if item.action in WRITE_ACTIONS]
+    outcomes, gate = run_writes(
+        client,
+        items,
+        units,
+        write,
+        RowOutcome,
+        dry_run=dry_run,
+        gate=gate,
+        stop=stop,
+        max_workers=max_workers,
+        on_outcome=on_outcome,
+        on_progress=on_progress,
+        progress_every=progress_every,
+    )
     if gate.reason is not None and gate.error is not None:
-        raise WritesHaltedError(gate.reason, gate.error, settled)
-    return settled
+        raise WritesHaltedError(gate.reason, gate.error, outcomes)
+    return outcomes
 
 
 def _apply_item(writer: _Writer, item: PlanItem, users_by_id: Mapping[str, OmniUser]) -> RowOutcome:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.sync.definitions import RunLog
@@ -49,6 +49,9 @@ class Outcome(Protocol):
     def error(self) -> str | None: ...
 
     def to_record(self) -> dict[str, Any]: ...
+
+
+OutcomeT = TypeVar("OutcomeT")
 
 
 def short(exc: BaseException, limit: int = 300) -> str:
@@ -259,3 +262,10 @@ class EngineRun:
         if lost:
             # The writes are done; a re-run would only re-diff and report "unchanged": no remedy.
             raise SyncReportLostError(f"Omni sync finished its writes, but{lost[1:]}", summary=summary)
+
+
+def every_outcome(
+    count: int, settled: Mapping[int, OutcomeT], unsent: Callable[[int], OutcomeT]
+) -> list[OutcomeT]:
+    """One outcome per plan item after an interrupted run: those settled, the rest ``unsent(index)``."""
+    return [settled.get(i) or unsent(i) for i in range(count)]

@@ -10,6 +10,10 @@ members, and at most one group is damaged by a surprise in Omni's semantics, wha
 Circuit breaker: when an answer shows a change the write did not ask for (``OmniGroupWriteSemanticsError``),
 no new write starts, writes in flight finish, and every membership not yet settled is reported
 ``failed: not attempted (stopped: <reason>)``.
+
+The loop (settle once, the first write alone, stop and interrupt, never-sent outcomes) is the engine's one
+write loop, ``omni_provider.sync.pool``, shared with the attribute sync; this module is the group target's
+writer.
 """
 
 from __future__ import annotations
@@ -17,28 +21,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from omni_provider.client import OmniError
-from omni_provider.client.errors import OmniCancelledError, OmniGroupWriteSemanticsError
+from omni_provider.client.errors import OmniGroupWriteSemanticsError
 from omni_provider.client.group_models import OmniGroup
 from omni_provider.client.groups import GroupsApi
-from omni_provider.sync.apply import workers_for
-from omni_provider.sync.breaker import STOPPED_PENDING as STOPPED_PENDING
-from omni_provider.sync.breaker import Halted, WriteGate, halted_error
+from omni_provider.sync.breaker import WriteGate
 from omni_provider.sync.groups_outcome import (
     MembershipOutcome,
-    MembershipStatus,
     done_status,
-    outcome_without_write,
 )
 from omni_provider.sync.groups_plan import GroupChange, GroupPlan, MembershipAction
+from omni_provider.sync.pool import WriteRun, run_writes
 
 log = logging.getLogger("omni_provider.sync")
-
-#: The shared wording of a membership the breaker or a stop left unsent (kept under its old name).
-not_attempted = halted_error
 
 
 def group_write_kinds(
@@ -91,69 +87,32 @@ def apply_group_plan(
     on_outcome: Callable[[int, MembershipOutcome], None] | None = None,
     gate: WriteGate | None = None,
 ) -> GroupApplyResult:
-    """Send the plan's group writes; one outcome per plan item, in plan order.
+    """Send the plan's group writes (one unit per changed group) through the engine's one write loop
+    (``pool.run_writes``: settle once, first write alone, breaker, stop); one outcome per plan item.
 
     ``max_members_per_write`` splits a group's change into several writes; Omni documents no limit, so
     by default each changed group gets exactly one write. ``gate``: the run's canary gate and breaker
     (a fresh one by default).
     """
-    caller_stop = stop or threading.Event()
-    gate = gate or WriteGate()
-    gate.stopping = caller_stop.is_set
-    lock = threading.Lock()
-    outcomes: list[MembershipOutcome | None] = [None] * len(plan.items)
     result = GroupApplyResult(outcomes=[])
+    lock = threading.Lock()
+    items = plan.items
 
-    def stopped() -> str | None:
-        if gate.reason is not None:
-            return gate.reason
-        return "the task was stopped" if caller_stop.is_set() else None
-
-    def settle(index: int, outcome: MembershipOutcome) -> None:
-        with lock:
-            if outcomes[index] is not None:
-                return
-            outcomes[index] = outcome
-            if on_outcome:
-                on_outcome(index, outcome)
-
-    def fail(indexes: Sequence[int], error: str, group_id: str | None = None) -> None:
-        for i in indexes:
-            settle(
-                i,
-                MembershipOutcome.from_item(
-                    plan.items[i], MembershipStatus.FAILED, error=error, group_id=group_id
-                ),
-            )
-
-    for index, item in enumerate(plan.items):
-        ready = outcome_without_write(item, dry_run=dry_run)
-        if ready is not None:
-            settle(index, ready)
-
-    def write(change: GroupChange) -> None:
-        chunks = _chunks(change, change.items, max_members_per_write)
-        group_id = change.group_id
-        try:
-            base: OmniGroup | None = groups_by_id.get(change.group_id) if change.group_id else None
-            for chunk in chunks:
-                add = [
-                    plan.items[i].user_id or "" for i in chunk if plan.items[i].action is MembershipAction.ADD
-                ]
-                remove = [
-                    plan.items[i].user_id or ""
-                    for i in chunk
-                    if plan.items[i].action is MembershipAction.REMOVE
-                ]
-                creates = base is None and change.creates
-                kinds = group_write_kinds(base, add, remove, creates=creates)
-                with gate.hold(kinds) as canary:
-                    if canary:
-                        log.info(
-                            "Canary write (%s) to group %r: sent alone and checked before any other",
-                            ", ".join(sorted(kinds)),
-                            change.group,
-                        )
+    def write(change: GroupChange, run: WriteRun[MembershipOutcome]) -> None:
+        base: OmniGroup | None = groups_by_id.get(change.group_id) if change.group_id else None
+        for chunk in _chunks(change, change.items, max_members_per_write):
+            add = [items[i].user_id or "" for i in chunk if items[i].action is MembershipAction.ADD]
+            remove = [items[i].user_id or "" for i in chunk if items[i].action is MembershipAction.REMOVE]
+            creates = base is None and change.creates
+            kinds = group_write_kinds(base, add, remove, creates=creates)
+            with run.gate.hold(kinds) as canary:
+                if canary:
+                    log.info(
+                        "Canary write (%s) to group %r: sent alone and checked before any other",
+                        ", ".join(sorted(kinds)),
+                        change.group,
+                    )
+                try:
                     if creates:
                         created = api.create_group(change.group, add)
                         with lock:
@@ -161,62 +120,36 @@ def apply_group_plan(
                         log.info("Created Omni group %r (%s)", change.group, created.id)
                         base = created
                     target: OmniGroup | str = base if base is not None else str(change.group_id)
-                    try:
-                        done = api.update_members(target, add=add, remove=remove, display=plan.emails)
-                    except OmniGroupWriteSemanticsError as exc:
-                        gate.trip(f"group {exc.group!r}: Omni reports {exc.problem}", exc)
-                        raise
-                    if canary and (creates or done.action == "updated"):
-                        gate.verified(kinds)
-                        log.info("Canary write to group %r verified; continuing", change.group)
-                base, group_id = done.group, done.group.id
-                if done.concurrent_additions:
-                    with lock:
-                        result.concurrent_additions += len(done.concurrent_additions)
-                for i in chunk:
-                    settle(
-                        i,
-                        MembershipOutcome.from_item(
-                            plan.items[i], done_status(plan.items[i]), group_id=group_id
-                        ),
-                    )
-        except Halted:
-            # Memberships of earlier chunks are settled already; the rest were never sent.
-            fail(change.items, halted_error(stopped() or "the task was stopped"), group_id)
-        except OmniGroupWriteSemanticsError as exc:
-            fail(change.items, str(exc), group_id)
-        except OmniCancelledError:
-            fail(change.items, STOPPED_PENDING, group_id)
-        except OmniError as exc:
-            fail(change.items, str(exc), group_id)
-        except Exception as exc:  # a bug must not lose the rest of the report
-            log.exception("Unexpected error writing group %r", change.group)
-            fail(change.items, f"{type(exc).__name__}: {exc}", group_id)
-
-    writes = [] if dry_run else list(plan.changes)
-    try:
-        if writes:
-            write(writes[0])  # the run's first canary, from this thread: judged before the pool starts
-        rest = writes[1:]
-        if rest and stopped() is None:
-            workers = workers_for(api.client, max_workers or None)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-groups") as pool:
-                # Every write passes the gate: a new kind goes alone, a trip stops everything not yet begun.
-                futures = [pool.submit(write, change) for change in rest]
-                try:
-                    for future in futures:
-                        future.result()  # write() settles its own outcomes and never raises
-                except BaseException:
-                    # Interrupted (task timeout): nothing new may start while the pool shuts down.
-                    caller_stop.set()
+                    done = api.update_members(target, add=add, remove=remove, display=plan.emails)
+                except OmniGroupWriteSemanticsError as exc:
+                    run.gate.trip(f"group {exc.group!r}: Omni reports {exc.problem}", exc)
                     raise
-    finally:
-        why = stopped() or "the run ended before this write"
-        result.stopped = stopped()
-        if isinstance(gate.error, OmniGroupWriteSemanticsError):
-            result.breaker = gate.error
-        for i, o in enumerate(outcomes):
-            if o is None:
-                fail([i], halted_error(why))
-    result.outcomes = [o for o in outcomes if o is not None]
+                if canary and (creates or done.action == "updated"):
+                    run.gate.verified(kinds)
+                    log.info("Canary write to group %r verified; continuing", change.group)
+            base = done.group
+            if done.concurrent_additions:
+                with lock:
+                    result.concurrent_additions += len(done.concurrent_additions)
+            for i in chunk:
+                run.settle(i, MembershipOutcome.from_item(items[i], done_status(items[i]), group_id=base.id))
+
+    units = [] if dry_run else [(change.items, change) for change in plan.changes]
+    caller_stop = stop or threading.Event()
+    outcomes, gate = run_writes(
+        api.client,
+        items,
+        units,
+        write,
+        MembershipOutcome,
+        dry_run=dry_run,
+        gate=gate,
+        stop=caller_stop,
+        max_workers=max_workers,
+        on_outcome=on_outcome,
+    )
+    result.outcomes = outcomes
+    result.stopped = gate.reason or ("the task was stopped" if caller_stop.is_set() else None)
+    if isinstance(gate.error, OmniGroupWriteSemanticsError):
+        result.breaker = gate.error
     return result

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from omni_provider.sync.groups_plan import MembershipAction, MembershipItem
+from omni_provider.sync.settled import ItemOutcome, error_and_note, tally, tally_by
 
 
 class MembershipStatus(StrEnum):
@@ -27,7 +27,9 @@ class MembershipStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class MembershipOutcome:
+class MembershipOutcome(ItemOutcome):
+    statuses: ClassVar[type[StrEnum]] = MembershipStatus
+
     row: int | None
     user: str
     group: str
@@ -37,6 +39,9 @@ class MembershipOutcome:
     group_id: str | None = None
     error: str | None = None
     note: str | None = None
+    #: As ``RowOutcome``: a failed write that never left, and a write the run's stop cut short.
+    never_sent: bool = False
+    stopped: bool = False
 
     @classmethod
     def from_item(
@@ -46,8 +51,10 @@ class MembershipOutcome:
         *,
         error: str | None = None,
         group_id: str | None = None,
+        never_sent: bool = False,
+        stopped: bool = False,
     ) -> MembershipOutcome:
-        is_error = status in (MembershipStatus.REJECTED, MembershipStatus.FAILED)
+        error, note = error_and_note(status.value, error, item.reason)
         return cls(
             row=item.row_number,
             user=item.user,
@@ -56,8 +63,10 @@ class MembershipOutcome:
             status=status,
             user_id=item.user_id,
             group_id=group_id or item.group_id,
-            error=error if error is not None else (item.reason if is_error else None),
-            note=None if is_error and error is None else item.reason,
+            error=error,
+            note=note,
+            never_sent=never_sent,
+            stopped=stopped or never_sent,
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -68,13 +77,7 @@ class MembershipOutcome:
 
 def outcome_without_write(item: MembershipItem, *, dry_run: bool) -> MembershipOutcome | None:
     """The outcome of an item that needs no request, or None when it must be written."""
-    if item.action is MembershipAction.REJECTED:
-        return MembershipOutcome.from_item(item, MembershipStatus.REJECTED)
-    if item.action is MembershipAction.UNCHANGED:
-        return MembershipOutcome.from_item(item, MembershipStatus.UNCHANGED)
-    if dry_run:
-        return MembershipOutcome.from_item(item, MembershipStatus.PLANNED)
-    return None
+    return MembershipOutcome.without_write(item, dry_run=dry_run)
 
 
 def done_status(item: MembershipItem) -> MembershipStatus:
@@ -82,12 +85,8 @@ def done_status(item: MembershipItem) -> MembershipStatus:
 
 
 def tally_memberships(outcomes: Iterable[MembershipOutcome]) -> dict[str, int]:
-    counts = Counter(o.status for o in outcomes)
-    return {status.value: counts.get(status, 0) for status in MembershipStatus}
+    return tally(outcomes, MembershipStatus)
 
 
 def tally_by_group(outcomes: Iterable[MembershipOutcome]) -> dict[str, dict[str, int]]:
-    table: dict[str, Counter[str]] = {}
-    for o in outcomes:
-        table.setdefault(o.group, Counter())[o.status.value] += 1
-    return {group: dict(counter) for group, counter in sorted(table.items())}
+    return tally_by(outcomes, lambda o: str(o.group))

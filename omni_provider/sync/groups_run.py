@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from omni_provider.client import GroupsApi, OmniScimClient, OmniValidationError
+from omni_provider.sync.breaker import NOT_ATTEMPTED
 from omni_provider.sync.definitions import RunLog
-from omni_provider.sync.engine import EngineRun, Outcome, RowSource, default_log
+from omni_provider.sync.engine import EngineRun, Outcome, RowSource, default_log, every_outcome
 from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
-from omni_provider.sync.groups_apply import apply_group_plan, not_attempted
+from omni_provider.sync.groups_apply import apply_group_plan
 from omni_provider.sync.groups_outcome import MembershipOutcome, MembershipStatus, tally_by_group
 from omni_provider.sync.groups_plan import (
     GroupPlan,
@@ -232,8 +233,10 @@ def _failure_counts(plan: GroupPlan, outcomes: Sequence[MembershipOutcome]) -> M
 
 def all_memberships(plan: GroupPlan, settled: Mapping[int, MembershipOutcome]) -> list[MembershipOutcome]:
     """One outcome per plan item: those settled, the rest failed as never sent."""
-    error = not_attempted("the run was interrupted")
-    return [
-        settled.get(i) or MembershipOutcome.from_item(item, MembershipStatus.FAILED, error=error)
-        for i, item in enumerate(plan.items)
-    ]
+    return every_outcome(
+        len(plan.items),
+        settled,
+        lambda i: MembershipOutcome.from_item(
+            plan.items[i], MembershipStatus.FAILED, error=NOT_ATTEMPTED, never_sent=True
+        ),
+    )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
 from omni_provider.client.client import UpdateResult
-from omni_provider.sync.plan import PlanItem, RowAction
+from omni_provider.sync.plan import PlanItem
+from omni_provider.sync.settled import ItemOutcome, error_and_note, tally_by
+from omni_provider.sync.settled import tally as tally_statuses
 
 
 class RowStatus(StrEnum):
@@ -27,7 +28,9 @@ class RowStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class RowOutcome:
+class RowOutcome(ItemOutcome):
+    statuses: ClassVar[type[StrEnum]] = RowStatus
+
     row: int | None
     key: str
     action: str
@@ -39,14 +42,24 @@ class RowOutcome:
     changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     #: The planner's remark on a row that is not an error (e.g. "absent from the input (mirror)").
     note: str | None = None
+    #: A failed write that never left (the run stopped, or the breaker tripped, before it): Omni is as
+    #: it was for this row.
+    never_sent: bool = False
+    #: The run was stopped before this write was confirmed (never sent, or cut short while pending).
+    stopped: bool = False
 
     @classmethod
     def from_item(
-        cls, item: PlanItem, status: RowStatus, *, error: str | None = None, user_id: str | None = None
+        cls,
+        item: PlanItem,
+        status: RowStatus,
+        *,
+        error: str | None = None,
+        user_id: str | None = None,
+        never_sent: bool = False,
+        stopped: bool = False,
     ) -> RowOutcome:
-        # The planner's reason is the error of a rejected row; on any other row it is only a remark, and
-        # a row that synced must not carry an error in the report.
-        is_error = status in (RowStatus.REJECTED, RowStatus.FAILED)
+        error, note = error_and_note(status.value, error, item.reason)
         return cls(
             row=item.row_number,
             key=item.key,
@@ -54,9 +67,11 @@ class RowOutcome:
             status=status,
             user_id=user_id or item.user_id,
             changed=tuple(c.attribute for c in item.changes),
-            error=error if error is not None else (item.reason if is_error else None),
+            error=error,
             changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
-            note=None if is_error and error is None else item.reason,
+            note=note,
+            never_sent=never_sent,
+            stopped=stopped or never_sent,
         )
 
     @classmethod
@@ -95,25 +110,15 @@ class RowOutcome:
 
 def outcome_without_write(item: PlanItem, *, dry_run: bool) -> RowOutcome | None:
     """The outcome of an item that needs no request, or None when it must be written."""
-    if item.action is RowAction.REJECTED:
-        return RowOutcome.from_item(item, RowStatus.REJECTED)
-    if item.action is RowAction.UNCHANGED:
-        return RowOutcome.from_item(item, RowStatus.UNCHANGED)
-    if dry_run:
-        return RowOutcome.from_item(item, RowStatus.PLANNED)
-    return None
+    return RowOutcome.without_write(item, dry_run=dry_run)
 
 
 def tally(outcomes: Iterable[RowOutcome]) -> dict[str, int]:
-    counts = Counter(o.status for o in outcomes)
-    return {status.value: counts.get(status, 0) for status in RowStatus}
+    return tally_statuses(outcomes, RowStatus)
 
 
-def tally_by_action(outcomes: Iterable[RowOutcome]) -> dict[str, dict[str, int]]:
-    table: dict[str, Counter[str]] = {}
-    for o in outcomes:
-        table.setdefault(o.action, Counter())[o.status.value] += 1
-    return {action: dict(counter) for action, counter in sorted(table.items())}
+def tally_by_action(outcomes: Iterable[Any]) -> dict[str, dict[str, int]]:
+    return tally_by(outcomes, lambda o: str(o.action))
 
 
 class ReportRecord(Protocol):

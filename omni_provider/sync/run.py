@@ -17,7 +17,6 @@ from omni_provider.sync.apply import (
     Progress,
     WritesHaltedError,
     apply_plan,
-    is_stopped_error,
 )
 from omni_provider.sync.definitions import RunLog, load_definitions
 from omni_provider.sync.engine import (
@@ -27,6 +26,7 @@ from omni_provider.sync.engine import (
     RowSource,
     collect_rows,
     default_log,
+    every_outcome,
     short,
 )
 from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
@@ -198,7 +198,7 @@ class SyncRun(EngineRun):
             raise
         self._keep_snapshot(keeper, applied)
         # A stopped run returns normally, with the writes never started as "not attempted".
-        skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and is_stopped_error(o.error))
+        skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.stopped)
         if skipped:
             self.log.warning(
                 "Stopped before %d writes were confirmed; they are reported as failed and a re-run applies "
@@ -234,8 +234,9 @@ class SyncRun(EngineRun):
 
 
 def all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:
-    """One outcome per plan item: those settled, the rest failed as not attempted."""
-    return [
-        settled.get(i) or RowOutcome.from_item(item, RowStatus.FAILED, error=NOT_ATTEMPTED)
-        for i, item in enumerate(plan.items)
-    ]
+    """One outcome per plan item: those settled, the rest failed as never sent."""
+    return every_outcome(
+        len(plan.items),
+        settled,
+        lambda i: RowOutcome.from_item(plan.items[i], RowStatus.FAILED, error=NOT_ATTEMPTED, never_sent=True),
+    )

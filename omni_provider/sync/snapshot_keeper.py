@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from omni_provider.client import OmniUser
-from omni_provider.sync.apply import was_never_sent
 from omni_provider.sync.definitions import RunLog
 from omni_provider.sync.errors import SnapshotWriteError
 from omni_provider.sync.omni_view import OmniView
@@ -114,7 +113,7 @@ class SnapshotKeeper:
         unsent = {
             o.user_id
             for o in outcomes or ()
-            if o.status is RowStatus.FAILED and o.user_id is not None and was_never_sent(o.error)
+            if o.status is RowStatus.FAILED and o.user_id is not None and o.never_sent
         }
         self._notice_overlap()
         part = self._write(self._planned - unsent, dict(self.confirmed))

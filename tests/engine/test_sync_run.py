@@ -219,7 +219,7 @@ def test_stop_leaves_every_row_reported(emu: EmulatorServer, client: OmniScimCli
     assert applied == writes(emu)  # exactly the users changed in Omni
     ((outcomes, _),) = sink.written
     assert len(outcomes) == 20 and seen[0].total == 20
-    assert all(is_stopped_error(o.error) for o in outcomes if o.status.value == "failed")
+    assert all(o.stopped and is_stopped_error(o.error) for o in outcomes if o.status.value == "failed")
 
 
 def test_an_interrupted_run_still_reports_every_row_then_raises(

@@ -13,8 +13,8 @@ from typing import Any
 from omni_provider.client import GroupsApi, OmniScimClient, RetryPolicy
 from omni_provider.client.errors import OmniGroupWriteSemanticsError, OmniWriteSemanticsError
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.breaker import WriteGate, halted_error, is_stopped_error, was_never_sent
-from omni_provider.sync.groups_apply import apply_group_plan, not_attempted
+from omni_provider.sync.breaker import NOT_ATTEMPTED, WriteGate, halted_error
+from omni_provider.sync.groups_apply import apply_group_plan
 from omni_provider.sync.groups_outcome import MembershipStatus
 from omni_provider.sync.groups_plan import build_group_plan
 
@@ -43,7 +43,9 @@ def test_a_stop_before_the_run_sends_nothing_and_reports_every_membership(
         result = apply_group_plan(api, plan, groups, stop=stop)
     assert result.stopped == "the task was stopped"
     assert {o.status for o in result.outcomes} == {MembershipStatus.FAILED}
-    assert {o.error for o in result.outcomes} == {not_attempted("the task was stopped")}
+    # The one wording of every target, and the field a report reader and the snapshot rely on.
+    assert {o.error for o in result.outcomes} == {NOT_ATTEMPTED}
+    assert all(o.never_sent and o.stopped for o in result.outcomes)
     assert "PATCH" not in omni_emulator.stats.snapshot()["requests_by_method"]
 
 
@@ -180,8 +182,8 @@ def test_a_breaker_trip_reports_every_other_membership_never_sent(omni_emulator:
     tripped = [o for o in result.outcomes if o.group == "Team 0"]
     others = [o for o in result.outcomes if o.group != "Team 0"]
     assert len(tripped) == 2 and len(others) == 14
-    assert all(o.status is MembershipStatus.FAILED and not was_never_sent(o.error) for o in tripped)
+    assert all(o.status is MembershipStatus.FAILED and not o.never_sent for o in tripped)
     assert all(o.status is MembershipStatus.FAILED for o in others)
-    assert {o.error for o in others} == {halted_error(reason)} == {not_attempted(reason)}
-    assert all(was_never_sent(o.error) and is_stopped_error(o.error) for o in others)
+    assert {o.error for o in others} == {halted_error(reason)}
+    assert all(o.never_sent and o.stopped for o in others)
     assert omni_emulator.stats.snapshot()["requests_by_method"]["PATCH"] == 1

@@ -17,10 +17,13 @@ from omni_provider import SyncOmniGroupMembershipOperator
 from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import RetryPolicy
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.groups_apply import not_attempted
+from omni_provider.sync.breaker import halted_error
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-RECORD_FIELDS = {"row", "user", "group", "action", "status", "user_id", "group_id", "error", "note"}
+RECORD_FIELDS = {
+    "row", "user", "group", "action", "status", "user_id", "group_id", "error", "note",
+    "never_sent", "stopped",
+}  # fmt: skip
 
 
 def run_sync(*, raises: type[BaseException] | None = None, **kwargs: Any) -> tuple[Any, RecordingTI, Any]:
@@ -290,7 +293,7 @@ def test_circuit_breaker_stops_after_the_canary_and_fails_without_retry(
     assert len(records) == 24 and {r["status"] for r in records} == {"failed"}
     stopped = [r for r in records if r["group"] != "Team 0"]
     reason = "group 'Team 0': Omni reports members this write did not touch are gone"
-    assert {r["error"] for r in stopped} == {not_attempted(reason)}
+    assert {r["error"] for r in stopped} == {halted_error(reason)}
     assert ti.pushed["group_sync_summary"]["stopped"] == reason
     for g in range(1, 8):  # untouched
         assert len(emu.state.groups.named(f"Team {g}")[0].members) == 2

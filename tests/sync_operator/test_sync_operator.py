@@ -32,7 +32,10 @@ MANAGED = ["region", "cost_centre"]
 #: Set on every seeded user and never managed here: it must survive every run.
 UNMANAGED = {"regions": ["EU"], "department": "Sales"}
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-RECORD_FIELDS = {"row", "key", "action", "status", "user_id", "changed", "error", "changes", "note"}
+RECORD_FIELDS = {
+    "row", "key", "action", "status", "user_id", "changed", "error", "changes", "note",
+    "never_sent", "stopped",
+}  # fmt: skip
 
 
 # -- helpers -------------------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""The generic part of every sync target's outcome: what an item that needs no request ends as, a failed
+item (never sent or not), whether an outcome carries an error or a remark, and the tallies.
+
+Each target's outcome type (``RowOutcome``: a row of the attribute sync; ``MembershipOutcome``: a
+membership of the group sync) derives from ``ItemOutcome`` and names its statuses; the statuses
+``unchanged``, ``rejected``, ``failed`` and ``planned`` mean the same for every target.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+#: Statuses whose outcome carries an error (why the item did not sync) rather than a remark.
+ERROR_STATUSES = frozenset({"rejected", "failed"})
+
+
+def error_and_note(status: str, error: str | None, reason: str | None) -> tuple[str | None, str | None]:
+    """The outcome's ``error`` and ``note``: the planner's reason is the error of a rejected or failed
+    item, and only a remark on any other (an item that synced never carries an error)."""
+    is_error = status in ERROR_STATUSES
+    return (
+        error if error is not None else (reason if is_error else None),
+        None if is_error and error is None else reason,
+    )
+
+
+class ItemOutcome:
+    """What every target's outcome type provides on top of its fields (``from_item``, ``to_record``)."""
+
+    __slots__ = ()
+    #: The target's statuses.
+    statuses: ClassVar[type[StrEnum]]
+    #: Every outcome type has these fields (declared by its dataclass).
+    status: Any
+    error: str | None
+    never_sent: bool
+
+    @classmethod
+    def from_item(
+        cls,
+        item: Any,
+        status: Any,
+        *,
+        error: str | None = None,
+        never_sent: bool = False,
+        stopped: bool = False,
+    ) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def without_write(cls, item: Any, *, dry_run: bool) -> Self | None:
+        """The outcome of an item that needs no request, or None when it must be written."""
+        action = item.action.value
+        if action in ("rejected", "unchanged"):
+            return cls.from_item(item, cls.statuses(action))
+        return cls.from_item(item, cls.statuses("planned")) if dry_run else None
+
+    @classmethod
+    def failed(cls, item: Any, error: str, *, never_sent: bool = False, stopped: bool = False) -> Self:
+        """A failed item: ``never_sent`` when its write never left (Omni is as it was for it)."""
+        status = cls.statuses("failed")
+        return cls.from_item(item, status, error=error, never_sent=never_sent, stopped=stopped)
+
+
+def tally(outcomes: Iterable[Any], statuses: Iterable[StrEnum]) -> dict[str, int]:
+    """How many outcomes ended in each status (every status present, zeros included)."""
+    counts = Counter(o.status for o in outcomes)
+    return {status.value: counts.get(status, 0) for status in statuses}
+
+
+def tally_by(outcomes: Iterable[Any], key: Callable[[Any], str]) -> dict[str, dict[str, int]]:
+    """Statuses per ``key`` (the action, the group), for the log table and the summary."""
+    table: dict[str, Counter[str]] = {}
+    for o in outcomes:
+        table.setdefault(key(o), Counter())[o.status.value] += 1
+    return {name: dict(counter) for name, counter in sorted(table.items())}
