@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from omni_provider.client import OmniScimClient, OmniValidationError
@@ -22,6 +23,7 @@ from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
 from omni_provider.sync.guards import evaluate_failures, resolve_max_changes
 from omni_provider.sync.outcome import format_table
 from omni_provider.sync.report import ReportSink
+from omni_provider.sync.settled import tally
 
 #: How many rejected or failed items the summary quotes (the report file has them all).
 ERROR_SAMPLE_SIZE = 10
@@ -75,8 +77,8 @@ def collect_rows(rows: object) -> list[Mapping[str, Any]]:
 class EngineRun:
     """The shared part of one sync run. Subclasses set the class attributes and implement ``_run``."""
 
-    #: The target's statuses, in report order (an enum of str values).
-    statuses: ClassVar[Iterable[Any]]
+    #: The target's statuses, in report order.
+    statuses: ClassVar[type[StrEnum]]
     #: What one item is called in log lines ("items", "memberships").
     noun: ClassVar[str] = "items"
 
@@ -171,11 +173,8 @@ class EngineRun:
     ) -> dict[str, Any]:
         """The summary's outcome part; every outcome goes to the sinks (or the fallback)."""
         counters = self.client.stats.snapshot()
-        counts = {status.value: 0 for status in self.statuses}
-        for outcome in outcomes:
-            counts[outcome.status.value] += 1
         part: dict[str, Any] = {
-            "outcomes": counts,
+            "outcomes": tally(outcomes, self.statuses),
             **self._tables(outcomes),
             **{name: counters[name] - counters_before[name] for name in COUNTERS},
             "seconds": round(time.monotonic() - started, 3),

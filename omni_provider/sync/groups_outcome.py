@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from omni_provider.sync.groups_plan import MembershipAction, MembershipItem
-from omni_provider.sync.settled import ItemOutcome, error_and_note, tally, tally_by
+from omni_provider.sync.settled import ItemOutcome, error_and_note, tally_by
 
 
 class MembershipStatus(StrEnum):
@@ -75,17 +75,8 @@ class MembershipOutcome(ItemOutcome):
         return record
 
 
-def outcome_without_write(item: MembershipItem, *, dry_run: bool) -> MembershipOutcome | None:
-    """The outcome of an item that needs no request, or None when it must be written."""
-    return MembershipOutcome.without_write(item, dry_run=dry_run)
-
-
 def done_status(item: MembershipItem) -> MembershipStatus:
     return MembershipStatus.ADDED if item.action is MembershipAction.ADD else MembershipStatus.REMOVED
-
-
-def tally_memberships(outcomes: Iterable[MembershipOutcome]) -> dict[str, int]:
-    return tally(outcomes, MembershipStatus)
 
 
 def tally_by_group(outcomes: Iterable[MembershipOutcome]) -> dict[str, dict[str, int]]:

@@ -11,7 +11,6 @@ from typing import IO, Any, ClassVar, Protocol
 from omni_provider.client.client import UpdateResult
 from omni_provider.sync.plan import PlanItem
 from omni_provider.sync.settled import ItemOutcome, error_and_note, tally_by
-from omni_provider.sync.settled import tally as tally_statuses
 
 
 class RowStatus(StrEnum):
@@ -111,10 +110,6 @@ class RowOutcome(ItemOutcome):
 def outcome_without_write(item: PlanItem, *, dry_run: bool) -> RowOutcome | None:
     """The outcome of an item that needs no request, or None when it must be written."""
     return RowOutcome.without_write(item, dry_run=dry_run)
-
-
-def tally(outcomes: Iterable[RowOutcome]) -> dict[str, int]:
-    return tally_statuses(outcomes, RowStatus)
 
 
 def tally_by_action(outcomes: Iterable[Any]) -> dict[str, dict[str, int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import structlog
 from airflow_testkit import RecordingTI
 
-from omni_provider import SyncOmniGroupMembershipOperator
+from omni_provider import SyncOmniGroupMembershipOperator, lineage
 from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import RetryPolicy
 from omni_provider.emulator import EmulatorServer
@@ -342,3 +343,88 @@ def test_managed_groups_may_come_from_a_rendered_template(emu: EmulatorServer) -
     summary, _, _ = run_sync(rows=rows, groups='["Sales"]', max_failed_rows=1)
     assert summary["managed_groups"] == 1
     assert summary["outcomes"]["added"] == 1 and summary["outcomes"]["rejected"] == 1
+
+
+# -- parity with the attribute operator: the same engine run, sinks, XCom and retry rule ---------------
+
+
+class FailingSink:
+    label = "report file on a full disk"
+
+    def check(self) -> None:
+        """Fine before the run."""
+
+    def write(self, outcomes: Any, *, run_id: str) -> dict[str, Any]:
+        raise OSError("disk full")
+
+
+def test_report_table_and_asset_event_as_the_attribute_operator(
+    emu: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "reports.db"
+    monkeypatch.setenv("AIRFLOW_CONN_REPORTS", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    seed(emu, 3)
+    emu.state.groups.add_group("Sales", [])
+    asset = lineage.omni_users_asset(emu.base_url)
+
+    class Events(dict):  # type: ignore[type-arg]
+        def __missing__(self, key: Any) -> Any:
+            self[key] = type("Event", (), {"extra": None})()
+            return self[key]
+
+    events = Events()
+    operator = SyncOmniGroupMembershipOperator(
+        task_id="groups",
+        rows=rows_for({"Sales": [1, 2]}),
+        report_table="omni_group_report",
+        report_conn_id="reports",
+        outlets=[asset],
+    )
+    ti = RecordingTI()
+    summary = operator.execute({"ti": ti, "run_id": "manual__2025-01-01", "outlet_events": events})
+    assert summary["report_table"] == "omni_group_report" and members(emu, "Sales") == {
+        "user001@example.com",
+        "user002@example.com",
+    }
+    with sqlite3.connect(database) as db:
+        stored = db.execute(
+            "SELECT match_key, status, changed FROM omni_group_report ORDER BY row_number"
+        ).fetchall()
+    assert stored == [
+        ("user001@example.com", "added", '["Sales"]'),
+        ("user002@example.com", "added", '["Sales"]'),
+    ]
+    assert events[asset].extra["outcomes"]["added"] == 2
+
+
+def test_xcom_is_pushed_on_failure_with_the_stage_and_error(emu: EmulatorServer) -> None:
+    seed(emu, 2)
+    emu.state.groups.add_group("Sales", [])
+    _, ti, _ = run_sync(rows=[{"email": None, "group": "Sales"}], mode="mirror", raises=AirflowFailException)
+    summary = ti.pushed["group_sync_summary"]
+    assert summary["stage"] == "reading" and "nobody was removed" in summary["error"]
+    assert writes(emu) == {}
+
+
+def test_a_lost_report_goes_to_the_fallback(emu: EmulatorServer, tmp_path: Path) -> None:
+    seed(emu, 1)
+    emu.state.groups.add_group("Sales", [])
+    fallback = tmp_path / "fallback"
+    operator = SyncOmniGroupMembershipOperator(
+        task_id="groups", rows=rows_for({"Sales": [1]}), fallback_report_dir=str(fallback)
+    )
+    real = operator._prepare
+
+    def prepare(context: Any) -> Any:
+        run = real(context)
+        run.sinks = (FailingSink(),)
+        return run
+
+    operator._prepare = prepare  # type: ignore[method-assign]
+    ti = RecordingTI()
+    with pytest.raises(AirflowFailException, match="could not be written"):
+        operator.execute({"ti": ti, "run_id": "manual__2025-01-01"})
+    summary = ti.pushed["group_sync_summary"]
+    kept = Path(summary["report_fallback_path"].removeprefix("file://"))
+    assert [json.loads(line)["status"] for line in kept.read_text().splitlines()] == ["added"]
+    assert members(emu, "Sales") == {"user001@example.com"}
