@@ -107,7 +107,7 @@ class WriteRun(Generic[OutcomeT]):
             self.outcomes[index] = outcome
             if write:
                 self.done += 1
-                self.failed += getattr(outcome.status, "value", None) == "failed"
+                self.failed += outcome.status.value == "failed"
             if self.on_outcome:
                 self.on_outcome(index, outcome)
 
@@ -115,6 +115,8 @@ class WriteRun(Generic[OutcomeT]):
         self, indexes: Sequence[int], error: str, *, never_sent: bool = False, stopped: bool = False
     ) -> None:
         for index in indexes:
+            if self.outcomes[index] is not None:
+                continue  # settled already (``settle`` checks again under the lock)
             failed = self.outcome.failed(self.items[index], error, never_sent=never_sent, stopped=stopped)
             self.settle(index, failed)
 
