@@ -73,44 +73,37 @@ def build_omni_user_attributes_asset(
     snapshot_settings(diff_against, snapshot_path, full_resync_every)
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
 
-    @dg.asset(
-        name=name,
-        ins={"rows": dg.AssetIn(key=source_key)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                NO_FAILED_ROWS, asset=name, description="Every row was applied, unchanged or planned"
-            )
-        ],
-        group_name=group_name,
-        description=description
-        or f"Omni user attributes {list(spec.managed_attributes)} from {source_key.to_user_string()}",
-        kinds={"omni"},
-        retry_policy=retry_policy,
-    )
-    def _sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
-        return _materialise(
-            lambda: omni.sync_user_attributes(
-                rows,
-                attributes=attributes,
-                key_column=key_column,
-                match_on=match_on,
-                mode=mode,
-                max_changes=max_changes,
-                dry_run=dry_run,
-                report_path=_report_path(report_path, context),
-                display_name_column=display_name_column,
-                allow_empty_input=allow_empty_input,
-                max_failed_rows=max_failed_rows,
-                max_failed_pct=max_failed_pct,
-                log=context.log,
-                run_id=context.run_id,
-                diff_against=diff_against,
-                snapshot_path=snapshot_path,
-                full_resync_every=full_resync_every,
-            )
+    def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
+        return omni.sync_user_attributes(
+            rows,
+            attributes=attributes,
+            key_column=key_column,
+            match_on=match_on,
+            mode=mode,
+            max_changes=max_changes,
+            dry_run=dry_run,
+            report_path=_report_path(report_path, context),
+            display_name_column=display_name_column,
+            allow_empty_input=allow_empty_input,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            log=context.log,
+            run_id=context.run_id,
+            diff_against=diff_against,
+            snapshot_path=snapshot_path,
+            full_resync_every=full_resync_every,
         )
 
-    return _sync
+    return _sync_asset(
+        name,
+        source_key,
+        sync,
+        checked="Every row was applied, unchanged or planned",
+        description=description
+        or f"Omni user attributes {list(spec.managed_attributes)} from {source_key.to_user_string()}",
+        group_name=group_name,
+        retry_policy=retry_policy,
+    )
 
 
 def build_omni_group_membership_asset(
@@ -151,36 +144,57 @@ def build_omni_group_membership_asset(
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
     shown = list(spec.groups) if spec.groups is not None else "the groups named in the input"
 
+    def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
+        return omni.sync_group_membership(
+            rows,
+            user_column=user_column,
+            group_column=group_column,
+            groups=groups,
+            mode=mode,
+            create_missing_groups=create_missing_groups,
+            max_changes=max_changes,
+            max_failed_rows=max_failed_rows,
+            dry_run=dry_run,
+            report_path=_report_path(report_path, context),
+            log=context.log,
+            run_id=context.run_id,
+        )
+
+    return _sync_asset(
+        name,
+        source_key,
+        sync,
+        checked="Every membership was synced, unchanged or planned",
+        description=description or f"Omni group membership ({shown}) from {source_key.to_user_string()}",
+        group_name=group_name,
+        retry_policy=retry_policy,
+    )
+
+
+def _sync_asset(
+    name: str,
+    source_key: dg.AssetKey,
+    sync: Callable[[dg.AssetExecutionContext, Any, OmniScimResource], dict[str, Any]],
+    *,
+    checked: str,
+    description: str,
+    group_name: str | None,
+    retry_policy: dg.RetryPolicy | None,
+) -> dg.AssetsDefinition:
+    """The asset of one sync target: its rows from ``source_key``, the resource under ``"omni"``, the
+    ``no_failed_rows`` check, and ``sync``'s summary as the materialisation (``_materialise``)."""
+
     @dg.asset(
         name=name,
         ins={"rows": dg.AssetIn(key=source_key)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                NO_FAILED_ROWS, asset=name, description="Every membership was synced, unchanged or planned"
-            )
-        ],
+        check_specs=[dg.AssetCheckSpec(NO_FAILED_ROWS, asset=name, description=checked)],
         group_name=group_name,
-        description=description or f"Omni group membership ({shown}) from {source_key.to_user_string()}",
+        description=description,
         kinds={"omni"},
         retry_policy=retry_policy,
     )
     def _sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
-        return _materialise(
-            lambda: omni.sync_group_membership(
-                rows,
-                user_column=user_column,
-                group_column=group_column,
-                groups=groups,
-                mode=mode,
-                create_missing_groups=create_missing_groups,
-                max_changes=max_changes,
-                max_failed_rows=max_failed_rows,
-                dry_run=dry_run,
-                report_path=_report_path(report_path, context),
-                log=context.log,
-                run_id=context.run_id,
-            )
-        )
+        return _materialise(lambda: sync(context, rows, omni))
 
     return _sync
 

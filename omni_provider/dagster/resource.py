@@ -18,6 +18,7 @@ from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.apply import Progress
 from omni_provider.sync.definitions import RunLog
+from omni_provider.sync.engine import RunOptions
 from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
@@ -125,22 +126,16 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             display_name_column=display_name_column,
             key_column=key_column,
         )
+        options = _run_options(report_path, run_id, log, dry_run, max_changes, max_failed_rows, max_workers)
+        options["max_failed_pct"] = max_failed_pct
         with self.get_client() as client:
             run = SyncRun(
                 client,
                 spec,
-                dry_run=dry_run,
-                max_changes=max_changes,
                 allow_empty_input=allow_empty_input,
-                max_failed_rows=max_failed_rows,
-                max_failed_pct=max_failed_pct,
-                sinks=[JsonlFileSink(report_path)] if report_path else [],
-                fallback_sink=JsonlFileSink(_fallback_path(run_id)),
-                max_workers=max_workers,
                 on_progress=on_progress,
-                log=log or _log,
-                run_id=run_id,
                 snapshot=snapshot,
+                **options,
             )
             return run.run(rows_from(rows))
 
@@ -176,18 +171,30 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             mode=mode,
             create_missing_groups=create_missing_groups,
         )
+        options = _run_options(report_path, run_id, log, dry_run, max_changes, max_failed_rows, max_workers)
         with self.get_client() as client:
-            run = GroupSyncRun(
-                client,
-                spec,
-                dry_run=dry_run,
-                max_changes=max_changes,
-                max_failed_rows=max_failed_rows,
-                sinks=[JsonlFileSink(report_path)] if report_path else [],
-                fallback_sink=JsonlFileSink(_fallback_path(run_id)),
-                max_workers=max_workers,
-                max_members_per_write=max_members_per_write,
-                log=log or _log,
-                run_id=run_id,
-            )
+            run = GroupSyncRun(client, spec, max_members_per_write=max_members_per_write, **options)
             return run.run(rows_from(rows))
+
+
+def _run_options(
+    report_path: str | None,
+    run_id: str,
+    log: RunLog | None,
+    dry_run: bool,
+    max_changes: int | str | None,
+    max_failed_rows: int | None,
+    max_workers: int | None,
+) -> RunOptions:
+    """The engine run's shared options as the resource sets them: the report as JSON lines (never over an
+    earlier attempt's), a local fallback named by the run id."""
+    return {
+        "dry_run": dry_run,
+        "max_changes": max_changes,
+        "max_failed_rows": max_failed_rows,
+        "sinks": [JsonlFileSink(report_path)] if report_path else [],
+        "fallback_sink": JsonlFileSink(_fallback_path(run_id)),
+        "max_workers": max_workers,
+        "log": log or _log,
+        "run_id": run_id,
+    }

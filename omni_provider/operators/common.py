@@ -6,12 +6,14 @@ Each operator imports from here, never from another operator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omni_provider import lineage
 from omni_provider._compat import AirflowException, AirflowFailException, Context
-from omni_provider.client import OmniError, OmniValidationError
+from omni_provider.client import OmniError, OmniScimClient, OmniValidationError
+from omni_provider.hooks.omni import OmniScimHook
+from omni_provider.operators.rendered import parse_bool
 from omni_provider.operators.report_sink import (
     FallbackReportSink,
     ReportFileSink,
@@ -20,7 +22,8 @@ from omni_provider.operators.report_sink import (
     check_report_table,
     report_target,
 )
-from omni_provider.sync.engine import EngineRun, RowSource
+from omni_provider.operators.row_source import check_sources
+from omni_provider.sync.engine import EngineRun, RowSource, RunOptions
 from omni_provider.sync.errors import rerun_may_help
 from omni_provider.sync.report import ReportSink
 
@@ -86,3 +89,38 @@ def execute_sync(
         push_summary(context, summary, task.log, key=key)
         if task._hook is not None:
             task._hook.close()
+
+
+def prepare_sync(
+    task: Any, context: Context, managed: Sequence[str], *, kind: str = "user_attribute"
+) -> tuple[OmniScimClient, RunOptions]:
+    """What every sync task does before it builds its engine run, with no request to Omni: the row source
+    and ``dry_run`` checked, the report sinks built (and checked by the run), the client made from the
+    connection, the lineage reported (``managed``: the attributes or groups synced). Returns the client and
+    the run's shared options."""
+    check_sources(task.rows, task.sql, task.sql_conn_id, task.sql_batch_size)
+    dry_run = parse_bool(task.dry_run, what="dry_run")
+    sinks, fallback = report_sinks(task, ReportNaming.from_context(context, task.task_id))
+    task._hook = OmniScimHook(omni_conn_id=task.omni_conn_id)
+    client = task._hook.get_conn()
+    task._lineage = lineage.report_sync_lineage(
+        task._hook,
+        client.base_url,
+        sql=task.sql,
+        sql_conn_id=task.sql_conn_id,
+        task=task,
+        attributes=managed,
+        dry_run=dry_run,
+        kind=kind,
+    )
+    options: RunOptions = {
+        "dry_run": dry_run,
+        "max_changes": task.max_changes,
+        "max_failed_rows": task.max_failed_rows,
+        "sinks": sinks,
+        "fallback_sink": fallback,
+        "max_workers": task.max_workers,
+        "log": task.log,
+        "run_id": str(context.get("run_id") or ""),
+    }
+    return client, options

@@ -14,10 +14,9 @@ from typing import Any
 from omni_provider import lineage
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.common import execute_sync, report_sinks
-from omni_provider.operators.rendered import parse_attribute_mapping, parse_bool
-from omni_provider.operators.report_sink import ReportNaming
-from omni_provider.operators.row_source import check_sources, read_rows
+from omni_provider.operators.common import execute_sync, prepare_sync
+from omni_provider.operators.rendered import parse_attribute_mapping
+from omni_provider.operators.row_source import read_rows
 from omni_provider.operators.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.sync import SyncSpec
 from omni_provider.sync.run import SyncRun
@@ -168,41 +167,21 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     def _prepare(self, context: Context) -> SyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
         spec = self._spec()
-        check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
-        dry_run = parse_bool(self.dry_run, what="dry_run")
-        sinks, fallback = report_sinks(self, ReportNaming.from_context(context, self.task_id))
         snapshot = snapshot_settings(
             str(self.diff_against),
             str(self.snapshot_path) if self.snapshot_path else None,
             self.full_resync_every,
             ObjectStorageSnapshotStore,
         )
-        self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
-        client = self._hook.get_conn()
-        self._lineage = lineage.report_sync_lineage(
-            self._hook,
-            client.base_url,
-            sql=self.sql,
-            sql_conn_id=self.sql_conn_id,
-            task=self,
-            attributes=spec.managed_attributes,
-            dry_run=dry_run,
-        )
+        client, options = prepare_sync(self, context, spec.managed_attributes)
+        options["max_failed_pct"] = self.max_failed_pct
         self._run = SyncRun(
             client,
             spec,
-            dry_run=dry_run,
-            max_changes=self.max_changes,
             allow_empty_input=self.allow_empty_input,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_pct=self.max_failed_pct,
-            sinks=sinks,
-            fallback_sink=fallback,
-            max_workers=self.max_workers,
             progress_every=self.progress_every,
-            log=self.log,
-            run_id=str(context.get("run_id") or ""),
             snapshot=snapshot,
+            **options,
         )
         return self._run
 

@@ -14,10 +14,9 @@ from typing import Any
 from omni_provider import lineage
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.common import execute_sync, report_sinks
-from omni_provider.operators.rendered import parse_bool, parse_structure
-from omni_provider.operators.report_sink import ReportNaming
-from omni_provider.operators.row_source import check_sources, read_rows
+from omni_provider.operators.common import execute_sync, prepare_sync
+from omni_provider.operators.rendered import parse_structure
+from omni_provider.operators.row_source import read_rows
 from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
 
 
@@ -136,34 +135,8 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
             mode=str(self.mode),
             create_missing_groups=self.create_missing_groups,
         )
-        check_sources(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
-        dry_run = parse_bool(self.dry_run, what="dry_run")
-        sinks, fallback = report_sinks(self, ReportNaming.from_context(context, self.task_id))
-        self._hook = OmniScimHook(omni_conn_id=self.omni_conn_id)
-        client = self._hook.get_conn()
-        self._lineage = lineage.report_sync_lineage(
-            self._hook,
-            client.base_url,
-            sql=self.sql,
-            sql_conn_id=self.sql_conn_id,
-            task=self,
-            attributes=spec.groups or (),
-            dry_run=dry_run,
-            kind="group_membership",
-        )
-        self._run = GroupSyncRun(
-            client,
-            spec,
-            dry_run=dry_run,
-            max_changes=self.max_changes,
-            max_failed_rows=self.max_failed_rows,
-            sinks=sinks,
-            fallback_sink=fallback,
-            max_workers=self.max_workers,
-            max_members_per_write=self.max_members_per_write,
-            log=self.log,
-            run_id=str(context.get("run_id") or ""),
-        )
+        client, options = prepare_sync(self, context, spec.groups or (), kind="group_membership")
+        self._run = GroupSyncRun(client, spec, max_members_per_write=self.max_members_per_write, **options)
         return self._run
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

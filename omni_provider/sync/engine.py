@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 
 from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.sync.definitions import RunLog
@@ -74,6 +74,29 @@ def collect_rows(rows: object) -> list[Mapping[str, Any]]:
     return collected
 
 
+class RunOptions(TypedDict, total=False):
+    """The options every target's run takes (``SyncRun``, ``GroupSyncRun``), with their defaults in
+    ``EngineRun``: a target declares only its own."""
+
+    #: Plan and report without writing.
+    dry_run: bool
+    #: Refuse a plan changing more than this: a count or a percentage ("10%") of the target's base.
+    max_changes: int | str | None
+    #: The run fails when rejected plus failed items exceed this (None: not checked).
+    max_failed_rows: int | None
+    #: The same as a percentage of the plan's items.
+    max_failed_pct: float | str | None
+    #: Where every item's outcome goes (``check()`` before any request, ``write`` after the writes).
+    sinks: Sequence[ReportSink]
+    #: Where the outcomes go when a sink fails after the writes (else the log).
+    fallback_sink: ReportSink | None
+    #: Threads for the writes (default: enough for every key's paced slots).
+    max_workers: int | None
+    log: RunLog
+    #: Passed to the sinks (e.g. a column of a report table).
+    run_id: str
+
+
 class EngineRun:
     """The shared part of one sync run. Subclasses set the class attributes and implement ``_run``."""
 
@@ -82,30 +105,17 @@ class EngineRun:
     #: What one item is called in log lines ("items", "memberships").
     noun: ClassVar[str] = "items"
 
-    def __init__(
-        self,
-        client: OmniScimClient,
-        *,
-        dry_run: bool = False,
-        max_changes: int | str | None = None,
-        max_failed_rows: int | None = 0,
-        max_failed_pct: float | str | None = None,
-        sinks: Sequence[ReportSink] = (),
-        fallback_sink: ReportSink | None = None,
-        max_workers: int | None = None,
-        log: RunLog = default_log,
-        run_id: str = "",
-    ) -> None:
+    def __init__(self, client: OmniScimClient, **options: Unpack[RunOptions]) -> None:
         self.client = client
-        self.dry_run = dry_run
-        self.max_changes = max_changes
-        self.max_failed_rows = max_failed_rows
-        self.max_failed_pct = max_failed_pct
-        self.sinks = tuple(sinks)
-        self.fallback_sink = fallback_sink
-        self.max_workers = max_workers
-        self.log = log
-        self.run_id = run_id
+        self.dry_run = options.get("dry_run", False)
+        self.max_changes = options.get("max_changes")
+        self.max_failed_rows = options.get("max_failed_rows", 0)
+        self.max_failed_pct = options.get("max_failed_pct")
+        self.sinks = tuple(options.get("sinks", ()))
+        self.fallback_sink = options.get("fallback_sink")
+        self.max_workers = options.get("max_workers")
+        self.log = options.get("log", default_log)
+        self.run_id = options.get("run_id", "")
         self._stop = threading.Event()
         #: How far the run got ("stage": configuration, reading, planning, applying, reporting, done), its
         #: numbers, and when it failed why ("error"); filled in as the run goes, so a failed run has one too.

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from omni_provider.client import GroupsApi, OmniScimClient, OmniValidationError
 from omni_provider.sync.breaker import NOT_ATTEMPTED
-from omni_provider.sync.definitions import RunLog
-from omni_provider.sync.engine import EngineRun, Outcome, RowSource, default_log, every_outcome
+from omni_provider.sync.engine import EngineRun, Outcome, RowSource, RunOptions, every_outcome
 from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
 from omni_provider.sync.groups_apply import apply_group_plan
 from omni_provider.sync.groups_outcome import MembershipOutcome, MembershipStatus, tally_by_group
@@ -29,7 +28,6 @@ from omni_provider.sync.groups_plan import (
     read_memberships,
 )
 from omni_provider.sync.outcome import tally_by_action
-from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
 
 
@@ -95,29 +93,10 @@ class GroupSyncRun(EngineRun):
         client: OmniScimClient,
         spec: GroupSyncSpec,
         *,
-        dry_run: bool = False,
-        max_changes: int | str | None = None,
-        max_failed_rows: int | None = 0,
-        max_failed_pct: float | str | None = None,
-        sinks: Sequence[ReportSink] = (),
-        fallback_sink: ReportSink | None = None,
-        max_workers: int | None = None,
         max_members_per_write: int | None = None,
-        log: RunLog = default_log,
-        run_id: str = "",
+        **options: Unpack[RunOptions],
     ) -> None:
-        super().__init__(
-            client,
-            dry_run=dry_run,
-            max_changes=max_changes,
-            max_failed_rows=max_failed_rows,
-            max_failed_pct=max_failed_pct,
-            sinks=sinks,
-            fallback_sink=fallback_sink,
-            max_workers=max_workers,
-            log=log,
-            run_id=run_id,
-        )
+        super().__init__(client, **options)
         self.spec = spec
         self.max_members_per_write = max_members_per_write
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from omni_provider.client import OmniScimClient, OmniWrongUserError
 from omni_provider.sync.apply import (
@@ -18,14 +18,14 @@ from omni_provider.sync.apply import (
     WritesHaltedError,
     apply_plan,
 )
-from omni_provider.sync.definitions import RunLog, load_definitions
+from omni_provider.sync.definitions import load_definitions
 from omni_provider.sync.engine import (
     ERROR_SAMPLE_SIZE,
     EngineRun,
     Outcome,
     RowSource,
+    RunOptions,
     collect_rows,
-    default_log,
     every_outcome,
     short,
 )
@@ -35,7 +35,6 @@ from omni_provider.sync.keys import read_keys
 from omni_provider.sync.omni_view import read_omni_view
 from omni_provider.sync.outcome import RowOutcome, RowStatus, tally_by_action
 from omni_provider.sync.plan import SyncPlan
-from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
 from omni_provider.sync.snapshot import SnapshotSettings
 from omni_provider.sync.snapshot_keeper import SnapshotKeeper
@@ -70,32 +69,13 @@ class SyncRun(EngineRun):
         client: OmniScimClient,
         spec: SyncSpec,
         *,
-        dry_run: bool = False,
-        max_changes: int | str | None = None,
         allow_empty_input: bool = False,
-        max_failed_rows: int | None = 0,
-        max_failed_pct: float | str | None = None,
-        sinks: Sequence[ReportSink] = (),
-        fallback_sink: ReportSink | None = None,
-        max_workers: int | None = None,
         progress_every: float = 30.0,
         on_progress: Callable[[Progress], None] | None = None,
-        log: RunLog = default_log,
-        run_id: str = "",
         snapshot: SnapshotSettings | None = None,
+        **options: Unpack[RunOptions],
     ) -> None:
-        super().__init__(
-            client,
-            dry_run=dry_run,
-            max_changes=max_changes,
-            max_failed_rows=max_failed_rows,
-            max_failed_pct=max_failed_pct,
-            sinks=sinks,
-            fallback_sink=fallback_sink,
-            max_workers=max_workers,
-            log=log,
-            run_id=run_id,
-        )
+        super().__init__(client, **options)
         self.spec = spec
         self.allow_empty_input = allow_empty_input
         self.progress_every = progress_every
