@@ -123,7 +123,11 @@ class EngineRun:
 
     # -- the target's part ---------------------------------------------------------------------------------
 
-    def _run(self, source: RowSource) -> dict[str, Any]:
+    #: What the target syncs (its ``mode`` is reported).
+    spec: Any
+
+    def _run(self, rows: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
+        """The target's part, from the rows read to the verdict: read Omni, plan, guard, apply, report."""
         raise NotImplementedError
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -154,7 +158,11 @@ class EngineRun:
         """The whole sync; returns ``self.summary``. ``rows`` is an iterable of row mappings, or a callable
         returning one (called in the "reading" stage, after the configuration checks)."""
         try:
-            return self._run(rows)
+            started = time.monotonic()
+            self.check()
+            self.summary.update(mode=self.spec.mode.value, dry_run=self.dry_run)
+            self.summary["stage"] = "reading"
+            return self._run(self._read_source(rows), started)
         except BaseException as exc:
             # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
             self.summary.setdefault("error", str(exc) or type(exc).__name__)

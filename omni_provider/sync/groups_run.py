@@ -8,14 +8,13 @@ Reporting, the failure thresholds and the summary are the engine's, as for the a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
 from omni_provider.client import GroupsApi, OmniScimClient, OmniValidationError
 from omni_provider.sync.breaker import NOT_ATTEMPTED
-from omni_provider.sync.engine import EngineRun, Outcome, RowSource, RunOptions, every_outcome
+from omni_provider.sync.engine import EngineRun, Outcome, RunOptions, every_outcome
 from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
 from omni_provider.sync.groups_apply import apply_group_plan
 from omni_provider.sync.groups_outcome import MembershipOutcome, MembershipStatus, tally_by_group
@@ -115,15 +114,10 @@ class GroupSyncRun(EngineRun):
         assert isinstance(outcome, MembershipOutcome)
         return {**super()._sample(outcome), "user": outcome.user, "group": outcome.group}
 
-    def _run(self, source: RowSource) -> dict[str, Any]:
-        started = time.monotonic()
+    def _run(self, source: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
         summary = self.summary
         spec = self.spec
-        self.check()
-        summary.update(mode=spec.mode.value, dry_run=self.dry_run)
-
-        summary["stage"] = "reading"
-        rows = align_column_case(self._read_source(source), [spec.user_column, spec.group_column])
+        rows = align_column_case(source, [spec.user_column, spec.group_column])
         # A missing column (any mode) or an unreadable email or group (mirror) stops the run here.
         memberships = read_memberships(
             rows, user_column=spec.user_column, group_column=spec.group_column, mode=spec.mode

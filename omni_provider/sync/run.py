@@ -7,7 +7,6 @@ world. Nothing here imports an orchestrator.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Unpack
 
@@ -90,18 +89,13 @@ class SyncRun(EngineRun):
         if self.snapshot is not None:
             self.snapshot.store.check()
 
-    def _run(self, source: RowSource) -> dict[str, Any]:
-        started = time.monotonic()
+    def _run(self, source: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
         summary = self.summary
         spec = self.spec
-        self.check()
-        summary.update(mode=spec.mode.value, dry_run=self.dry_run)
-
-        summary["stage"] = "reading"
         wanted = [spec.key, *spec.attributes]
         if spec.display_name_column:
             wanted.append(spec.display_name_column)
-        rows = align_column_case(self._read_source(source), wanted)
+        rows = align_column_case(source, wanted)
         summary["rows"] = len(rows)
         self.log.info(
             "Read %d input rows; managing attributes %s (%s mode)",

@@ -122,3 +122,18 @@ def test_bad_configuration_fails_when_the_definitions_load() -> None:
         build_omni_group_membership_asset(ASSET, "warehouse_memberships", mode="replace")
     with pytest.raises(OmniValidationError, match="name one group"):
         build_omni_group_membership_asset(ASSET, "warehouse_memberships", groups=["Sales", "sales"])
+
+
+def test_a_retried_step_keeps_the_first_attempts_report(
+    emu: EmulatorServer, omni: OmniScimResource, tmp_path: Path
+) -> None:
+    emails = seed(emu, 2)
+    emu.state.groups.add_group("Sales", [])
+    report = tmp_path / "groups.jsonl"
+    rows = [{"email": emails[0], "group": "Sales"}, {"email": "ghost@example.com", "group": "Sales"}]
+    for _attempt in range(2):  # two attempts of one step write to the same report_path
+        with pytest.raises(SyncFailedError):
+            omni.sync_group_membership(rows, report_path=str(report))
+    first = [json.loads(line)["status"] for line in report.read_text().splitlines()]
+    second = [json.loads(line)["status"] for line in (tmp_path / "groups.2.jsonl").read_text().splitlines()]
+    assert first == ["added", "rejected"] and second == ["unchanged", "rejected"]

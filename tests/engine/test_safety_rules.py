@@ -204,58 +204,64 @@ def _swap_ids(path: Path, a: str, b: str) -> None:
     path.write_text(json.dumps(document))
 
 
+class SnapshotSync:
+    """A snapshot-diffing attribute sync of ``n`` seeded users, run once (Omni read in full, the snapshot
+    written); then ``swap`` pairs two emails with each other's ids, as a restored backup could."""
+
+    def __init__(self, emu: EmulatorServer, client: OmniScimClient, tmp_path: Path, n: int) -> None:
+        self.emu = emu
+        self.emails = seed(emu, n)
+        self.path = tmp_path / "omni.json"
+        self.spec = SyncSpec.from_user_args(MANAGED, key_column="email")
+        self.rows = [{"email": e, "region": "us-east", "cost_centre": 1} for e in self.emails]
+        self.run(client)
+
+    def run(self, client: OmniScimClient, **options: Any) -> dict[str, Any]:
+        snapshot = SnapshotSettings(FileSnapshotStore(self.path), 7)
+        return SyncRun(client, self.spec, snapshot=snapshot, **options).run(self.rows)
+
+    def swap(self, a: int, b: int) -> None:
+        _swap_ids(self.path, self.emails[a], self.emails[b])
+
+    def regions(self) -> list[str]:
+        return [attrs(self.emu, e)["region"] for e in self.emails]
+
+
 def test_a_snapshot_pairing_emails_with_other_users_ids_writes_to_nobody(
     emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
 ) -> None:
-    emails = seed(emu, 3)
-    path = tmp_path / "omni.json"
-    spec = SyncSpec.from_user_args(MANAGED, key_column="email")
-    rows = [{"email": e, "region": "us-east", "cost_centre": 1} for e in emails]
-
-    def run() -> dict[str, Any]:
-        return SyncRun(client, spec, snapshot=SnapshotSettings(FileSnapshotStore(path), 7)).run(rows)
-
-    run()  # the first run reads Omni and writes the snapshot
-    before = {e: attrs(emu, e) for e in emails}
-    _swap_ids(path, emails[0], emails[1])
-    rows[0]["region"], rows[1]["region"] = "emea", "apac"
+    sync = SnapshotSync(emu, client, tmp_path, 3)
+    sync.swap(0, 1)
+    sync.rows[0]["region"], sync.rows[1]["region"] = "emea", "apac"
     patches = method_count(emu, "PATCH")
     with pytest.raises(SyncHaltedError, match="names another user") as raised:
-        run()
+        sync.run(client)
     assert method_count(emu, "PATCH") == patches  # the canary's read found it: nothing was sent
-    assert {e: attrs(emu, e) for e in emails} == before
+    assert sync.regions() == ["us-east"] * 3
     assert raised.value.summary["outcomes"]["applied"] == 0
     # The snapshot is no longer trusted: the next run reads Omni in full and writes each user's own row.
     with OmniScimClient(emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6) as fresh_client:
-        repaired = SyncRun(fresh_client, spec, snapshot=SnapshotSettings(FileSnapshotStore(path), 7)).run(
-            rows
-        )
+        repaired = sync.run(fresh_client)
     assert repaired["diff_against"] == "omni"
-    assert attrs(emu, emails[0])["region"] == "emea" and attrs(emu, emails[1])["region"] == "apac"
+    assert sync.regions() == ["emea", "apac", "us-east"]
 
 
 def test_an_answer_naming_another_user_stops_the_run_and_is_not_applied(
     emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
 ) -> None:
-    emails = seed(emu, 4)
-    path = tmp_path / "omni.json"
-    spec = SyncSpec.from_user_args(MANAGED, key_column="email")
-    rows = [{"email": e, "region": "us-east", "cost_centre": 1} for e in emails]
-    settings = SnapshotSettings(FileSnapshotStore(path), 7)
-    SyncRun(client, spec, snapshot=settings).run(rows)
-    _swap_ids(path, emails[2], emails[3])
-    for r in rows:
-        r["region"] = (
-            "emea"  # the first write (a correct pair) is the canary; later ones rest on the snapshot
-        )
-    with pytest.raises(SyncHaltedError) as raised:
-        SyncRun(client, spec, snapshot=settings, max_workers=1).run(rows)
+    sync = SnapshotSync(emu, client, tmp_path, 4)
+    sync.swap(2, 3)  # wrong for two users only: the canary (the first row) finds nothing
+    for number, row in enumerate(sync.rows):
+        row["region"] = f"region-{number}"
+    with pytest.raises(SyncHaltedError, match="names another user") as raised:
+        sync.run(client, max_workers=1)
     summary = raised.value.summary
-    assert summary["outcomes"]["applied"] <= 2  # the users whose pair was right
-    sample = {s["row"]: s["error"] for s in summary["errors_sample"]}
-    assert any("names another user" in error for error in sample.values())
-    assert all(attrs(emu, e)["region"] in ("us-east", "emea") for e in emails)
-    assert "stopped" in summary
+    errors = {s["row"]: s["error"] for s in summary["errors_sample"]}
+    assert summary["outcomes"]["applied"] == 2 and sorted(errors) == [3, 4]
+    assert "names another user" in errors[3]  # the answer named user 4: stopped, not applied
+    assert errors[4].startswith("not attempted (stopped: ")  # never sent
+    # The one write the snapshot misdirected is the row reported failed; nothing else was sent after it.
+    assert sync.regions() == ["region-0", "region-1", "us-east", "region-2"]
 
 
 def test_a_group_write_based_on_another_group_stops_the_run(
