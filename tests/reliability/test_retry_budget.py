@@ -30,7 +30,7 @@ from omni_provider._compat import AirflowException, AirflowFailException
 from omni_provider.client import RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators import sync_attributes as sync_module
+from omni_provider.operators import common as sync_module  # where every sync task builds its hook
 from omni_provider.operators import update_user as update_module
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 from omni_provider.operators.update_user import UpdateOmniUserOperator
