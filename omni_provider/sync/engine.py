@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 
 from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.sync.definitions import RunLog
-from omni_provider.sync.errors import SyncFailedError, SyncReportLostError
+from omni_provider.sync.errors import PlanTooLargeError, SyncFailedError, SyncReportLostError
 from omni_provider.sync.guards import evaluate_failures, resolve_max_changes
 from omni_provider.sync.outcome import format_table
 from omni_provider.sync.report import ReportSink
@@ -167,6 +167,17 @@ class EngineRun:
             # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
             self.summary.setdefault("error", str(exc) or type(exc).__name__)
             raise
+
+    def _guard(self, check: Callable[[], None]) -> None:
+        """The plan's blast-radius guard: a plan it refuses (``PlanTooLargeError``) stops the run before
+        any write; a dry run reports the refusal (``refused``) and goes on without writing."""
+        try:
+            check()
+        except PlanTooLargeError as exc:
+            if not self.dry_run:
+                raise
+            self.log.error("Dry run: this plan would be refused: %s", exc)
+            self.summary["refused"] = str(exc)
 
     def _read_source(self, source: RowSource) -> list[Mapping[str, Any]]:
         return collect_rows(source() if callable(source) else source)

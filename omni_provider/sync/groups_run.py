@@ -15,7 +15,7 @@ from typing import Any, Unpack
 from omni_provider.client import GroupsApi, OmniScimClient, OmniValidationError
 from omni_provider.sync.breaker import NOT_ATTEMPTED
 from omni_provider.sync.engine import EngineRun, Outcome, RunOptions, every_outcome
-from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
+from omni_provider.sync.errors import SyncHaltedError
 from omni_provider.sync.groups_apply import apply_group_plan
 from omni_provider.sync.groups_outcome import MembershipOutcome, MembershipStatus, tally_by_group
 from omni_provider.sync.groups_plan import (
@@ -146,13 +146,7 @@ class GroupSyncRun(EngineRun):
             managed_memberships=plan.managed_memberships,
             plan=plan.counts(),
         )
-        try:
-            check_group_plan(plan, self.max_changes)
-        except PlanTooLargeError as exc:
-            if not self.dry_run:
-                raise
-            self.log.error("Dry run: this plan would be refused: %s", exc)
-            summary["refused"] = str(exc)
+        self._guard(lambda: check_group_plan(plan, self.max_changes))
 
         summary["stage"] = "applying"
         settled: dict[int, MembershipOutcome] = {}

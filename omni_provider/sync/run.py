@@ -28,7 +28,7 @@ from omni_provider.sync.engine import (
     every_outcome,
     short,
 )
-from omni_provider.sync.errors import PlanTooLargeError, SyncHaltedError
+from omni_provider.sync.errors import SyncHaltedError
 from omni_provider.sync.guards import check_max_changes
 from omni_provider.sync.keys import read_keys
 from omni_provider.sync.omni_view import read_omni_view
@@ -123,13 +123,11 @@ class SyncRun(EngineRun):
                 summary["drift"] = view.drift
         self.log.info("Plan: %s", plan.counts())
         summary["plan"] = plan.counts()
-        try:
-            check_max_changes(plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input)
-        except PlanTooLargeError as exc:
-            if not self.dry_run:
-                raise
-            self.log.error("Dry run: this plan would be refused: %s", exc)
-            summary["refused"] = str(exc)
+        self._guard(
+            lambda: check_max_changes(
+                plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
+            )
+        )
 
         summary["stage"] = "applying"
         settled: dict[int, RowOutcome] = {}
