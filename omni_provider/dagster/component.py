@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from omni_provider.client.settings import ClientSettings, setting_field
 from omni_provider.dagster.asset import build_omni_user_attributes_asset
 from omni_provider.dagster.resource import OmniScimResource
 
@@ -20,11 +21,18 @@ class OmniConnection(dg.Model, dg.Resolvable):
 
     host: str = Field(description="Omni instance URL, e.g. https://acme.omniapp.co")
     api_key_env_var: str = Field(default="OMNI_API_KEY", description="Environment variable holding the key")
-    # Checked by ``OmniScimResource`` (a nested model here may not carry pydantic constraints).
-    rate_limit_per_minute: float = 60.0
-    timeout: float = 30.0
-    max_retries: int = 4
     ca_bundle: str | None = None
+    # The client settings, defaults and descriptions from ``ClientSettings``; their ranges are checked by
+    # ``OmniScimResource`` (a nested model here may not carry pydantic constraints).
+    rate_limit_per_minute: float = setting_field("rate_limit_per_minute", constrained=False)
+    rate_window_seconds: float = setting_field("rate_window_seconds", constrained=False)
+    rate_limit_margin: float = setting_field("rate_limit_margin", constrained=False)
+    timeout: float = setting_field("timeout", constrained=False)
+    connect_timeout: float = setting_field("connect_timeout", constrained=False)
+    max_retries: int = setting_field("max_retries", constrained=False)
+    page_size: int = setting_field("page_size", constrained=False)
+    max_response_bytes: int = setting_field("max_response_bytes", constrained=False)
+    patch_form: str = setting_field("patch_form", constrained=False)
 
 
 class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
@@ -87,12 +95,7 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def resource(self) -> OmniScimResource:
         conn = self.connection
-        settings: dict[str, Any] = {
-            "host": conn.host,
-            "api_key": dg.EnvVar(conn.api_key_env_var),
-            "rate_limit_per_minute": conn.rate_limit_per_minute,
-            "timeout": conn.timeout,
-            "max_retries": conn.max_retries,
-            "ca_bundle": conn.ca_bundle,
-        }
-        return OmniScimResource(**settings)
+        settings: dict[str, Any] = {name: getattr(conn, name) for name in ClientSettings.model_fields}
+        return OmniScimResource(
+            host=conn.host, api_key=dg.EnvVar(conn.api_key_env_var), ca_bundle=conn.ca_bundle, **settings
+        )

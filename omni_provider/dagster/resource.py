@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from omni_provider.client import OmniScimClient, RetryPolicy
+from omni_provider.client import OmniScimClient
+from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.apply import Progress
 from omni_provider.sync.definitions import RunLog
@@ -44,10 +45,25 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     additional_api_keys: list[str] = Field(
         default=[], description="More Organization API keys; each has its own rate limit", repr=False
     )
-    rate_limit_per_minute: float = Field(default=60.0, description="Requests per minute per key", gt=0)
-    timeout: float = Field(default=30.0, description="Read timeout of one request, in seconds", gt=0)
-    max_retries: int = Field(default=4, description="Retries per request (429, 5xx, network)", ge=0)
     ca_bundle: str | None = Field(default=None, description="Path to a CA bundle; TLS is always verified")
+    # The client settings: default, range and description from ``ClientSettings`` (client/settings.py).
+    rate_limit_per_minute: float = setting_field("rate_limit_per_minute")
+    rate_window_seconds: float = setting_field("rate_window_seconds")
+    rate_limit_margin: float = setting_field("rate_limit_margin")
+    timeout: float = setting_field("timeout")
+    connect_timeout: float = setting_field("connect_timeout")
+    max_retries: int = setting_field("max_retries")
+    page_size: int = setting_field("page_size")
+    max_response_bytes: int = setting_field("max_response_bytes")
+    # A string in Dagster's config schema; the one check of its choices is ``ClientSettings``'s.
+    patch_form: str = setting_field("patch_form")
+
+    def client_settings(self) -> ClientSettings:
+        """The resource's client settings, checked as a connection's are."""
+        return validate_settings(
+            {name: getattr(self, name) for name in ClientSettings.model_fields},
+            describe={name: f"OmniScimResource field {name!r}" for name in ClientSettings.model_fields},
+        )
 
     def get_client(self) -> OmniScimClient:
         """A new client (one connection pool, one pacer); close it, or use it as a context manager."""
@@ -55,10 +71,8 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return OmniScimClient(
             self.host,
             keys,
-            timeout=self.timeout,
-            rate_limit_per_minute=self.rate_limit_per_minute,
-            retry_policy=RetryPolicy(max_attempts=self.max_retries + 1),
             verify=self.ca_bundle or True,
+            **self.client_settings().client_arguments(),
         )
 
     def update_user(
