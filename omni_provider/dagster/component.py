@@ -14,6 +14,7 @@ from pydantic import Field
 from omni_provider.client.settings import ClientSettings, setting_field
 from omni_provider.dagster.asset import build_omni_user_attributes_asset
 from omni_provider.dagster.resource import OmniScimResource
+from omni_provider.sync.options import SYNC_DEFAULTS
 
 
 class OmniConnection(dg.Model, dg.Resolvable):
@@ -55,20 +56,30 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
     asset_name: str = Field(description="Name of the asset this component defines")
     source: str = Field(description="The upstream asset holding the rows (its key, '/'-separated)")
     attributes: list[str] | dict[str, str] = Field(description="Attribute names, or column -> attribute")
-    key_column: str = "email"
-    match_on: str = "userName"
-    mode: str = "update"
-    display_name_column: str | None = None
-    max_changes: int | str | None = None
-    allow_empty_input: bool = False
-    max_failed_rows: int | None = 0
-    max_failed_pct: float | None = None
-    dry_run: bool = False
-    report_path: str | None = Field(default=None, description="Local path or fsspec URL; may hold {run_id}")
+    # The sync options: defaults from ``SyncOptions`` (the same as the operator's), checked by it at load.
+    key_column: str | None = Field(
+        default=SYNC_DEFAULTS["key_column"], description="Column of the match key (default: match_on)"
+    )
+    match_on: str = SYNC_DEFAULTS["match_on"]
+    mode: str = SYNC_DEFAULTS["mode"]
+    display_name_column: str | None = SYNC_DEFAULTS["display_name_column"]
+    max_changes: int | str | None = SYNC_DEFAULTS["max_changes"]
+    allow_empty_input: bool = SYNC_DEFAULTS["allow_empty_input"]
+    max_failed_rows: int | None = SYNC_DEFAULTS["max_failed_rows"]
+    max_failed_pct: float | str | None = SYNC_DEFAULTS["max_failed_pct"]
+    max_workers: int | None = SYNC_DEFAULTS["max_workers"]
+    dry_run: bool = SYNC_DEFAULTS["dry_run"]
+    report_path: str | None = Field(
+        default=SYNC_DEFAULTS["report_path"], description="Local path or fsspec URL; may hold {run_id}"
+    )
     group_name: str | None = None
-    diff_against: str = Field(default="omni", description='"omni" (list every user) or "snapshot"')
-    snapshot_path: str | None = Field(default=None, description="Local path or fsspec URL of the snapshot")
-    full_resync_every: int = 7
+    diff_against: str = Field(
+        default=SYNC_DEFAULTS["diff_against"], description='"omni" (list every user) or "snapshot"'
+    )
+    snapshot_path: str | None = Field(
+        default=SYNC_DEFAULTS["snapshot_path"], description="Local path or fsspec URL of the snapshot"
+    )
+    full_resync_every: int = SYNC_DEFAULTS["full_resync_every"]
     connection: OmniConnection
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
@@ -85,6 +96,7 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
             allow_empty_input=self.allow_empty_input,
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,
+            max_workers=self.max_workers,
             report_path=self.report_path,
             group_name=self.group_name,
             diff_against=self.diff_against,
