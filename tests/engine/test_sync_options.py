@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,10 @@ def test_replace_checks_again() -> None:
     assert options.replace(report_path="other.jsonl").report_path == "other.jsonl"
     with pytest.raises(OmniValidationError, match="max_workers"):
         options.replace(max_workers=-2)
+
+
+def test_readme_documents_every_option_once() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Sync options", 1)[1].split("\n#", 1)[0]
+    for name in [*SYNC_DEFAULTS, "attributes"]:
+        assert section.count(f"\n| `{name}` |") == 1, name

@@ -8,6 +8,7 @@ and component. A setting added, or a default or range changed, in one place only
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +172,10 @@ def test_dagster_component_fields_are_the_settings() -> None:
     )
     resource = component.resource()
     assert {name: getattr(resource, name) for name in SETTINGS} == changed
+
+
+def test_readme_documents_every_setting_once() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Client settings", 1)[1].split("\n## ", 1)[0]
+    for name in SETTINGS:
+        assert section.count(f"\n| `{name}` |") == 1, name
