@@ -83,25 +83,10 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
     connection: OmniConnection
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        # Every sync option the component has (all but progress_every), under its own name.
+        options = {name: getattr(self, name) for name in SYNC_DEFAULTS if name in type(self).model_fields}
         asset = build_omni_user_attributes_asset(
-            self.asset_name,
-            self.source.split("/"),
-            self.attributes,
-            key_column=self.key_column,
-            match_on=self.match_on,
-            mode=self.mode,
-            max_changes=self.max_changes,
-            dry_run=self.dry_run,
-            display_name_column=self.display_name_column,
-            allow_empty_input=self.allow_empty_input,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_pct=self.max_failed_pct,
-            max_workers=self.max_workers,
-            report_path=self.report_path,
-            group_name=self.group_name,
-            diff_against=self.diff_against,
-            snapshot_path=self.snapshot_path,
-            full_resync_every=self.full_resync_every,
+            self.asset_name, self.source.split("/"), self.attributes, group_name=self.group_name, **options
         )
         return dg.Definitions(assets=[asset], resources={"omni": self.resource()})
 
