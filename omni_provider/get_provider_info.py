@@ -1,7 +1,7 @@
 """Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
 
 The connection form is declared here (``conn-fields`` / ``ui-field-behaviour``), which Airflow 3.2+ reads
-without importing the hook.
+without importing the hook. Its client-setting fields are derived from ``ClientSettings``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from omni_provider import __version__
+from omni_provider.client.settings import ClientSettings, setting_bounds, setting_choices, setting_info
 
 #: The Airflow connection type (``OmniScimHook.conn_type``).
 CONNECTION_TYPE = "omni"
@@ -22,32 +23,27 @@ CONNECTION_FORM: dict[str, Any] = {
     },
 }
 
+
+def _setting_form_field(name: str) -> dict[str, Any]:
+    """One form field of a client setting: label, description, type, range and default from
+    ``ClientSettings``; empty means "the default" (``null``)."""
+    info = setting_info(name)
+    choices = setting_choices(name)
+    low, high = setting_bounds(name)
+    schema: dict[str, Any]
+    if choices is not None:
+        schema = {"type": ["string", "null"], "enum": list(choices)}
+    else:
+        schema = {"type": ["integer" if info.annotation in (int, "int") else "number", "null"]}
+        schema.update({k: v for k, v in (("minimum", low), ("maximum", high)) if v is not None})
+    schema["default"] = info.default
+    return {"label": info.title, "description": info.description, "schema": schema}
+
+
+#: The extras of an ``omni`` connection: every client setting (``ClientSettings``), then the extra keys
+#: and the CA bundle, which only a connection has.
 CONNECTION_FIELDS: dict[str, Any] = {
-    "rate_limit_per_minute": {
-        "label": "Rate limit (requests per window per key)",
-        "description": "Omni allows 60 per key unless support raised it (up to 500 per instance).",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000, "default": 60},
-    },
-    "rate_window_seconds": {
-        "label": "Rate window (s)",
-        "description": "The span the rate limit counts over; Omni's is one minute.",
-        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 3600, "default": 60},
-    },
-    "rate_limit_margin": {
-        "label": "Rate limit margin",
-        "description": "Share of each key's limit left unused for other tools using the same key (0 to 0.9).",
-        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 0.9, "default": 0},
-    },
-    "timeout": {
-        "label": "Timeout (s)",
-        "description": "Read timeout of one HTTP request.",
-        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
-    },
-    "max_retries": {
-        "label": "Max retries",
-        "description": "Retries of one request on 429, 5xx and network errors.",
-        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 10, "default": 4},
-    },
+    **{name: _setting_form_field(name) for name in ClientSettings.model_fields},
     "additional_api_keys": {
         "label": "Additional Organization API keys",
         "description": "Comma-separated. Each key has its own rate limit; requests are spread over them.",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -91,8 +92,9 @@ def new_venv(path: Path) -> str:
 def latest(env: str, path: Path) -> None:
     requirements = latest_requirements(env)
     print(f"[{env}] {path}: pip install {' '.join(requirements)} (unpinned)", flush=True)
-    python = new_venv(path)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", *requirements], check=True, cwd=ROOT)
+    python = new_venv(path.resolve())
+    arguments = [word for requirement in requirements for word in shlex.split(requirement)]  # "-e .[x]"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", *arguments], check=True, cwd=ROOT)
 
 
 def read_lock(env: str) -> dict[str, str]:

@@ -45,7 +45,6 @@ from omni_provider.client.identity import (
 )
 from omni_provider.client.listing import E, FetchPage, walk_listing
 from omni_provider.client.models import (
-    DEFAULT_PATCH_FORM,
     USER_ATTRIBUTES_URN,
     AttributeDefinition,
     AttributeValue,
@@ -57,10 +56,9 @@ from omni_provider.client.models import (
 )
 from omni_provider.client.pacing import KeyPacer
 from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
-from omni_provider.client.settings import validate_settings
+from omni_provider.client.settings import DEFAULT_SETTINGS, validate_settings
 from omni_provider.client.transport import (
     ACCEPTED_ENCODINGS,
-    DEFAULT_MAX_RESPONSE_BYTES,
     CappedStream,
     RequestDeadline,
     deadline_transport,
@@ -73,7 +71,6 @@ log = logging.getLogger("omni_provider.client")
 USERS_PATH = "/scim/v2/users"
 EMBED_USERS_PATH = "/scim/v2/embed/users"
 USER_ATTRIBUTES_PATH = "/v1/user-attributes"
-DEFAULT_PAGE_SIZE = 100
 MAX_REDIRECTS = 3
 #: Full reads of a list whose pages shifted under us (users deleted or created between pages).
 MAX_LISTING_READS = 3
@@ -190,25 +187,26 @@ class OmniScimClient:
         base_url: str,
         api_key: str | SecretStr | Sequence[str | SecretStr],
         *,
-        timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        rate_limit_per_minute: float = 60.0,
-        rate_window_seconds: float = 60.0,
-        rate_limit_margin: float = 0.0,
+        timeout: float = DEFAULT_SETTINGS.timeout,
+        connect_timeout: float = DEFAULT_SETTINGS.connect_timeout,
+        rate_limit_per_minute: float = DEFAULT_SETTINGS.rate_limit_per_minute,
+        rate_window_seconds: float = DEFAULT_SETTINGS.rate_window_seconds,
+        rate_limit_margin: float = DEFAULT_SETTINGS.rate_limit_margin,
         retry_policy: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        page_size: int = DEFAULT_SETTINGS.page_size,
+        max_response_bytes: int = DEFAULT_SETTINGS.max_response_bytes,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         owner: str = "Omni client",
-        patch_form: PatchForm = DEFAULT_PATCH_FORM,
+        patch_form: PatchForm = DEFAULT_SETTINGS.patch_form,
     ) -> None:
-        """``timeout``: the longest one request (one attempt) may take, connect to last byte; retries
-        aside, every call ends by then with ``OmniTimeoutError``. ``max_response_bytes``: the largest
-        answer read (``OmniResponseTooLargeError`` beyond). ``owner`` names the configuration in errors,
-        e.g. "connection 'omni_default'"."""
+        """Every setting's default and range is ``ClientSettings``'s (``settings.py``); ``retry_policy``
+        defaults to its ``max_retries`` retries. ``timeout``: the longest one request (one attempt) may
+        take, connect to last byte; retries aside, every call ends by then with ``OmniTimeoutError``.
+        ``max_response_bytes``: the largest answer read (``OmniResponseTooLargeError`` beyond). ``owner``
+        names the configuration in errors, e.g. "connection 'omni_default'"."""
         self.base_url = normalize_base_url(base_url)
         self._cancelled = threading.Event()
         # The default wait ends early on ``cancel()``, so a stopping task is not held by a retry back-off.
@@ -235,7 +233,7 @@ class OmniScimClient:
         self.max_response_bytes = settings.max_response_bytes
         #: How attribute changes are written (see ``models.attributes_patch``).
         self.patch_form: PatchForm = settings.patch_form
-        self.retry_policy = retry_policy or RetryPolicy()
+        self.retry_policy = retry_policy or DEFAULT_SETTINGS.retry_policy()
         self.pacer = KeyPacer(
             len(self._keys),
             settings.rate_limit_per_minute,

@@ -23,9 +23,6 @@ import httpx
 
 from omni_provider.client.errors import OmniResponseError, OmniResponseTooLargeError
 
-#: Default cap on one answer. A SCIM page of 1000 users with attributes is about 1 MiB.
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-
 
 class RequestDeadline:
     """The monotonic time by which the current thread's request must be over (None: no request)."""

@@ -14,9 +14,8 @@ from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
 from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
 from omni_provider.sync.groups_run import GroupSyncSpec
+from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.outcome import RowStatus
-from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
-from omni_provider.sync.spec import SyncSpec
 
 #: The asset check every Omni sync asset carries.
 NO_FAILED_ROWS = "no_failed_rows"
@@ -28,23 +27,24 @@ def build_omni_user_attributes_asset(
     name: str,
     source: str | Sequence[str] | dg.AssetKey,
     attributes: Mapping[str, str] | Sequence[str],
-    key_column: str = "email",
-    match_on: str = "userName",
-    mode: str = "update",
-    max_changes: int | str | None = None,
-    dry_run: bool = False,
+    key_column: str | None = SYNC_DEFAULTS["key_column"],
+    match_on: str = SYNC_DEFAULTS["match_on"],
+    mode: str = SYNC_DEFAULTS["mode"],
+    max_changes: int | str | None = SYNC_DEFAULTS["max_changes"],
+    dry_run: bool = SYNC_DEFAULTS["dry_run"],
     *,
-    display_name_column: str | None = None,
-    allow_empty_input: bool = False,
-    max_failed_rows: int | None = 0,
-    max_failed_pct: float | str | None = None,
-    report_path: str | None = None,
+    display_name_column: str | None = SYNC_DEFAULTS["display_name_column"],
+    allow_empty_input: bool = SYNC_DEFAULTS["allow_empty_input"],
+    max_failed_rows: int | None = SYNC_DEFAULTS["max_failed_rows"],
+    max_failed_pct: float | str | None = SYNC_DEFAULTS["max_failed_pct"],
+    max_workers: int | None = SYNC_DEFAULTS["max_workers"],
+    report_path: str | None = SYNC_DEFAULTS["report_path"],
     group_name: str | None = None,
     description: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
-    diff_against: str = "omni",
-    snapshot_path: str | None = None,
-    full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
+    diff_against: str = SYNC_DEFAULTS["diff_against"],
+    snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
+    full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
 ) -> dg.AssetsDefinition:
     """An asset named ``name`` that makes Omni's user attributes match the rows of the asset ``source``.
 
@@ -59,40 +59,34 @@ def build_omni_user_attributes_asset(
     ``snapshot_path`` (one file per asset, local or fsspec URL) lists no Omni users on most runs: see
     ``SyncOmniUserAttributesOperator``.
 
-    The other arguments are those of ``SyncOmniUserAttributesOperator``; they are checked here, when the
-    definitions load, so a misconfigured asset never reaches a run.
+    The sync options are those of ``SyncOmniUserAttributesOperator``, with the same defaults
+    (``SyncOptions``); they are checked here, when the definitions load, so a misconfigured asset never
+    reaches a run.
     """
     # Configuration errors surface at load time, like a DAG that fails to parse.
-    spec = SyncSpec.from_user_args(
-        attributes,
+    options = SyncOptions(
+        attributes=attributes,
+        key_column=key_column,
         match_on=match_on,
         mode=mode,
+        max_changes=max_changes,
+        dry_run=dry_run,
         display_name_column=display_name_column,
-        key_column=key_column,
+        allow_empty_input=allow_empty_input,
+        max_failed_rows=max_failed_rows,
+        max_failed_pct=max_failed_pct,
+        max_workers=max_workers,
+        report_path=report_path,
+        diff_against=diff_against,
+        snapshot_path=snapshot_path,
+        full_resync_every=full_resync_every,
     )
-    snapshot_settings(diff_against, snapshot_path, full_resync_every)
+    spec = options.spec
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
 
     def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
-        return omni.sync_user_attributes(
-            rows,
-            attributes=attributes,
-            key_column=key_column,
-            match_on=match_on,
-            mode=mode,
-            max_changes=max_changes,
-            dry_run=dry_run,
-            report_path=_report_path(report_path, context),
-            display_name_column=display_name_column,
-            allow_empty_input=allow_empty_input,
-            max_failed_rows=max_failed_rows,
-            max_failed_pct=max_failed_pct,
-            log=context.log,
-            run_id=context.run_id,
-            diff_against=diff_against,
-            snapshot_path=snapshot_path,
-            full_resync_every=full_resync_every,
-        )
+        run_options = options.replace(report_path=_report_path(report_path, context))
+        return omni.run_sync(rows, run_options, log=context.log, run_id=context.run_id)
 
     return _sync_asset(
         name,

@@ -14,17 +14,17 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from omni_provider.client import OmniScimClient, RetryPolicy
+from omni_provider.client import OmniScimClient
+from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.apply import Progress
 from omni_provider.sync.definitions import RunLog
 from omni_provider.sync.engine import RunOptions
 from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.report import JsonlFileSink
 from omni_provider.sync.run import SyncRun
 from omni_provider.sync.single import update_one_user
-from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
-from omni_provider.sync.spec import SyncSpec
 
 _log = logging.getLogger("omni_provider.dagster")
 #: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.
@@ -46,10 +46,25 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     additional_api_keys: list[str] = Field(
         default=[], description="More Organization API keys; each has its own rate limit", repr=False
     )
-    rate_limit_per_minute: float = Field(default=60.0, description="Requests per minute per key", gt=0)
-    timeout: float = Field(default=30.0, description="Read timeout of one request, in seconds", gt=0)
-    max_retries: int = Field(default=4, description="Retries per request (429, 5xx, network)", ge=0)
     ca_bundle: str | None = Field(default=None, description="Path to a CA bundle; TLS is always verified")
+    # The client settings: default, range and description from ``ClientSettings`` (client/settings.py).
+    rate_limit_per_minute: float = setting_field("rate_limit_per_minute")
+    rate_window_seconds: float = setting_field("rate_window_seconds")
+    rate_limit_margin: float = setting_field("rate_limit_margin")
+    timeout: float = setting_field("timeout")
+    connect_timeout: float = setting_field("connect_timeout")
+    max_retries: int = setting_field("max_retries")
+    page_size: int = setting_field("page_size")
+    max_response_bytes: int = setting_field("max_response_bytes")
+    # A string in Dagster's config schema; the one check of its choices is ``ClientSettings``'s.
+    patch_form: str = setting_field("patch_form")
+
+    def client_settings(self) -> ClientSettings:
+        """The resource's client settings, checked as a connection's are."""
+        return validate_settings(
+            {name: getattr(self, name) for name in ClientSettings.model_fields},
+            describe={name: f"OmniScimResource field {name!r}" for name in ClientSettings.model_fields},
+        )
 
     def get_client(self) -> OmniScimClient:
         """A new client (one connection pool, one pacer); close it, or use it as a context manager."""
@@ -57,10 +72,8 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return OmniScimClient(
             self.host,
             keys,
-            timeout=self.timeout,
-            rate_limit_per_minute=self.rate_limit_per_minute,
-            retry_policy=RetryPolicy(max_attempts=self.max_retries + 1),
             verify=self.ca_bundle or True,
+            **self.client_settings().client_arguments(),
         )
 
     def update_user(
@@ -94,48 +107,70 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         rows: Iterable[Mapping[str, Any]] | Any,
         *,
         attributes: Mapping[str, str] | Sequence[str],
-        key_column: str = "email",
-        match_on: str = "userName",
-        mode: str = "update",
-        max_changes: int | str | None = None,
-        dry_run: bool = False,
-        report_path: str | None = None,
-        display_name_column: str | None = None,
-        allow_empty_input: bool = False,
-        max_failed_rows: int | None = 0,
-        max_failed_pct: float | str | None = None,
-        max_workers: int | None = None,
+        key_column: str | None = SYNC_DEFAULTS["key_column"],
+        match_on: str = SYNC_DEFAULTS["match_on"],
+        mode: str = SYNC_DEFAULTS["mode"],
+        max_changes: int | str | None = SYNC_DEFAULTS["max_changes"],
+        dry_run: bool = SYNC_DEFAULTS["dry_run"],
+        report_path: str | None = SYNC_DEFAULTS["report_path"],
+        display_name_column: str | None = SYNC_DEFAULTS["display_name_column"],
+        allow_empty_input: bool = SYNC_DEFAULTS["allow_empty_input"],
+        max_failed_rows: int | None = SYNC_DEFAULTS["max_failed_rows"],
+        max_failed_pct: float | str | None = SYNC_DEFAULTS["max_failed_pct"],
+        max_workers: int | None = SYNC_DEFAULTS["max_workers"],
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog | None = None,
         run_id: str = "",
-        diff_against: str = "omni",
-        snapshot_path: str | None = None,
-        full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
+        diff_against: str = SYNC_DEFAULTS["diff_against"],
+        snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
     ) -> dict[str, Any]:
         """Make Omni match ``rows`` (dicts or a pandas DataFrame) for ``attributes``; the same summary as
-        ``SyncOmniUserAttributesOperator``. Raises ``SyncFailedError`` (with the summary) when more rows did
-        not sync than ``max_failed_rows`` / ``max_failed_pct`` allow, and ``PlanTooLargeError`` when the
-        plan writes more users than ``max_changes``. ``diff_against="snapshot"`` diffs against what the
-        last run left at ``snapshot_path`` (local path or fsspec URL) and lists no users, re-reading Omni
-        in full every ``full_resync_every`` runs (as the operator does)."""
-        snapshot = snapshot_settings(diff_against, snapshot_path, full_resync_every)
-        spec = SyncSpec.from_user_args(
-            attributes,
+        ``SyncOmniUserAttributesOperator``, whose parameters these are (defaults and checks from
+        ``SyncOptions``: ``key_column`` defaults to the ``match_on`` name). Raises ``SyncFailedError``
+        (with the summary) when more rows did not sync than ``max_failed_rows`` / ``max_failed_pct`` allow,
+        and ``PlanTooLargeError`` when the plan writes more users than ``max_changes``.
+        ``diff_against="snapshot"`` diffs against what the last run left at ``snapshot_path`` (local path
+        or fsspec URL) and lists no users, re-reading Omni in full every ``full_resync_every`` runs."""
+        options = SyncOptions(
+            attributes=attributes,
+            key_column=key_column,
             match_on=match_on,
             mode=mode,
+            max_changes=max_changes,
+            dry_run=dry_run,
+            report_path=report_path,
             display_name_column=display_name_column,
-            key_column=key_column,
+            allow_empty_input=allow_empty_input,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            max_workers=max_workers,
+            diff_against=diff_against,
+            snapshot_path=snapshot_path,
+            full_resync_every=full_resync_every,
         )
-        options = _run_options(report_path, run_id, log, dry_run, max_changes, max_failed_rows, max_workers)
-        options["max_failed_pct"] = max_failed_pct
+        return self.run_sync(rows, options, on_progress=on_progress, log=log, run_id=run_id)
+
+    def run_sync(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: SyncOptions,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """``sync_user_attributes`` with its options already built (the asset builds them once, at load)."""
+        report = _report_options(options.report_path, run_id, log)
         with self.get_client() as client:
-            run = SyncRun(
+            run = SyncRun.from_options(
                 client,
-                spec,
-                allow_empty_input=allow_empty_input,
+                options,
+                sinks=report["sinks"],
+                fallback_sink=report["fallback_sink"],
                 on_progress=on_progress,
-                snapshot=snapshot,
-                **options,
+                log=report["log"],
+                run_id=run_id,
             )
             return run.run(rows_from(rows))
 
@@ -171,30 +206,26 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             mode=mode,
             create_missing_groups=create_missing_groups,
         )
-        options = _run_options(report_path, run_id, log, dry_run, max_changes, max_failed_rows, max_workers)
+        options = _report_options(report_path, run_id, log)
+        options.update(
+            {
+                "dry_run": dry_run,
+                "max_changes": max_changes,
+                "max_failed_rows": max_failed_rows,
+                "max_workers": max_workers,
+            }
+        )
         with self.get_client() as client:
             run = GroupSyncRun(client, spec, max_members_per_write=max_members_per_write, **options)
             return run.run(rows_from(rows))
 
 
-def _run_options(
-    report_path: str | None,
-    run_id: str,
-    log: RunLog | None,
-    dry_run: bool,
-    max_changes: int | str | None,
-    max_failed_rows: int | None,
-    max_workers: int | None,
-) -> RunOptions:
-    """The engine run's shared options as the resource sets them: the report as JSON lines (never over an
-    earlier attempt's), a local fallback named by the run id."""
+def _report_options(report_path: str | None, run_id: str, log: RunLog | None) -> RunOptions:
+    """Where a run of the resource reports: the report as JSON lines (never over an earlier attempt's),
+    a local fallback named by the run id, the log."""
     return {
-        "dry_run": dry_run,
-        "max_changes": max_changes,
-        "max_failed_rows": max_failed_rows,
         "sinks": [JsonlFileSink(report_path)] if report_path else [],
         "fallback_sink": JsonlFileSink(_fallback_path(run_id)),
-        "max_workers": max_workers,
         "log": log or _log,
         "run_id": run_id,
     }

@@ -28,8 +28,32 @@ def _types(schema: Mapping[str, Any]) -> set[str]:
     return {declared} if isinstance(declared, str) else set(declared)
 
 
+def _number_in_range(low: float | None, high: float | None) -> Any:
+    """A WTForms validator for a number typed into a text field, in ``[low, high]`` (Airflow 2's form has
+    no float field); the hook checks the same range (``ClientSettings``) when the connection is used."""
+    from wtforms.validators import ValidationError
+
+    bounds = " ".join(
+        f"{word} {bound:,}" for word, bound in (("from", low), ("to", high)) if bound is not None
+    )
+
+    def check(form: Any, field: Any) -> None:
+        text = str(field.data or "").strip()
+        if not text:
+            return
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValidationError("must be a number") from None
+        if value != value or (low is not None and value < low) or (high is not None and value > high):
+            raise ValidationError(f"must be a number {bounds}")
+
+    return check
+
+
 def form_widgets() -> dict[str, Any]:
-    """WTForms fields for Airflow 2's Flask connection form, one per ``conn-fields`` entry.
+    """WTForms fields for Airflow 2's Flask connection form, one per ``conn-fields`` entry, with the same
+    label, description, type and range.
 
     Flask-AppBuilder and WTForms come with the Airflow 2 webserver; they are imported here, on use, since
     Airflow 3 does not install them and never calls this.
@@ -37,7 +61,7 @@ def form_widgets() -> dict[str, Any]:
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import IntegerField, PasswordField, StringField
-    from wtforms.validators import NumberRange, Optional, Regexp
+    from wtforms.validators import AnyOf, NumberRange, Optional
 
     widgets: dict[str, Any] = {}
     for name, field in CONNECTION_FIELDS.items():
@@ -45,21 +69,27 @@ def form_widgets() -> dict[str, Any]:
         label = lazy_gettext(field["label"])
         description = field.get("description", "")
         types = _types(schema)
-        validators: list[Any] = [Optional()]
-        if "minimum" in schema or "maximum" in schema:
-            validators.append(NumberRange(min=schema.get("minimum"), max=schema.get("maximum")))
+        low, high = schema.get("minimum"), schema.get("maximum")
+        text = BS3TextFieldWidget()
         if schema.get("format") == "password":
             widgets[name] = PasswordField(label, description=description, widget=BS3PasswordFieldWidget())
         elif "integer" in types:
+            in_range = NumberRange(min=low, max=high)
             widgets[name] = IntegerField(
-                label, description=description, validators=validators, widget=BS3TextFieldWidget()
+                label, description=description, validators=[Optional(), in_range], widget=text
             )
         elif "number" in types:
-            # Airflow 2's form takes only String/Integer/Password/Boolean fields; the hook range-checks.
-            number = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="must be a number")
+            # Airflow 2's form takes only String/Integer/Password/Boolean fields; a float is typed as text.
+            in_range = _number_in_range(low, high)
             widgets[name] = StringField(
-                label, description=description, validators=[Optional(), number], widget=BS3TextFieldWidget()
+                label, description=description, validators=[Optional(), in_range], widget=text
+            )
+        elif "enum" in schema:
+            choices = [c for c in schema["enum"] if c is not None]
+            one_of = AnyOf(choices, message="must be one of " + ", ".join(choices))
+            widgets[name] = StringField(
+                label, description=description, validators=[Optional(), one_of], widget=text
             )
         else:
-            widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())
+            widgets[name] = StringField(label, description=description, widget=text)
     return widgets

@@ -18,14 +18,13 @@ from omni_provider.client import (
     RetryPolicy,
 )
 from omni_provider.client.client import USER_ATTRIBUTES_PATH
-from omni_provider.client.settings import ClientSettings, validate_settings
+from omni_provider.client.settings import DEFAULT_SETTINGS, ClientSettings, validate_settings
 from omni_provider.get_provider_info import CONNECTION_TYPE
 from omni_provider.hooks import connection_form
 
-_DEFAULTS = ClientSettings()
-DEFAULT_RATE_LIMIT = _DEFAULTS.rate_limit_per_minute
-DEFAULT_TIMEOUT = _DEFAULTS.timeout
-DEFAULT_MAX_RETRIES = _DEFAULTS.max_retries
+DEFAULT_RATE_LIMIT = DEFAULT_SETTINGS.rate_limit_per_minute
+DEFAULT_TIMEOUT = DEFAULT_SETTINGS.timeout
+DEFAULT_MAX_RETRIES = DEFAULT_SETTINGS.max_retries
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
@@ -74,13 +73,11 @@ class OmniScimHook(BaseHook):
     """Talks to Omni's SCIM API with the instance URL and Organization API key of an ``omni`` connection.
 
     Connection fields: host = instance URL (``acme.omniapp.co``, ``https://acme.omniapp.co`` or with
-    ``/api``); password = Organization API key. Extras: ``rate_limit_per_minute`` (60 requests per window),
-    ``rate_window_seconds`` (60), ``rate_limit_margin`` (0: share of the limit left to other tools),
-    ``timeout`` (30 s per request, connect to last byte), ``connect_timeout`` (10 s), ``max_retries`` (4),
-    ``page_size`` (100), ``max_response_bytes`` (32 MiB), ``patch_form`` (``attribute_path``, the default,
-    or ``map_replace``), ``additional_api_keys`` (comma-separated; load is spread over all keys),
-    ``ca_bundle``. Every setting is checked (``client/settings.py``) before any request. Arguments given
-    here override the extras.
+    ``/api``); password = Organization API key. Extras: every client setting of ``ClientSettings``
+    (``client/settings.py``: ``rate_limit_per_minute``, ``timeout``, ``max_retries``, ...; defaults, ranges
+    and meanings there and in the README's "Client settings"), ``additional_api_keys`` (comma-separated;
+    load is spread over all keys) and ``ca_bundle``. Every setting is checked before any request.
+    Arguments given here override the extras.
     """
 
     conn_name_attr = "omni_conn_id"
@@ -157,8 +154,7 @@ class OmniScimHook(BaseHook):
             "base_url": _with_port(conn.host or "", conn.port),
             "api_key": keys,
             "owner": f"connection {self.omni_conn_id!r}",
-            **checked.model_dump(exclude={"max_retries"}),
-            "retry_policy": RetryPolicy(max_attempts=checked.max_retries + 1),
+            **checked.client_arguments(),
         }
         ca_bundle = _extra(extras, "ca_bundle")
         if ca_bundle:

@@ -15,12 +15,11 @@ from omni_provider import lineage
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
-from omni_provider.operators.rendered import parse_attribute_mapping
+from omni_provider.operators.rendered import parse_attribute_mapping, parse_bool
 from omni_provider.operators.row_source import read_rows
 from omni_provider.operators.snapshot_store import ObjectStorageSnapshotStore
-from omni_provider.sync import SyncSpec
+from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.run import SyncRun
-from omni_provider.sync.snapshot import DEFAULT_FULL_RESYNC_EVERY, snapshot_settings
 
 
 class SyncOmniUserAttributesOperator(BaseOperator):
@@ -64,6 +63,11 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     :param snapshot_path: where the snapshot lives (a local path or any ObjectStoragePath URL), written
         atomically with the states Omni confirmed. Checked before anything is sent. One per sync.
     :param full_resync_every: in snapshot mode, diff against live Omni every this many runs (default 7).
+    :param max_workers: threads sending writes (default: enough to keep every key's paced slots busy).
+    :param progress_every: seconds between progress lines during the writes (default 30).
+
+    The sync options' defaults and checks are ``SyncOptions``'s (``omni_provider/sync/options.py``), shared
+    with the Dagster resource, asset and component.
     """
 
     template_fields: Sequence[str] = (
@@ -91,25 +95,25 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         sql: str | None = None,
         sql_conn_id: str | None = None,
         sql_batch_size: int = 5000,
-        match_on: str = "userName",
-        key_column: str | None = None,
-        display_name_column: str | None = None,
-        mode: str = "update",
-        dry_run: bool | str = False,
-        max_changes: int | str | None = None,
-        allow_empty_input: bool = False,
-        max_failed_rows: int | None = 0,
-        max_failed_pct: float | str | None = None,
-        report_path: str | None = None,
+        match_on: str = SYNC_DEFAULTS["match_on"],
+        key_column: str | None = SYNC_DEFAULTS["key_column"],
+        display_name_column: str | None = SYNC_DEFAULTS["display_name_column"],
+        mode: str = SYNC_DEFAULTS["mode"],
+        dry_run: bool | str = SYNC_DEFAULTS["dry_run"],
+        max_changes: int | str | None = SYNC_DEFAULTS["max_changes"],
+        allow_empty_input: bool = SYNC_DEFAULTS["allow_empty_input"],
+        max_failed_rows: int | None = SYNC_DEFAULTS["max_failed_rows"],
+        max_failed_pct: float | str | None = SYNC_DEFAULTS["max_failed_pct"],
+        report_path: str | None = SYNC_DEFAULTS["report_path"],
         report_table: str | None = None,
         report_conn_id: str | None = None,
         fallback_report_dir: str | None = None,
         omni_conn_id: str = OmniScimHook.default_conn_name,
-        max_workers: int | None = None,
-        progress_every: float = 30.0,
-        diff_against: str = "omni",
-        snapshot_path: str | None = None,
-        full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY,
+        max_workers: int | None = SYNC_DEFAULTS["max_workers"],
+        progress_every: float = SYNC_DEFAULTS["progress_every"],
+        diff_against: str = SYNC_DEFAULTS["diff_against"],
+        snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -145,13 +149,25 @@ class SyncOmniUserAttributesOperator(BaseOperator):
 
     # -- input ---------------------------------------------------------------------------------------------
 
-    def _spec(self) -> SyncSpec:
-        return SyncSpec.from_user_args(
-            parse_attribute_mapping(self.attributes),
+    def sync_options(self) -> SyncOptions:
+        """The rendered arguments as the sync's options, checked (``SyncOptions``), before any request."""
+        return SyncOptions(
+            attributes=parse_attribute_mapping(self.attributes),
             match_on=self.match_on,
-            mode=self.mode,
-            display_name_column=self.display_name_column,
             key_column=self.key_column,
+            display_name_column=self.display_name_column,
+            mode=self.mode,
+            dry_run=parse_bool(self.dry_run, what="dry_run"),
+            max_changes=self.max_changes,
+            allow_empty_input=self.allow_empty_input,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_pct=self.max_failed_pct,
+            report_path=str(self.report_path) if self.report_path else None,
+            max_workers=self.max_workers,
+            progress_every=self.progress_every,
+            diff_against=str(self.diff_against),
+            snapshot_path=str(self.snapshot_path) if self.snapshot_path else None,
+            full_resync_every=self.full_resync_every,
         )
 
     def _read_rows(self) -> list[Mapping[str, Any]]:
@@ -166,22 +182,16 @@ class SyncOmniUserAttributesOperator(BaseOperator):
 
     def _prepare(self, context: Context) -> SyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
-        spec = self._spec()
-        snapshot = snapshot_settings(
-            str(self.diff_against),
-            str(self.snapshot_path) if self.snapshot_path else None,
-            self.full_resync_every,
-            ObjectStorageSnapshotStore,
-        )
-        client, options = prepare_sync(self, context, spec.managed_attributes)
-        options["max_failed_pct"] = self.max_failed_pct
-        self._run = SyncRun(
+        options = self.sync_options()
+        client, run = prepare_sync(self, context, options.spec.managed_attributes)
+        self._run = SyncRun.from_options(
             client,
-            spec,
-            allow_empty_input=self.allow_empty_input,
-            progress_every=self.progress_every,
-            snapshot=snapshot,
-            **options,
+            options,
+            sinks=run["sinks"],
+            fallback_sink=run["fallback_sink"],
+            make_snapshot_store=ObjectStorageSnapshotStore,
+            log=self.log,
+            run_id=run["run_id"],
         )
         return self._run
 

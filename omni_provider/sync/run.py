@@ -17,7 +17,7 @@ from omni_provider.sync.apply import (
     WritesHaltedError,
     apply_plan,
 )
-from omni_provider.sync.definitions import load_definitions
+from omni_provider.sync.definitions import RunLog, load_definitions
 from omni_provider.sync.engine import (
     ERROR_SAMPLE_SIZE,
     EngineRun,
@@ -25,6 +25,7 @@ from omni_provider.sync.engine import (
     RowSource,
     RunOptions,
     collect_rows,
+    default_log,
     every_outcome,
     short,
 )
@@ -32,10 +33,12 @@ from omni_provider.sync.errors import SyncHaltedError
 from omni_provider.sync.guards import check_max_changes
 from omni_provider.sync.keys import read_keys
 from omni_provider.sync.omni_view import read_omni_view
+from omni_provider.sync.options import SyncOptions
 from omni_provider.sync.outcome import RowOutcome, RowStatus, tally_by_action
 from omni_provider.sync.plan import SyncPlan
+from omni_provider.sync.report import ReportSink
 from omni_provider.sync.rows import align_column_case
-from omni_provider.sync.snapshot import SnapshotSettings
+from omni_provider.sync.snapshot import FileSnapshotStore, SnapshotSettings, SnapshotStore
 from omni_provider.sync.snapshot_keeper import SnapshotKeeper
 from omni_provider.sync.spec import SyncSpec
 
@@ -80,6 +83,41 @@ class SyncRun(EngineRun):
         self.progress_every = progress_every
         self.on_progress = on_progress or self._log_progress
         self.snapshot = snapshot
+        #: The plan, once made (what the run writes, or would write in a dry run).
+        self.plan: SyncPlan | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        client: OmniScimClient,
+        options: SyncOptions,
+        *,
+        sinks: Sequence[ReportSink] = (),
+        fallback_sink: ReportSink | None = None,
+        make_snapshot_store: Callable[[str], SnapshotStore] = FileSnapshotStore,
+        on_progress: Callable[[Progress], None] | None = None,
+        log: RunLog = default_log,
+        run_id: str = "",
+    ) -> SyncRun:
+        """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
+        adapter knows (its report sinks, its snapshot store, its log and run id)."""
+        return cls(
+            client,
+            options.spec,
+            dry_run=options.dry_run,
+            max_changes=options.max_changes,
+            allow_empty_input=options.allow_empty_input,
+            max_failed_rows=options.max_failed_rows,
+            max_failed_pct=options.max_failed_pct,
+            sinks=sinks,
+            fallback_sink=fallback_sink,
+            max_workers=options.max_workers,
+            progress_every=options.progress_every,
+            on_progress=on_progress,
+            log=log,
+            run_id=run_id,
+            snapshot=options.snapshot(make_snapshot_store),
+        )
 
     def _log_progress(self, progress: Progress) -> None:
         self.log.info(progress.line())
@@ -111,6 +149,7 @@ class SyncRun(EngineRun):
         # by one when the plan depends on them.
         view = read_omni_view(self.client, rows, spec, definitions, self.snapshot, self.log, keys)
         plan, users = view.plan, view.users
+        self.plan = plan
         summary["stage"] = "planning"
         summary["omni_users"] = len(users)
         summary["diff_against"] = view.source

@@ -270,7 +270,17 @@ def snapshot_settings(
     full_resync_every: object,
     make_store: Callable[[str], SnapshotStore] = FileSnapshotStore,
 ) -> SnapshotSettings | None:
-    """The adapters' three arguments checked in one place: None for ``"omni"`` (a live diff each run)."""
+    """The snapshot settings of the three options (checked by ``check_snapshot_args``): None for
+    ``"omni"`` (a live diff each run)."""
+    check_snapshot_args(diff_against, snapshot_path, full_resync_every)
+    if diff_against == "omni":
+        return None
+    assert isinstance(snapshot_path, str) and isinstance(full_resync_every, int)
+    return SnapshotSettings(make_store(snapshot_path), full_resync_every)
+
+
+def check_snapshot_args(diff_against: str, snapshot_path: str | None, full_resync_every: object) -> None:
+    """``diff_against``, ``snapshot_path`` and ``full_resync_every`` checked in one place."""
     if diff_against not in DIFF_AGAINST_VALUES:
         raise OmniValidationError(f"diff_against must be one of {DIFF_AGAINST_VALUES}, got {diff_against!r}")
     if isinstance(full_resync_every, bool) or not isinstance(full_resync_every, int) or full_resync_every < 1:
@@ -282,10 +292,8 @@ def snapshot_settings(
             raise OmniValidationError(
                 "snapshot_path is only used with diff_against='snapshot'; set both, or neither"
             )
-        return None
-    if not isinstance(snapshot_path, str) or not snapshot_path.strip():
+    elif not isinstance(snapshot_path, str) or not snapshot_path.strip():
         raise OmniValidationError("diff_against='snapshot' needs snapshot_path (a local path or a URL)")
-    return SnapshotSettings(make_store(snapshot_path), full_resync_every)
 
 
 def merged_entries(

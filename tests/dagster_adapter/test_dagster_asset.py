@@ -33,6 +33,7 @@ def materialize(
     omni: OmniScimResource, rows: Any, *, raise_on_error: bool = True, **asset_kwargs: Any
 ) -> dg.ExecuteInProcessResult:
     asset_kwargs.setdefault("attributes", ATTRIBUTES)
+    asset_kwargs.setdefault("key_column", "email")
     asset = build_omni_user_attributes_asset(ASSET, "warehouse_users", **asset_kwargs)
     return dg.materialize(
         [source(rows), asset],

@@ -27,6 +27,7 @@ def test_component_from_yaml_materialises_against_the_emulator(
         "asset_name": "omni_user_attributes",
         "source": "warehouse/users",
         "attributes": {"REGION": "region"},
+        "key_column": "email",
         "max_changes": "50%",
         "report_path": str(tmp_path / "omni-{run_id}.jsonl"),
         "group_name": "omni",

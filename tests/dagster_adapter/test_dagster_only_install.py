@@ -78,7 +78,9 @@ MATERIALISE = textwrap.dedent(
         def warehouse_users():
             return [{"email": "ADA@example.com", "region": "EMEA"}]
 
-        asset = build_omni_user_attributes_asset("omni_user_attributes", "warehouse_users", ["region"])
+        asset = build_omni_user_attributes_asset(
+            "omni_user_attributes", "warehouse_users", ["region"], key_column="email"
+        )
         resource = OmniScimResource(host=emu.api_url, api_key="dagster-only-key")
         result = dg.materialize([warehouse_users, asset], resources={"omni": resource})
         (m,) = result.asset_materializations_for_node("omni_user_attributes")

@@ -46,12 +46,14 @@ def test_update_user(emu: EmulatorServer, omni: OmniScimResource) -> None:
 def test_sync_user_attributes(emu: EmulatorServer, omni: OmniScimResource) -> None:
     emails = seed(emu, 3)
     rows = ({"email": e, "region": "apac"} for e in emails[:2])  # any iterable of dicts
-    summary = omni.sync_user_attributes(rows, attributes=["region"])
+    summary = omni.sync_user_attributes(rows, attributes=["region"], key_column="email")
     assert summary["plan"]["update"] == 2 and summary["outcomes"]["applied"] == 2
     assert attrs(emu, emails[2]) == {**UNMANAGED, "region": "us-east"}
 
     with pytest.raises(SyncFailedError) as info:
-        omni.sync_user_attributes([{"email": "ghost@example.com", "region": "x"}], attributes=["region"])
+        omni.sync_user_attributes(
+            [{"email": "ghost@example.com", "region": "x"}], attributes=["region"], key_column="email"
+        )
     assert info.value.summary["outcomes"]["rejected"] == 1 and writes(emu) == 2
 
 
@@ -70,7 +72,9 @@ def test_the_key_is_never_shown(
     def warehouse_users() -> Any:
         return [{"email": emails[0], "region": "apac"}]
 
-    asset = build_omni_user_attributes_asset("omni_user_attributes", "warehouse_users", ["region"])
+    asset = build_omni_user_attributes_asset(
+        "omni_user_attributes", "warehouse_users", ["region"], key_column="email"
+    )
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
         for resource in (good, bad):
