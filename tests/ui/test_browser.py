@@ -296,7 +296,7 @@ def test_airflow_ui_end_to_end(
     edit(host=emulator.base_url + "/not-omni")
     press_test("not-scim", failed, "No Omni SCIM API at")
     edit(host=emulator.base_url)
-    press_test("connected-again", ok, "the SCIM API answered (1 users)")
+    press_test("connected-again", ok, "the SCIM API answered (1 user)")
 
     # Trigger omni_update_user from its form: a bad email is refused, then a real update.
     stack.wait_for_dag("omni_update_user")
