@@ -8,6 +8,7 @@ look anything up.
 
 from __future__ import annotations
 
+import importlib
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,10 +29,10 @@ def typed_connection_id() -> str | None:
     typed = typed_id.get()
     if typed:
         return typed
-    try:  # Airflow 2.11 tests inside the Flask request that carries the form
-        from flask import has_request_context, request
+    try:  # Airflow 2.11 tests inside the Flask request that carries the form (no Flask on Airflow 3)
+        flask = importlib.import_module("flask")
     except ImportError:
         return None
-    if not has_request_context() or not request.path.endswith(TEST_PATH_SUFFIX):
+    if not flask.has_request_context() or not flask.request.path.endswith(TEST_PATH_SUFFIX):
         return None
-    return connection_id_of(request.get_json(silent=True))
+    return connection_id_of(flask.request.get_json(silent=True))
