@@ -1,5 +1,5 @@
-"""Airflow (api-server, scheduler, dag-processor) on loopback ports and headless Chromium, for the browser
-test (import as ``browser_stack``).
+"""Airflow (3.x: api-server, scheduler, dag-processor; 2.11: the webserver) on loopback ports and headless
+Chromium, for the browser tests (import as ``browser_stack``).
 
 Airflow runs from a fresh temporary AIRFLOW_HOME with the simple auth manager, one admin with a random
 password, the Test button enabled and this repository's ``dags/`` as its DAG folder. Every process is
@@ -222,6 +222,67 @@ class AirflowStack:
             shutil.copy(log, target / log.name)
         if (self.home / "logs").exists():
             shutil.copytree(self.home / "logs", target / "airflow-logs", dirs_exist_ok=True)
+
+
+class Airflow2Stack(AirflowStack):
+    """Airflow 2.11's ``airflow webserver`` (Flask UI) on loopback, for the 2.11 browser test.
+
+    Only the webserver runs (the Test button needs nothing else); the connections given to ``start`` are
+    saved first with ``airflow connections add``, as a user would. The UI's anonymous user is an Admin (a
+    throwaway AIRFLOW_HOME on 127.0.0.1), so the test needs no login.
+    """
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        config = self.home / "webserver_config.py"
+        config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__WEBSERVER__CONFIG_FILE": str(config),
+                "AIRFLOW__WEBSERVER__WORKERS": "1",
+                "AIRFLOW__WEBSERVER__SECRET_KEY": secrets.token_hex(16),
+                "AIRFLOW__WEBSERVER__BASE_URL": self.base_url,
+                "NO_PROXY": "*",
+            }
+        )
+        return env
+
+    def start(self, connections: dict[str, list[str]] | None = None) -> None:
+        """``connections``: conn id -> the ``airflow connections add`` options that define it."""
+        env = self.env()
+        airflow = [sys.executable, "-m", "airflow"]
+        with open(self.home / "db-migrate.log", "wb") as log:
+            subprocess.run(
+                [*airflow, "db", "migrate"], env=env, stdout=log, stderr=log, check=True, timeout=180
+            )
+            for conn_id, options in (connections or {}).items():
+                subprocess.run(
+                    [*airflow, "connections", "add", conn_id, *options],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    check=True,
+                    timeout=120,
+                )
+        args = ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port)]
+        with open(self.home / "webserver.log", "wb") as log:
+            self._processes["webserver"] = subprocess.Popen(
+                [*airflow, *args], env=env, stdout=log, stderr=log, cwd=self.home, start_new_session=True
+            )
+        wait_for("the webserver", self._webserver_ready, timeout=120)
+
+    def _webserver_ready(self) -> bool:
+        self._check_alive()
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/health", timeout=5) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
 
 
 def start_browser(download_dir: Path) -> Any:
