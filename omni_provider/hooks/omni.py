@@ -27,6 +27,9 @@ _DEFAULTS = ClientSettings()
 DEFAULT_RATE_LIMIT = _DEFAULTS.rate_limit_per_minute
 DEFAULT_TIMEOUT = _DEFAULTS.timeout
 DEFAULT_MAX_RETRIES = _DEFAULTS.max_retries
+#: What Airflow 2.11's Edit form sends back to Test for a saved secret extra (``additional_api_keys``) instead
+#: of its value; Save swaps the stored value back in, so no saved connection holds it. Never a key.
+AIRFLOW2_SECRET_PLACEHOLDER = "RATHER_LONG_SENSITIVE_FIELD_PLACEHOLDER"  # noqa: S105 - Airflow's placeholder
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
@@ -144,7 +147,7 @@ class OmniScimHook(BaseHook):
             keys += [k.strip() for k in more.split(",") if k.strip()]
         elif isinstance(more, list | tuple):
             keys += [str(k).strip() for k in more if str(k).strip()]
-        keys = [k for k in keys if k]
+        keys = [k for k in keys if k and k != AIRFLOW2_SECRET_PLACEHOLDER]
         if not keys:
             raise AirflowNotFoundException(
                 f"connection {shown_id!r} has no Organization API key (put it in the password field)"

@@ -22,6 +22,7 @@ from omni_provider._compat import AIRFLOW_V_3_0_PLUS
 from omni_provider.emulator import EmulatorServer
 from omni_provider.get_provider_info import CONNECTION_FIELDS
 
+AIRFLOW2_PLACEHOLDER = "RATHER_LONG_SENSITIVE_FIELD_PLACEHOLDER"  # airflow.www.views, 2.11
 STANDARD_FIELDS = ("host", "port", "login", "password", "schema", "extra", "description")
 
 
@@ -155,6 +156,13 @@ def test_test_button(ui: Any, omni_emulator: EmulatorServer, key: str, ok: bool,
     ("fields", "message"),
     [
         ({"host": "https://acme.omniapp.co"}, "connection 'omni_typed' has no Organization API key"),
+        (  # 2.11's Edit page sends a saved secret extra back as its placeholder: not a key
+            {
+                "host": "https://acme.omniapp.co",
+                "extra": json.dumps({"additional_api_keys": AIRFLOW2_PLACEHOLDER}),
+            },
+            "connection 'omni_typed' has no Organization API key",
+        ),
         (
             {"host": "https://acme.omniapp.co", "password": TEST_API_KEY, "extra": '{"timeout": "soon"}'},
             "connection 'omni_typed' extra 'timeout'",

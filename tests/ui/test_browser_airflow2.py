@@ -12,13 +12,14 @@ before any request reaches the emulator. Runs in ``make test-af2``; skipped on A
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_stack import Airflow2Stack, require_browser, start_browser, wait_for
-from omni_testkit import TEST_API_KEY
+from omni_testkit import TEST_API_KEY, TEST_API_KEY_2
 
 from omni_provider._compat import AIRFLOW_V_3_0_PLUS
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
@@ -34,7 +35,9 @@ USER = "ada.lovelace@example.com"
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(api_keys=[TEST_API_KEY], rate_limit_enabled=False)) as server:
+    with EmulatorServer(
+        EmulatorConfig(api_keys=[TEST_API_KEY, TEST_API_KEY_2], rate_limit_enabled=False)
+    ) as server:
         server.state.add_user(USER, "Ada Lovelace", {"region": "us-east"})
         yield server
 
@@ -44,6 +47,7 @@ def webserver(emulator: EmulatorServer, tmp_path: Path, request: pytest.FixtureR
     require_browser()
     airflow = Airflow2Stack(tmp_path)
     saved = ["--conn-type", "omni", "--conn-host", emulator.base_url, "--conn-password", TEST_API_KEY]
+    saved += ["--conn-extra", json.dumps({"additional_api_keys": TEST_API_KEY_2})]
     try:
         airflow.start({CONN_ID: saved})
         yield airflow
