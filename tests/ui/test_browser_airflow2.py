@@ -3,9 +3,9 @@
 2.11's page script (``connection_form.js``) saves the Extra field's CodeMirror editor before each Test, and
 creates that editor only if Extra is visible when the page loads; with Extra hidden, Test threw a
 ``TypeError`` and sent nothing. Here a real ``airflow webserver`` (2.11, loopback, throwaway AIRFLOW_HOME)
-holds a saved Omni connection; the test opens its Edit page from the connection list and presses Test: with
-the key not retyped (2.11 never sends a saved password back to the form), with the key, and with a host
-carrying a space. Each answer must name the connection id of the form, and the bad host must be refused
+holds a saved Omni connection (with an additional key, which 2.11's page sends back to Test as a placeholder);
+the test opens its Edit page from the connection list and presses Test: with the key not retyped (2.11
+never sends a saved password back to the form), with the key, and with a host carrying a space. Each answer must name the connection id of the form, and the bad host must be refused
 before any request reaches the emulator. Runs in ``make test-af2``; skipped on Airflow 3.
 """
 
