@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,26 +123,43 @@ class AirflowStack:
 
     def start(self) -> None:
         env = self.env()
-        airflow = [sys.executable, "-m", "airflow"]
-        with open(self.home / "db-migrate.log", "wb") as log:
-            subprocess.run(
-                [*airflow, "db", "migrate"], env=env, stdout=log, stderr=log, check=True, timeout=180
-            )
+        self._run(["db", "migrate"], env, "db-migrate.log")
         for name, args in {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
         }.items():
-            with open(self.home / f"{name}.log", "wb") as log:
-                self._processes[name] = subprocess.Popen(
-                    [*airflow, *args], env=env, stdout=log, stderr=log, cwd=self.home, start_new_session=True
-                )
-        wait_for("the api-server", self._api_ready, timeout=120)
+            self._spawn(name, args, env)
+        wait_for("the api-server", lambda: self._answers("/api/v2/monitor/health"), timeout=120)
 
-    def _api_ready(self) -> bool:
+    def _run(self, args: list[str], env: dict[str, str], log_name: str) -> None:
+        """One ``airflow`` command to its end, its output appended to ``log_name``."""
+        with open(self.home / log_name, "ab") as log:
+            subprocess.run(
+                [sys.executable, "-m", "airflow", *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+                check=True,
+                timeout=180,
+            )
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        """A long-running ``airflow`` component in its own session, logging to ``<name>.log``."""
+        with open(self.home / f"{name}.log", "wb") as log:
+            self._processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+                cwd=self.home,
+                start_new_session=True,
+            )
+
+    def _answers(self, path: str) -> bool:
         self._check_alive()
         try:
-            with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as response:
+            with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
@@ -255,34 +272,32 @@ class Airflow2Stack(AirflowStack):
     def start(self, connections: dict[str, list[str]] | None = None) -> None:
         """``connections``: conn id -> the ``airflow connections add`` options that define it."""
         env = self.env()
-        airflow = [sys.executable, "-m", "airflow"]
-        with open(self.home / "db-migrate.log", "wb") as log:
-            subprocess.run(
-                [*airflow, "db", "migrate"], env=env, stdout=log, stderr=log, check=True, timeout=180
-            )
-            for conn_id, options in (connections or {}).items():
-                subprocess.run(
-                    [*airflow, "connections", "add", conn_id, *options],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                    check=True,
-                    timeout=120,
-                )
-        args = ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port)]
-        with open(self.home / "webserver.log", "wb") as log:
-            self._processes["webserver"] = subprocess.Popen(
-                [*airflow, *args], env=env, stdout=log, stderr=log, cwd=self.home, start_new_session=True
-            )
-        wait_for("the webserver", self._webserver_ready, timeout=120)
+        self._run(["db", "migrate"], env, "db-migrate.log")
+        for conn_id, options in (connections or {}).items():
+            self._run(["connections", "add", conn_id, *options], env, "connections-add.log")
+        self._spawn("webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port)], env)
+        wait_for("the webserver", lambda: self._answers("/health"), timeout=120)
 
-    def _webserver_ready(self) -> bool:
-        self._check_alive()
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/health", timeout=5) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+
+def call_passed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test itself passed (``conftest.py`` keeps its report on the item)."""
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and bool(report.passed)
+
+
+@contextlib.contextmanager
+def browser_session(work_dir: Path, failure_dir: Path, passed: Callable[[], bool]) -> Iterator[Any]:
+    """Chromium for one test; unless ``passed()`` at the end, the page of that moment is kept in
+    ``failure_dir`` (``zz-failure.png`` and ``.html``)."""
+    driver = start_browser(work_dir)
+    try:
+        yield driver
+    finally:
+        if not passed():
+            with contextlib.suppress(Exception):  # the page at the moment of failure, if it can be had
+                driver.save_screenshot(str(failure_dir / "zz-failure.png"))
+                (failure_dir / "zz-failure.html").write_text(driver.page_source)
+        driver.quit()
 
 
 def start_browser(download_dir: Path) -> Any:

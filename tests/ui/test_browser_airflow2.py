@@ -3,22 +3,22 @@
 2.11's page script (``connection_form.js``) saves the Extra field's CodeMirror editor before each Test, and
 creates that editor only if Extra is visible when the page loads; with Extra hidden, Test threw a
 ``TypeError`` and sent nothing. Here a real ``airflow webserver`` (2.11, loopback, throwaway AIRFLOW_HOME)
-holds a saved Omni connection (with an additional key, which 2.11's page sends back to Test as a placeholder);
-the test opens its Edit page from the connection list and presses Test: with the key not retyped (2.11
-never sends a saved password back to the form), with the key, and with a host carrying a space. Each answer must name the connection id of the form, and the bad host must be refused
-before any request reaches the emulator. Runs in ``make test-af2``; skipped on Airflow 3.
+holds a saved Omni connection (with an additional key, which 2.11's page sends back to Test as a
+placeholder); the test opens its Edit page from the connection list and presses Test: with the key not
+retyped (2.11 never sends a saved password back to the form), with the key, and with a host carrying a
+space. Each answer must name the connection id of the form, and the bad host must be refused before any
+request reaches the emulator. Runs in ``make test-af2``; skipped on Airflow 3.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_stack import Airflow2Stack, require_browser, start_browser, wait_for
+from browser_stack import Airflow2Stack, browser_session, call_passed, require_browser, wait_for
 from omni_testkit import TEST_API_KEY, TEST_API_KEY_2
 
 from omni_provider._compat import AIRFLOW_V_3_0_PLUS
@@ -53,10 +53,9 @@ def webserver(emulator: EmulatorServer, tmp_path: Path, request: pytest.FixtureR
         yield airflow
     finally:
         airflow.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is None or not report.passed:
+        if not call_passed(request):
             airflow.copy_logs(tmp_path / "logs")
-            print(f"\nAirflow 2.11 logs kept in {tmp_path / 'logs'}")
+            print(f"\nAirflow 2.11 logs and the page at the failure kept in {tmp_path}")
         assert not airflow.running(), f"still running after stop: {airflow.running()}"
 
 
@@ -65,17 +64,8 @@ def browser(
     webserver: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Any:
     monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager look for a driver online
-    driver = start_browser(tmp_path)
-    try:
+    with browser_session(tmp_path, tmp_path, lambda: call_passed(request)) as driver:
         yield driver
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is None or not report.passed:
-            with contextlib.suppress(Exception):
-                driver.save_screenshot(str(tmp_path / "failure.png"))
-                (tmp_path / "failure.html").write_text(driver.page_source)
-                print(f"\nscreenshot of the failure: {tmp_path / 'failure.png'}")
-        driver.quit()
 
 
 def test_edit_page_test_button(webserver: Any, browser: Any, emulator: EmulatorServer) -> None:
