@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from omni_provider._compat import AirflowNotFoundException, BaseHook, Connection, mask_secret
+from omni_provider._compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AirflowNotFoundException,
+    BaseHook,
+    Connection,
+    mask_secret,
+)
 from omni_provider.client import (
     OmniApiError,
     OmniAuthenticationError,
@@ -198,7 +204,14 @@ class OmniScimHook(BaseHook):
         name the connection id typed in the form, not the temporary one Airflow tests it under."""
         try:
             settings = self._client_settings(typed_connection_id())
-        except (OmniError, AirflowNotFoundException, ValueError) as exc:
+        except AirflowNotFoundException as exc:  # no key: 2.11's Edit page never sends the saved one back
+            hint = (
+                ""
+                if AIRFLOW_V_3_0_PLUS
+                else "; Airflow 2's Edit page does not send a saved key: type it again"
+            )
+            return False, f"Invalid Omni connection: {exc}{hint}"
+        except (OmniError, ValueError) as exc:
             return False, f"Invalid Omni connection: {exc}"
         settings.update(
             timeout=min(float(settings["timeout"]), 15.0), retry_policy=RetryPolicy(max_attempts=1)

@@ -106,7 +106,10 @@ def test_edit_page_test_button(webserver: Any, browser: Any, emulator: EmulatorS
     # 2.11 does not put the saved key back in the form: Test reaches the hook, which asks for it by the
     # connection's own id, not Airflow's temporary one.
     press_test()
-    alert_saying(f"connection '{CONN_ID}' has no Organization API key")
+    alert_saying(
+        f"connection '{CONN_ID}' has no Organization API key (put it in the password field); "
+        "Airflow 2's Edit page does not send a saved key: type it again"
+    )
 
     retype("password", TEST_API_KEY)
     press_test()
