@@ -17,7 +17,8 @@ VENV2 := .venv-af2
 BIN2 := $(VENV2)/bin
 STAMP2 := $(VENV2)/.installed-stamp
 AIRFLOW2_TESTS := tests/hooks tests/operators tests/sync_operator tests/dags tests/lineage tests/layers \
-	tests/security tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py
+	tests/security tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py \
+	tests/ui/test_browser_airflow2.py
 # `make test-latest`: the same suites in throwaway venvs resolved from pyproject.toml's ranges, unpinned.
 LATEST := .venv-latest
 LATEST2 := .venv-latest-af2
@@ -68,8 +69,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The browser test (tests/ui/test_browser.py) needs Debian's chromium and chromedriver. CI runs as root and
-# gets them here; elsewhere, without root, the test is skipped with a message (under CI=true it fails).
+# The browser tests (tests/ui/test_browser.py on 3.x, test_browser_airflow2.py on 2.11) need Debian's chromium
+# and chromedriver. CI runs as root and gets them here; elsewhere, without root, they are skipped with a
+# message (under CI=true they fail).
 ui-deps:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -83,8 +85,8 @@ test: lint typecheck test-af3 test-af2
 test-af3: install ui-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# The Airflow-facing tests again, on Airflow 2.11.
-test-af2: install-af2
+# The Airflow-facing tests again, on Airflow 2.11, with the 2.11 UI's browser test (about 30 s).
+test-af2: install-af2 ui-deps
 	$(BIN2)/python -m pytest -q -p no:cacheprovider $(AIRFLOW2_TESTS) $(PYTEST_ARGS)
 
 # Only the real-browser test of the Airflow UI (about 3 minutes); screenshots in .ui-test-artifacts/ on failure.

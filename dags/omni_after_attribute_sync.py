@@ -24,6 +24,9 @@ with DAG(
     schedule=[omni_users_asset(OMNI_HOST)],
     start_date=datetime(2026, 1, 1, tzinfo=UTC),  # Airflow 2.11 wants one on a dataset-scheduled DAG
     catchup=False,
+    # Unpaused on creation (Airflow pauses new DAGs by default): it only reads the triggering event, and
+    # it is meant to run by itself after each sync.
+    is_paused_upon_creation=False,
     tags=["omni", "example"],
 ) as dag:
 

@@ -7,6 +7,9 @@ differs from the stored connection" because ``0`` is not the stored NULL. An Omn
 the comparison upstream (apache/airflow#73298, "port 0 means the same as blank"); this middleware applies
 the same rule to Omni connections only. On an Airflow that has the fix it makes no difference.
 
+The same middleware also hands the connection id typed in the form to ``OmniScimHook.test_connection``
+(``hooks/tested_connection.py``): Airflow tests under a temporary id, which the Test message must not name.
+
 It is registered through the ``airflow.plugins`` entry point, so it is listed under Admin > Plugins.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from omni_provider.get_provider_info import CONNECTION_TYPE
+from omni_provider.hooks.tested_connection import connection_id_of, typed_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,13 +35,19 @@ TEST_PATH_SUFFIX = "/api/v2/connections/test"
 MAX_BODY_BYTES = 256 * 1024
 
 
-def blank_port_for_omni(body: bytes) -> bytes | None:
-    """The body with ``port: 0`` replaced by ``null`` when it tests an Omni connection; None to keep it."""
+def _omni_body(body: bytes) -> dict[str, Any] | None:
+    """The parsed body when it tests an Omni connection; None for anything else."""
     try:
         data = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("conn_type") != CONNECTION_TYPE:
+    return data if isinstance(data, dict) and data.get("conn_type") == CONNECTION_TYPE else None
+
+
+def blank_port_for_omni(body: bytes) -> bytes | None:
+    """The body with ``port: 0`` replaced by ``null`` when it tests an Omni connection; None to keep it."""
+    data = _omni_body(body)
+    if data is None:
         return None
     port = data.get("port")
     if port != 0 or isinstance(port, bool):
@@ -71,8 +81,11 @@ class OmniConnectionTestPortMiddleware:
             if size > MAX_BODY_BYTES or not message.get("more_body", False):
                 break
         complete = messages[-1].get("type") == "http.request" and not messages[-1].get("more_body", False)
+        typed: str | None = None
         if complete and size <= MAX_BODY_BYTES:
-            new_body = blank_port_for_omni(b"".join(m.get("body", b"") for m in messages))
+            body = b"".join(m.get("body", b"") for m in messages)
+            typed = connection_id_of(_omni_body(body))
+            new_body = blank_port_for_omni(body)
             if new_body is not None:
                 messages = [{"type": "http.request", "body": new_body, "more_body": False}]
                 scope = dict(scope)
@@ -85,7 +98,11 @@ class OmniConnectionTestPortMiddleware:
                 return messages.pop(0)
             return await receive()
 
-        await self.app(scope, replay, send)
+        token = typed_id.set(typed)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            typed_id.reset(token)
 
 
 class OmniProviderPlugin(AirflowPlugin):

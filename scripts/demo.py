@@ -27,48 +27,21 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# The sample warehouse lives in the Dagster example, whose README makes it with one command: one copy.
+sys.path.insert(0, str(ROOT / "examples" / "dagster"))
+from omni_dagster_example.sample_warehouse import WAREHOUSE_ROWS, make_warehouse  # noqa: E402
+
 DEMO = ROOT / ".demo"
 PYTHON = sys.executable
 AIRFLOW = str(Path(PYTHON).with_name("airflow"))
 
-#: The warehouse's truth. Emails differ in case from Omni's on purpose: matching is case-insensitive.
-WAREHOUSE_ROWS = [
-    ("User00001@Example.com", "EMEA", "Finance", "pro", 4100, 1),
-    ("user00002@example.com", "AMER", "Sales", "standard", 4200, 1),
-    ("USER00003@EXAMPLE.COM", "APAC", "Engineering", "pro", 4300, 1),
-    ("user00004@example.com", "EMEA", "Marketing", "viewer", 4400, 1),
-    ("user00005@example.com", "AMER", "Engineering", "pro", 4300, 1),
-    ("user00006@example.com", "APAC", "Support", "standard", 4500, 1),
-    ("user00007@example.com", "EMEA", "Finance", "standard", 4100, 1),
-    ("user00008@example.com", "AMER", "Sales", "viewer", 4200, 0),
-]
 SHOWN = ["region", "department", "seat_tier", "cost_centre"]
-#: Who belongs to which managed group (the group DAG mirrors Finance, Sales and Engineering).
-GROUP_ROWS = [
-    ("User00001@Example.com", "Finance"),
-    ("user00007@example.com", "Finance"),
-    ("user00002@example.com", "Sales"),
-    ("user00008@example.com", "Sales"),
-    ("USER00003@EXAMPLE.COM", "Engineering"),
-    ("user00005@example.com", "Engineering"),
-]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def make_warehouse(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE user_attributes (email TEXT PRIMARY KEY, region TEXT, department TEXT, "
-            "seat_tier TEXT, cost_centre INTEGER, active INTEGER)"
-        )
-        db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE_ROWS)
-        db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
-        db.executemany("INSERT INTO group_memberships VALUES (?, ?)", GROUP_ROWS)
 
 
 def seed_groups(base_url: str, api_key: str) -> None:

@@ -37,6 +37,11 @@ def normalize_base_url(value: str) -> str:
     raw = (value or "").strip()
     if not raw:
         raise OmniConfigurationError("Omni base URL is empty; expected e.g. https://acme.omniapp.co")
+    if any(char.isspace() for char in raw):
+        # httpx would percent-encode a space into the host name and the request would fail as unreachable.
+        raise OmniConfigurationError(
+            f"Omni base URL {_shown(value)} contains a space; expected e.g. https://acme.omniapp.co"
+        )
     if "://" not in raw:
         raw = "https://" + raw
     try:

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from omni_provider._compat import AirflowNotFoundException, BaseHook, Connection, mask_secret
+from omni_provider._compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AirflowNotFoundException,
+    BaseHook,
+    Connection,
+    mask_secret,
+)
 from omni_provider.client import (
     OmniApiError,
     OmniAuthenticationError,
@@ -21,10 +27,14 @@ from omni_provider.client.client import USER_ATTRIBUTES_PATH
 from omni_provider.client.settings import DEFAULT_SETTINGS, ClientSettings, validate_settings
 from omni_provider.get_provider_info import CONNECTION_TYPE
 from omni_provider.hooks import connection_form
+from omni_provider.hooks.tested_connection import typed_connection_id
 
 DEFAULT_RATE_LIMIT = DEFAULT_SETTINGS.rate_limit_per_minute
 DEFAULT_TIMEOUT = DEFAULT_SETTINGS.timeout
 DEFAULT_MAX_RETRIES = DEFAULT_SETTINGS.max_retries
+#: What Airflow 2.11's Edit form sends back to Test for a saved secret extra (``additional_api_keys``) instead
+#: of its value; Save swaps the stored value back in, so no saved connection holds it. Never a key.
+AIRFLOW2_SECRET_PLACEHOLDER = "RATHER_LONG_SENSITIVE_FIELD_PLACEHOLDER"  # noqa: S105 - Airflow's placeholder
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
@@ -109,8 +119,13 @@ class OmniScimHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2.11 form; Airflow 3.2+ reads the same from ``get_provider_info``."""
-        return connection_form.ui_field_behaviour()
+        """Airflow 2.11 form; Airflow 3.2+ reads the same from ``get_provider_info``, except that 2.11 keeps
+        Extra visible: its page script (``connection_form.js``) saves the Extra field's editor before each
+        Test and creates that editor only for a field visible when the page loads, so with Extra hidden the
+        Test button of a saved connection's Edit page throws and sends nothing."""
+        behaviour = connection_form.ui_field_behaviour()
+        behaviour["hidden_fields"] = [name for name in behaviour["hidden_fields"] if name != "extra"]
+        return behaviour
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -124,7 +139,9 @@ class OmniScimHook(BaseHook):
         reporter's locals) would print them. The client built from it is cached, so this runs once."""
         return self.get_connection(self.omni_conn_id)
 
-    def _client_settings(self) -> dict[str, Any]:
+    def _client_settings(self, shown_id: str | None = None) -> dict[str, Any]:
+        """``shown_id``: the connection id to name in errors, when it is not the hook's own."""
+        shown_id = shown_id or self.omni_conn_id
         conn = self.connection
         extras = conn.extra_dejson or {}
         keys = [conn.password or ""]
@@ -133,10 +150,10 @@ class OmniScimHook(BaseHook):
             keys += [k.strip() for k in more.split(",") if k.strip()]
         elif isinstance(more, list | tuple):
             keys += [str(k).strip() for k in more if str(k).strip()]
-        keys = [k for k in keys if k]
+        keys = [k for k in keys if k and k != AIRFLOW2_SECRET_PLACEHOLDER]
         if not keys:
             raise AirflowNotFoundException(
-                f"connection {self.omni_conn_id!r} has no Organization API key (put it in the password field)"
+                f"connection {shown_id!r} has no Organization API key (put it in the password field)"
             )
         for key in keys:
             # Airflow masks the password itself; the derived header and extra keys are ours to mask.
@@ -147,13 +164,11 @@ class OmniScimHook(BaseHook):
             "timeout": self._timeout,
             "max_retries": self._max_retries,
         }
-        checked = connection_settings(
-            self.omni_conn_id, extras, {k: v for k, v in overrides.items() if v is not None}
-        )
+        checked = connection_settings(shown_id, extras, {k: v for k, v in overrides.items() if v is not None})
         settings: dict[str, Any] = {
             "base_url": _with_port(conn.host or "", conn.port),
             "api_key": keys,
-            "owner": f"connection {self.omni_conn_id!r}",
+            "owner": f"connection {shown_id!r}",
             **checked.client_arguments(),
         }
         ca_bundle = _extra(extras, "ca_bundle")
@@ -181,10 +196,18 @@ class OmniScimHook(BaseHook):
             self.client.cancel()
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap read (``GET /scim/v2/users?count=1``); never raises, never echoes the key."""
+        """One cheap read (``GET /scim/v2/users?count=1``); never raises, never echoes the key. Messages
+        name the connection id typed in the form, not the temporary one Airflow tests it under."""
         try:
-            settings = self._client_settings()
-        except (OmniError, AirflowNotFoundException, ValueError) as exc:
+            settings = self._client_settings(typed_connection_id())
+        except AirflowNotFoundException as exc:  # no key: 2.11's Edit page never sends the saved one back
+            hint = (
+                ""
+                if AIRFLOW_V_3_0_PLUS
+                else "; Airflow 2's Edit page does not send a saved key: type it again"
+            )
+            return False, f"Invalid Omni connection: {exc}{hint}"
+        except (OmniError, ValueError) as exc:
             return False, f"Invalid Omni connection: {exc}"
         settings.update(
             timeout=min(float(settings["timeout"]), 15.0), retry_policy=RetryPolicy(max_attempts=1)
@@ -227,7 +250,10 @@ class OmniScimHook(BaseHook):
             return False, f"Omni answered HTTP {exc.status_code}: {exc.omni_message or 'no message'}"
         except OmniError as exc:
             return False, f"Unexpected answer from {host}: {exc}"
-        return True, f"Connected to Omni at {host}; the SCIM API answered ({page.total_results} users)"
+        users = page.total_results
+        return True, (
+            f"Connected to Omni at {host}; the SCIM API answered ({users} user{'' if users == 1 else 's'})"
+        )
 
     @staticmethod
     def _is_personal_token(client: OmniScimClient) -> bool:

@@ -79,6 +79,9 @@ def test_plain_http_refused_for_non_loopback_hosts(raw: str) -> None:
         ("https://acme.omniapp.co/api?token=abc", "query"),
         ("https://acme.omniapp.co/api#frag", "fragment"),
         ("https://", "host"),
+        ("https://acme omniapp.co", "contains a space"),
+        ("acme.omniapp.co /api", "contains a space"),
+        ("https://acme.omniapp.co/a\tb", "contains a space"),
     ],
 )
 def test_malformed_urls_refused(raw: str, match: str) -> None:

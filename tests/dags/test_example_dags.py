@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +239,40 @@ def test_dag_run_output_never_contains_the_key(
     everything = out + err + caplog.text
     assert "DAG TEST" in everything  # the run's output was captured (where depends on logging set-up)
     assert TEST_API_KEY not in everything
+
+
+#: Registers the example DAGs anew and prints which are paused, then removes them again (so the other tests
+#: register them with this process's setting). Run in a child: Airflow reads the setting at import.
+REGISTER_AND_READ_PAUSED = """
+import contextlib, json, sqlite3, sys
+import airflow_testkit
+from airflow.api.common.delete_dag import delete_dag
+folder, db_path = sys.argv[1], sys.argv[2]
+dag_ids = airflow_testkit.DagBag(folder).dag_ids
+def forget():
+    for dag_id in dag_ids:
+        with contextlib.suppress(Exception):  # not registered
+            delete_dag(dag_id)
+forget()
+airflow_testkit.sync_dags_to_db(folder)
+with sqlite3.connect(db_path) as db:
+    rows = db.execute("SELECT dag_id, is_paused FROM dag").fetchall()
+forget()
+print(json.dumps({dag_id: bool(paused) for dag_id, paused in rows if dag_id in dag_ids}))
+"""
+
+
+def test_only_the_asset_follower_starts_unpaused(airflow_db: Path) -> None:
+    """With Airflow's default (new DAGs paused), ``omni_after_attribute_sync`` is still registered unpaused,
+    so it runs by itself after each sync as the README says; the DAGs that write to Omni stay paused."""
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [sys.executable, "-c", REGISTER_AND_READ_PAUSED, str(ROOT / "dags"), str(airflow_db)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    paused = json.loads(done.stdout.strip().splitlines()[-1])
+    assert paused.pop("omni_after_attribute_sync") is False
+    assert paused and all(paused.values()), paused

@@ -22,6 +22,7 @@ from omni_provider._compat import AIRFLOW_V_3_0_PLUS
 from omni_provider.emulator import EmulatorServer
 from omni_provider.get_provider_info import CONNECTION_FIELDS
 
+AIRFLOW2_PLACEHOLDER = "RATHER_LONG_SENSITIVE_FIELD_PLACEHOLDER"  # airflow.www.views, 2.11
 STANDARD_FIELDS = ("host", "port", "login", "password", "schema", "extra", "description")
 
 
@@ -149,3 +150,52 @@ def test_test_button(ui: Any, omni_emulator: EmulatorServer, key: str, ok: bool,
     assert status == 200
     assert result["status"] is ok and message in result["message"]
     assert key not in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"host": "https://acme.omniapp.co"}, "connection 'omni_typed' has no Organization API key"),
+        (  # 2.11's Edit page sends a saved secret extra back as its placeholder: not a key
+            {
+                "host": "https://acme.omniapp.co",
+                "extra": json.dumps({"additional_api_keys": AIRFLOW2_PLACEHOLDER}),
+            },
+            "connection 'omni_typed' has no Organization API key",
+        ),
+        (
+            {"host": "https://acme.omniapp.co", "password": TEST_API_KEY, "extra": '{"timeout": "soon"}'},
+            "connection 'omni_typed' extra 'timeout'",
+        ),
+    ],
+)
+def test_test_message_names_the_typed_connection_id(ui: Any, fields: dict[str, str], message: str) -> None:
+    """Airflow tests under a random temporary id; the message names the one in the form."""
+    status, result, text = ui.test({"connection_id": "omni_typed", "conn_type": "omni", **fields})
+    assert status == 200 and result["status"] is False
+    assert message in result["message"], result["message"]
+    assert TEST_API_KEY not in text
+
+
+def test_test_button_refuses_a_host_with_spaces_before_any_request(
+    ui: Any, omni_emulator: EmulatorServer
+) -> None:
+    before = len(omni_emulator.stats.request_log())
+    host = omni_emulator.base_url.replace("127.0.0.1", "127.0.0.1 ")
+    body = {"connection_id": "omni_ui", "conn_type": "omni", "host": host, "password": TEST_API_KEY}
+    status, result, _text = ui.test(body)
+    assert status == 200 and result["status"] is False
+    assert "Invalid Omni" in result["message"] and "contains a space" in result["message"], result["message"]
+    assert len(omni_emulator.stats.request_log()) == before
+
+
+def test_test_button_counts_one_user_in_the_singular(ui: Any, omni_emulator: EmulatorServer) -> None:
+    omni_emulator.reset(seed_users=1)
+    body = {
+        "connection_id": "omni_ui",
+        "conn_type": "omni",
+        "host": omni_emulator.base_url,
+        "password": TEST_API_KEY,
+    }
+    status, result, _text = ui.test(body)
+    assert status == 200 and result["message"].endswith("the SCIM API answered (1 user)"), result

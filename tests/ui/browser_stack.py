@@ -1,5 +1,5 @@
-"""Airflow (api-server, scheduler, dag-processor) on loopback ports and headless Chromium, for the browser
-test (import as ``browser_stack``).
+"""Airflow (3.x: api-server, scheduler, dag-processor; 2.11: the webserver) on loopback ports and headless
+Chromium, for the browser tests (import as ``browser_stack``).
 
 Airflow runs from a fresh temporary AIRFLOW_HOME with the simple auth manager, one admin with a random
 password, the Test button enabled and this repository's ``dags/`` as its DAG folder. Every process is
@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,26 +123,43 @@ class AirflowStack:
 
     def start(self) -> None:
         env = self.env()
-        airflow = [sys.executable, "-m", "airflow"]
-        with open(self.home / "db-migrate.log", "wb") as log:
-            subprocess.run(
-                [*airflow, "db", "migrate"], env=env, stdout=log, stderr=log, check=True, timeout=180
-            )
+        self._run(["db", "migrate"], env, "db-migrate.log")
         for name, args in {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
         }.items():
-            with open(self.home / f"{name}.log", "wb") as log:
-                self._processes[name] = subprocess.Popen(
-                    [*airflow, *args], env=env, stdout=log, stderr=log, cwd=self.home, start_new_session=True
-                )
-        wait_for("the api-server", self._api_ready, timeout=120)
+            self._spawn(name, args, env)
+        wait_for("the api-server", lambda: self._answers("/api/v2/monitor/health"), timeout=120)
 
-    def _api_ready(self) -> bool:
+    def _run(self, args: list[str], env: dict[str, str], log_name: str) -> None:
+        """One ``airflow`` command to its end, its output appended to ``log_name``."""
+        with open(self.home / log_name, "ab") as log:
+            subprocess.run(
+                [sys.executable, "-m", "airflow", *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+                check=True,
+                timeout=180,
+            )
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        """A long-running ``airflow`` component in its own session, logging to ``<name>.log``."""
+        with open(self.home / f"{name}.log", "wb") as log:
+            self._processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+                cwd=self.home,
+                start_new_session=True,
+            )
+
+    def _answers(self, path: str) -> bool:
         self._check_alive()
         try:
-            with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as response:
+            with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
@@ -222,6 +239,65 @@ class AirflowStack:
             shutil.copy(log, target / log.name)
         if (self.home / "logs").exists():
             shutil.copytree(self.home / "logs", target / "airflow-logs", dirs_exist_ok=True)
+
+
+class Airflow2Stack(AirflowStack):
+    """Airflow 2.11's ``airflow webserver`` (Flask UI) on loopback, for the 2.11 browser test.
+
+    Only the webserver runs (the Test button needs nothing else); the connections given to ``start`` are
+    saved first with ``airflow connections add``, as a user would. The UI's anonymous user is an Admin (a
+    throwaway AIRFLOW_HOME on 127.0.0.1), so the test needs no login.
+    """
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        config = self.home / "webserver_config.py"
+        config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__WEBSERVER__CONFIG_FILE": str(config),
+                "AIRFLOW__WEBSERVER__WORKERS": "1",
+                "AIRFLOW__WEBSERVER__SECRET_KEY": secrets.token_hex(16),
+                "AIRFLOW__WEBSERVER__BASE_URL": self.base_url,
+                "NO_PROXY": "*",
+            }
+        )
+        return env
+
+    def start(self, connections: dict[str, list[str]] | None = None) -> None:
+        """``connections``: conn id -> the ``airflow connections add`` options that define it."""
+        env = self.env()
+        self._run(["db", "migrate"], env, "db-migrate.log")
+        for conn_id, options in (connections or {}).items():
+            self._run(["connections", "add", conn_id, *options], env, "connections-add.log")
+        self._spawn("webserver", ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port)], env)
+        wait_for("the webserver", lambda: self._answers("/health"), timeout=120)
+
+
+def call_passed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test itself passed (``conftest.py`` keeps its report on the item)."""
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and bool(report.passed)
+
+
+@contextlib.contextmanager
+def browser_session(work_dir: Path, failure_dir: Path, passed: Callable[[], bool]) -> Iterator[Any]:
+    """Chromium for one test; unless ``passed()`` at the end, the page of that moment is kept in
+    ``failure_dir`` (``zz-failure.png`` and ``.html``)."""
+    driver = start_browser(work_dir)
+    try:
+        yield driver
+    finally:
+        if not passed():
+            with contextlib.suppress(Exception):  # the page at the moment of failure, if it can be had
+                driver.save_screenshot(str(failure_dir / "zz-failure.png"))
+                (failure_dir / "zz-failure.html").write_text(driver.page_source)
+        driver.quit()
 
 
 def start_browser(download_dir: Path) -> Any:

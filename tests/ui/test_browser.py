@@ -14,7 +14,6 @@ writes the README's pictures of the form and the Test result.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -25,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_stack import ADMIN, ROOT, AirflowStack, free_port, require_browser, start_browser, wait_for
+from browser_stack import (
+    ADMIN,
+    ROOT,
+    AirflowStack,
+    browser_session,
+    call_passed,
+    free_port,
+    require_browser,
+    wait_for,
+)
 from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY
 
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
@@ -102,16 +110,8 @@ def browser(
     request: pytest.FixtureRequest,
 ) -> Iterator[Any]:
     monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager look for a driver online
-    driver = start_browser(tmp_path)
-    try:
+    with browser_session(tmp_path, artifacts, lambda: call_passed(request)) as driver:
         yield driver
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is None or not report.passed:
-            with contextlib.suppress(Exception):  # the page at the moment of failure, if it can be had
-                driver.save_screenshot(str(artifacts / "zz-failure.png"))
-                (artifacts / "zz-failure.html").write_text(driver.page_source)
-        driver.quit()
 
 
 class Ui:
@@ -296,7 +296,7 @@ def test_airflow_ui_end_to_end(
     edit(host=emulator.base_url + "/not-omni")
     press_test("not-scim", failed, "No Omni SCIM API at")
     edit(host=emulator.base_url)
-    press_test("connected-again", ok, "the SCIM API answered (1 users)")
+    press_test("connected-again", ok, "the SCIM API answered (1 user)")
 
     # Trigger omni_update_user from its form: a bad email is refused, then a real update.
     stack.wait_for_dag("omni_update_user")
