@@ -16,9 +16,8 @@ STAMP := $(VENV)/.installed-stamp
 VENV2 := .venv-af2
 BIN2 := $(VENV2)/bin
 STAMP2 := $(VENV2)/.installed-stamp
-AIRFLOW2_TESTS := tests/hooks tests/operators tests/sync_operator tests/dags tests/lineage tests/layers \
-	tests/security tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py \
-	tests/ui/test_browser_airflow2.py
+AIRFLOW2_TESTS := tests/hooks tests/operators tests/airflow_support tests/dags tests/layers tests/security \
+	tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py tests/ui/test_browser_airflow2.py
 # `make test-latest`: the same suites in throwaway venvs resolved from pyproject.toml's ranges, unpinned.
 LATEST := .venv-latest
 LATEST2 := .venv-latest-af2

@@ -30,8 +30,8 @@ from typing import Any
 from omni_provider.client import GroupsApi, OmniScimClient, RetryPolicy
 from omni_provider.client.client import listing_page_count
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
-from omni_provider.sync.groups_apply import apply_group_plan
-from omni_provider.sync.groups_plan import build_group_plan, check_group_plan
+from omni_provider.sync.groups.apply import apply_group_plan
+from omni_provider.sync.groups.plan import build_group_plan, check_group_plan
 
 KEY = "bench-groups-key-51e0c2"
 PAGE = 100

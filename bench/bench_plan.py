@@ -32,7 +32,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.sync import SyncPlan, SyncSpec, build_plan, definitions_by_name
 
 REGIONS = ["eu", "us", "apac", "latam", "mea"]

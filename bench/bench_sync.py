@@ -74,7 +74,7 @@ from typing import Any
 import httpx
 
 from omni_provider.client.client import listing_page_count
-from omni_provider.client.models import USER_ATTRIBUTES_URN
+from omni_provider.domain.models import USER_ATTRIBUTES_URN
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.emulator.stats import LoggedRequest
 

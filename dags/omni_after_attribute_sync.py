@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
 
-from omni_provider.lineage import omni_users_asset
+from omni_provider.airflow_support.lineage import omni_users_asset
 
 OMNI_HOST = os.environ.get("OMNI_HOST", "acme.omniapp.co")
 

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import DAG, task
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
-from omni_provider.operators.sql_rows import rows_as_dicts
+from omni_provider.airflow_support.sql_rows import rows_as_dicts
 from omni_provider.operators.update_user import UpdateOmniUserOperator
 
 ATTRIBUTE_COLUMNS = ("region", "department", "seat_tier")

@@ -16,7 +16,7 @@ import os
 
 from airflow.providers.common.compat.sdk import DAG
 
-from omni_provider.lineage import omni_users_asset
+from omni_provider.airflow_support.lineage import omni_users_asset
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 
 REPORT_DIR = os.environ.get("OMNI_SYNC_REPORT_DIR", "/tmp/omni-sync-reports")  # noqa: S108 - a default

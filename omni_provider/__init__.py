@@ -13,8 +13,8 @@ from omni_provider.__about__ import __version__
 
 _LAZY = {
     "OmniScimClient": "omni_provider.client",
-    "SyncRun": "omni_provider.sync.run",
-    "update_one_user": "omni_provider.sync.single",
+    "SyncRun": "omni_provider.sync.users.run",
+    "update_one_user": "omni_provider.sync.users.single",
     "OmniScimHook": "omni_provider.hooks.omni",
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
-    from omni_provider.sync.run import SyncRun
-    from omni_provider.sync.single import update_one_user
+    from omni_provider.sync.users.run import SyncRun
+    from omni_provider.sync.users.single import update_one_user
 
 
 def __getattr__(name: str) -> Any:

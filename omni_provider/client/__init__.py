@@ -1,7 +1,19 @@
 """Airflow-free client core for Omni's SCIM user API (httpx + pydantic + tenacity)."""
 
 from omni_provider.client.client import ClientStats, OmniScimClient, UpdateResult
-from omni_provider.client.errors import (
+from omni_provider.client.groups import GroupsApi, GroupUpdateResult
+from omni_provider.client.retry import RetryPolicy
+from omni_provider.domain.groups import GroupMember, GroupPatch, OmniGroup
+from omni_provider.domain.models import (
+    USER_ATTRIBUTES_URN,
+    AttributeDefinition,
+    AttributeValue,
+    OmniUser,
+    PatchOperation,
+    PatchRequest,
+    UserListPage,
+)
+from omni_provider.errors import (
     AmbiguousGroupError,
     AmbiguousUserError,
     AttributeValueError,
@@ -30,18 +42,6 @@ from omni_provider.client.errors import (
     OmniWrongUserError,
     UserNotFoundError,
 )
-from omni_provider.client.group_models import GroupMember, GroupPatch, OmniGroup
-from omni_provider.client.groups import GroupsApi, GroupUpdateResult
-from omni_provider.client.models import (
-    USER_ATTRIBUTES_URN,
-    AttributeDefinition,
-    AttributeValue,
-    OmniUser,
-    PatchOperation,
-    PatchRequest,
-    UserListPage,
-)
-from omni_provider.client.retry import RetryPolicy
 
 __all__ = [
     "USER_ATTRIBUTES_URN",

@@ -18,8 +18,37 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from omni_provider import __version__
-from omni_provider.client.diff import ChangeSet, ConcurrentChange, compute_changes, judge_write
-from omni_provider.client.errors import (
+from omni_provider.client.listing import E, FetchPage, walk_listing
+from omni_provider.client.pacing import KeyPacer
+from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
+from omni_provider.client.settings import DEFAULT_SETTINGS, validate_settings
+from omni_provider.client.transport import (
+    ACCEPTED_ENCODINGS,
+    CappedStream,
+    RequestDeadline,
+    deadline_transport,
+    read_capped,
+)
+from omni_provider.client.urls import normalize_base_url, same_origin
+from omni_provider.domain.diff import ChangeSet, ConcurrentChange, compute_changes, judge_write
+from omni_provider.domain.identity import (
+    email_lookup_spellings,
+    emails_match,
+    scim_string_literal,
+    validate_email,
+    validate_user_id,
+)
+from omni_provider.domain.models import (
+    USER_ATTRIBUTES_URN,
+    AttributeDefinition,
+    AttributeValue,
+    OmniUser,
+    PatchForm,
+    PatchRequest,
+    UserListPage,
+    attributes_patch,
+)
+from omni_provider.errors import (
     AmbiguousUserError,
     OmniCancelledError,
     OmniConfigurationError,
@@ -36,35 +65,6 @@ from omni_provider.client.errors import (
     OmniWrongUserError,
     error_from_response,
 )
-from omni_provider.client.identity import (
-    email_lookup_spellings,
-    emails_match,
-    scim_string_literal,
-    validate_email,
-    validate_user_id,
-)
-from omni_provider.client.listing import E, FetchPage, walk_listing
-from omni_provider.client.models import (
-    USER_ATTRIBUTES_URN,
-    AttributeDefinition,
-    AttributeValue,
-    OmniUser,
-    PatchForm,
-    PatchRequest,
-    UserListPage,
-    attributes_patch,
-)
-from omni_provider.client.pacing import KeyPacer
-from omni_provider.client.retry import GiveUp, RetryPolicy, call_with_retries
-from omni_provider.client.settings import DEFAULT_SETTINGS, validate_settings
-from omni_provider.client.transport import (
-    ACCEPTED_ENCODINGS,
-    CappedStream,
-    RequestDeadline,
-    deadline_transport,
-    read_capped,
-)
-from omni_provider.client.urls import normalize_base_url, same_origin
 
 log = logging.getLogger("omni_provider.client")
 

@@ -15,7 +15,17 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from omni_provider.client.client import OmniScimClient
-from omni_provider.client.errors import (
+from omni_provider.client.retry import is_retryable
+from omni_provider.domain.groups import (
+    GroupListPage,
+    OmniGroup,
+    create_group_body,
+    members_patch,
+    validate_group_id,
+    validate_group_name,
+)
+from omni_provider.domain.identity import normalized_text, scim_string_literal, validate_user_id
+from omni_provider.errors import (
     AmbiguousGroupError,
     OmniApiError,
     OmniConflictError,
@@ -25,16 +35,6 @@ from omni_provider.client.errors import (
     OmniResponseError,
     OmniTransportError,
 )
-from omni_provider.client.group_models import (
-    GroupListPage,
-    OmniGroup,
-    create_group_body,
-    members_patch,
-    validate_group_id,
-    validate_group_name,
-)
-from omni_provider.client.identity import normalized_text, scim_string_literal, validate_user_id
-from omni_provider.client.retry import is_retryable
 
 log = logging.getLogger("omni_provider.client")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Generic, Protocol, TypeVar
 
-from omni_provider.client.errors import OmniResponseError
+from omni_provider.errors import OmniResponseError
 
 log = logging.getLogger("omni_provider.client")
 

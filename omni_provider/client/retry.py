@@ -11,7 +11,7 @@ from typing import TypeVar
 import httpx
 import tenacity
 
-from omni_provider.client.errors import (
+from omni_provider.errors import (
     OmniApiError,
     OmniRateLimitError,
     OmniTransportError,

@@ -19,9 +19,9 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from omni_provider.client.errors import OmniConfigurationError
-from omni_provider.client.models import DEFAULT_PATCH_FORM, PatchForm
 from omni_provider.client.retry import RetryPolicy
+from omni_provider.domain.models import DEFAULT_PATCH_FORM, PatchForm
+from omni_provider.errors import OmniConfigurationError
 
 MIB = 1024 * 1024
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from omni_provider.client.errors import OmniResponseError, OmniResponseTooLargeError
+from omni_provider.errors import OmniResponseError, OmniResponseTooLargeError
 
 
 class RequestDeadline:

@@ -6,7 +6,7 @@ import ipaddress
 
 import httpx
 
-from omni_provider.client.errors import OmniConfigurationError
+from omni_provider.errors import OmniConfigurationError
 
 #: Names the hosts file maps to loopback. Not "*.localhost": glibc (hosts: files dns) asks DNS for those, and
 #: a DNS answer pointing elsewhere would carry the key over plain http:// to another machine.

@@ -12,10 +12,10 @@ import dagster as dg
 from omni_provider.client import OmniError
 from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
-from omni_provider.sync.errors import PlanTooLargeError, SyncRunError, rerun_may_help
-from omni_provider.sync.groups_run import GroupSyncSpec
-from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
-from omni_provider.sync.outcome import RowStatus
+from omni_provider.errors import PlanTooLargeError, SyncRunError, rerun_may_help
+from omni_provider.sync.groups.run import GroupSyncSpec
+from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
+from omni_provider.sync.users.outcome import RowStatus
 
 #: The asset check every Omni sync asset carries.
 NO_FAILED_ROWS = "no_failed_rows"

@@ -14,7 +14,7 @@ from pydantic import Field
 from omni_provider.client.settings import ClientSettings, setting_field
 from omni_provider.dagster.asset import build_omni_user_attributes_asset
 from omni_provider.dagster.resource import OmniScimResource
-from omni_provider.sync.options import SYNC_DEFAULTS
+from omni_provider.sync.users.options import SYNC_DEFAULTS
 
 
 class OmniConnection(dg.Model, dg.Resolvable):

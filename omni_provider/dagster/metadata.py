@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from omni_provider.sync.outcome import RowStatus
+from omni_provider.sync.users.outcome import RowStatus
 
 #: Summary fields shown as plain integers.
 _COUNTS = (

@@ -17,14 +17,14 @@ from pydantic import Field
 from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
-from omni_provider.sync.apply import Progress
-from omni_provider.sync.definitions import RunLog
-from omni_provider.sync.engine import RunOptions
-from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
-from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
-from omni_provider.sync.report import JsonlFileSink
-from omni_provider.sync.run import SyncRun
-from omni_provider.sync.single import update_one_user
+from omni_provider.sync.engine.report import JsonlFileSink
+from omni_provider.sync.engine.run import RunOptions
+from omni_provider.sync.groups.run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.users.apply import Progress
+from omni_provider.sync.users.definitions import RunLog
+from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
+from omni_provider.sync.users.run import SyncRun
+from omni_provider.sync.users.single import update_one_user
 
 _log = logging.getLogger("omni_provider.dagster")
 #: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.

@@ -14,7 +14,7 @@ from typing import Any
 
 TEST_PATH_SUFFIX = "/connections/test"
 
-#: Set by the Airflow 3.x API-server plugin (``airflow_plugin.py``) for the request it is handing on.
+#: Set by the Airflow 3.x API-server plugin (``airflow_support/plugin.py``) for the request it is handing on.
 typed_id: ContextVar[str | None] = ContextVar("omni_tested_connection_id", default=None)
 
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from omni_provider import lineage
 from omni_provider._compat import AirflowException, AirflowFailException, Context
-from omni_provider.client import OmniError, OmniScimClient, OmniValidationError
-from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.rendered import parse_bool
-from omni_provider.operators.report_sink import (
+from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.report_sinks import (
     FallbackReportSink,
     ReportFileSink,
     ReportNaming,
@@ -22,10 +19,13 @@ from omni_provider.operators.report_sink import (
     check_report_table,
     report_target,
 )
-from omni_provider.operators.row_source import check_sources
-from omni_provider.sync.engine import EngineRun, RowSource, RunOptions
-from omni_provider.sync.errors import rerun_may_help
-from omni_provider.sync.report import ReportSink
+from omni_provider.airflow_support.row_sources import check_sources
+from omni_provider.airflow_support.templating import parse_bool
+from omni_provider.client import OmniError, OmniScimClient, OmniValidationError
+from omni_provider.errors import rerun_may_help
+from omni_provider.hooks.omni import OmniScimHook
+from omni_provider.sync.engine.report import ReportSink
+from omni_provider.sync.engine.run import EngineRun, RowSource, RunOptions
 
 
 def fail_or_retry(exc: OmniError) -> AirflowException:

@@ -1,7 +1,7 @@
 """``SyncOmniUserAttributesOperator``: a warehouse table -> Omni user attributes, diffed, paced, reported.
 
-A thin adapter over the sync engine (``omni_provider.sync.run.SyncRun``, which the Dagster asset runs too):
-it renders and checks its arguments, picks Airflow's report sinks (ObjectStoragePath file, SQL table),
+A thin adapter over the sync engine (``omni_provider.sync.users.run.SyncRun``, which the Dagster asset runs
+too): it renders and checks its arguments, picks Airflow's report sinks (ObjectStoragePath file, SQL table),
 builds the client from the hook, runs the engine, maps its errors to Airflow's retry or fail, and pushes
 the summary to XCom.
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from omni_provider import lineage
 from omni_provider._compat import BaseOperator, Context
+from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.row_sources import read_rows
+from omni_provider.airflow_support.snapshot_store import ObjectStorageSnapshotStore
+from omni_provider.airflow_support.templating import parse_attribute_mapping, parse_bool
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
-from omni_provider.operators.rendered import parse_attribute_mapping, parse_bool
-from omni_provider.operators.row_source import read_rows
-from omni_provider.operators.snapshot_store import ObjectStorageSnapshotStore
-from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
-from omni_provider.sync.run import SyncRun
+from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
+from omni_provider.sync.users.run import SyncRun
 
 
 class SyncOmniUserAttributesOperator(BaseOperator):
@@ -66,8 +66,8 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     :param max_workers: threads sending writes (default: enough to keep every key's paced slots busy).
     :param progress_every: seconds between progress lines during the writes (default 30).
 
-    The sync options' defaults and checks are ``SyncOptions``'s (``omni_provider/sync/options.py``), shared
-    with the Dagster resource, asset and component.
+    The sync options' defaults and checks are ``SyncOptions``'s (``omni_provider/sync/users/options.py``),
+    shared with the Dagster resource, asset and component.
     """
 
     template_fields: Sequence[str] = (

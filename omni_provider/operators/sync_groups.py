@@ -1,6 +1,6 @@
 """``SyncOmniGroupMembershipOperator``: (user, group) rows from the warehouse -> Omni group membership.
 
-A thin adapter over the engine's group target (``omni_provider.sync.groups_run.GroupSyncRun``, which the
+A thin adapter over the engine's group target (``omni_provider.sync.groups.run.GroupSyncRun``, which the
 Dagster resource runs too), run the way the attribute operator runs ``SyncRun`` (``common.execute_sync``):
 the same report sinks (file, SQL table, local fallback), lineage and asset event, XCom pushed on failure
 too, and the same retry-or-fail rule (``rerun_may_help``).
@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from omni_provider import lineage
 from omni_provider._compat import BaseOperator, Context
+from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.row_sources import read_rows
+from omni_provider.airflow_support.templating import parse_structure
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
-from omni_provider.operators.rendered import parse_structure
-from omni_provider.operators.row_source import read_rows
-from omni_provider.sync.groups_run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.groups.run import GroupSyncRun, GroupSyncSpec
 
 
 class SyncOmniGroupMembershipOperator(BaseOperator):

@@ -1,7 +1,7 @@
 """``UpdateOmniUserOperator``: set attributes (and optionally name / active flag) of one Omni user.
 
 A thin adapter: it renders and parses its template fields, builds the client from the hook, and runs the
-single-user core (``omni_provider.sync.single.update_one_user``) that the Dagster resource runs too.
+single-user core (``omni_provider.sync.users.single.update_one_user``) that the Dagster resource runs too.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from omni_provider._compat import AirflowSkipException, BaseOperator, Context
-from omni_provider.client import OmniError, OmniValidationError, UserNotFoundError
-from omni_provider.hooks.omni import OmniScimHook
-from omni_provider.operators.common import fail_or_retry
-from omni_provider.operators.rendered import (
+from omni_provider.airflow_support.templating import (
     parse_attributes,
     parse_bool,
     parse_optional_bool,
@@ -21,7 +18,10 @@ from omni_provider.operators.rendered import (
     parse_user_id,
     parse_user_name,
 )
-from omni_provider.sync.single import update_one_user
+from omni_provider.client import OmniError, OmniValidationError, UserNotFoundError
+from omni_provider.hooks.omni import OmniScimHook
+from omni_provider.operators.common import fail_or_retry
+from omni_provider.sync.users.single import update_one_user
 
 
 class UpdateOmniUserOperator(BaseOperator):

@@ -1,12 +1,12 @@
 """Pure sync planning: warehouse rows + current Omni users -> a plan of writes. No I/O, no Airflow."""
 
-from omni_provider.sync.guards import (
+from omni_provider.sync.engine.guards import (
     FailureVerdict,
     check_max_changes,
     evaluate_failures,
     resolve_max_changes,
 )
-from omni_provider.sync.plan import (
+from omni_provider.sync.users.plan import (
     WRITE_ACTIONS,
     AttributeChange,
     PlanItem,
@@ -16,7 +16,7 @@ from omni_provider.sync.plan import (
     check_managed_attributes,
     definitions_by_name,
 )
-from omni_provider.sync.spec import SyncMode, SyncSpec
+from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
 __all__ = [
     "WRITE_ACTIONS",

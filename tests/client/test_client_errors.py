@@ -18,7 +18,7 @@ from omni_provider.client import (
     OmniRateLimitError,
     OmniServerError,
 )
-from omni_provider.client.errors import MAX_MESSAGE_CHARS
+from omni_provider.errors import MAX_MESSAGE_CHARS
 
 VICTIM = "victim.person@othercorp.example"
 VICTIM_ATTR = "salary-band-Z9"

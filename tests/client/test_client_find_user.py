@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from omni_fakes import FakeOmni, list_json, params_of, user_json
 
 from omni_provider.client import AmbiguousUserError, OmniValidationError
-from omni_provider.client.identity import scim_string_literal
+from omni_provider.domain.identity import scim_string_literal
 
 
 def _literal(filter_text: str) -> str:

@@ -22,7 +22,7 @@ from omni_provider.client import (
 )
 from omni_provider.client.groups import GROUPS_PATH
 from omni_provider.client.retry import is_retryable
-from omni_provider.sync.errors import rerun_may_help
+from omni_provider.errors import rerun_may_help
 
 
 def _groups(client: OmniScimClient) -> GroupsApi:

@@ -20,7 +20,7 @@ from omni_provider.client import (
     OmniTransportError,
     RetryPolicy,
 )
-from omni_provider.client.errors import parse_retry_after
+from omni_provider.errors import parse_retry_after
 
 OK_LIST = httpx.Response(200, json=list_json([], 0, 1))
 

@@ -16,7 +16,7 @@ from omni_provider.client import (
     PatchOperation,
     PatchRequest,
 )
-from omni_provider.client.identity import validate_user_id
+from omni_provider.domain.identity import validate_user_id
 
 GOOD_ID = "9e8719d9-276a-4964-9395-a493189a247c"
 BAD_IDS = [

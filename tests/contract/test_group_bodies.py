@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_provider.client import GroupsApi, OmniScimClient, RetryPolicy
-from omni_provider.client.group_models import create_group_body, members_patch
+from omni_provider.domain.groups import create_group_body, members_patch
 
 TEST_API_KEY = "omni-test-key-7f3a9c1e5b"  # as in tests/conftest.py
 

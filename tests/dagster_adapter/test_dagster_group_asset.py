@@ -15,8 +15,8 @@ from sync_testkit import seed, writes
 from omni_provider.client import OmniValidationError
 from omni_provider.dagster import NO_FAILED_ROWS, OmniScimResource, build_omni_group_membership_asset
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.errors import SyncFailedError
-from omni_provider.sync.keys import UnreadableKeysError
+from omni_provider.errors import SyncFailedError
+from omni_provider.sync.users.keys import UnreadableKeysError
 
 ASSET = "omni_group_membership"
 

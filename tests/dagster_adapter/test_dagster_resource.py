@@ -13,7 +13,7 @@ from sync_testkit import UNMANAGED, attrs, seed, writes
 from omni_provider.client import OmniAuthenticationError, UserNotFoundError
 from omni_provider.dagster import OmniScimResource, build_omni_user_attributes_asset
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.errors import SyncFailedError
+from omni_provider.errors import SyncFailedError
 
 WRONG_KEY = "omni-wrong-key-9d8c7b6a5f"
 

@@ -25,8 +25,8 @@ from omni_provider.dagster import (
 )
 from omni_provider.emulator import EmulatorServer
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
-from omni_provider.sync.options import SYNC_DEFAULTS, SyncOptions
-from omni_provider.sync.run import SyncRun
+from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
+from omni_provider.sync.users.run import SyncRun
 
 SOURCE = "warehouse_users"
 ATTRIBUTES = {"REGION": "region", "cost_centre": "cost_centre"}

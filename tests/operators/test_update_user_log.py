@@ -10,7 +10,7 @@ from omni_testkit import TEST_API_KEY
 
 from omni_provider import UpdateOmniUserOperator
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.single import describe_changes
+from omni_provider.sync.users.single import describe_changes
 
 
 @pytest.fixture

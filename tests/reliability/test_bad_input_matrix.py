@@ -39,7 +39,7 @@ from omni_testkit import apply_patch_ops, omni_connection_json
 from reliability_kit import emulator_writes, read_report
 
 from omni_provider._compat import AirflowException, AirflowFailException
-from omni_provider.client.models import OmniUser
+from omni_provider.domain.models import OmniUser
 from omni_provider.emulator import EmulatorServer
 from omni_provider.emulator.state import EmulatorState
 from omni_provider.hooks.omni import OmniScimHook

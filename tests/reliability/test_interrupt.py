@@ -35,7 +35,7 @@ from reliability_kit import RecordingTI, print_figures, read_report
 from omni_provider._compat import AIRFLOW_V_3_0_PLUS, AirflowException
 from omni_provider.emulator import EmulatorServer
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
-from omni_provider.sync.apply import NOT_ATTEMPTED, STOPPED_PENDING
+from omni_provider.sync.users.apply import NOT_ATTEMPTED, STOPPED_PENDING
 
 USERS = 150
 #: Paced by the client (connection extras: 5 requests per 1 s window) so the sync takes ~30 s uninterrupted:

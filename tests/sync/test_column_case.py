@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omni_provider.sync.rows import align_column_case
+from omni_provider.sync.users.rows import align_column_case
 
 
 def test_upper_case_columns_are_renamed_to_the_configured_names() -> None:

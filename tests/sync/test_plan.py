@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from omni_provider.client.errors import (
+from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.errors import (
     InvalidAttributesError,
     OmniError,
     OmniValidationError,
+    PlanTooLargeError,
 )
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.sync import (
     RowAction,
     SyncMode,
@@ -24,7 +25,6 @@ from omni_provider.sync import (
     evaluate_failures,
     resolve_max_changes,
 )
-from omni_provider.sync.errors import PlanTooLargeError
 
 ID1 = "9e8719d9-276a-4964-9395-a493189a247c"
 ID2 = "1b7c7f52-9a3e-4c55-8f27-0d1d9b0e8a11"

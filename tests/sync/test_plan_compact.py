@@ -7,10 +7,10 @@ import gc
 
 import pytest
 
-from omni_provider.client.errors import OmniValidationError
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.errors import OmniValidationError
 from omni_provider.sync import RowAction, SyncSpec, build_plan, definitions_by_name
-from omni_provider.sync.outcome import RowStatus, outcome_without_write
+from omni_provider.sync.users.outcome import RowStatus, outcome_without_write
 
 DEFS = definitions_by_name([AttributeDefinition(name="region", type="String")])
 SPEC = SyncSpec(attributes={"REGION": "region"}, key_column="EMAIL")

@@ -21,15 +21,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from omni_provider.client.errors import OmniValidationError
-from omni_provider.client.identity import (
+from omni_provider.domain.identity import (
     MAX_EMAIL_LENGTH,
     email_key,
     email_problem,
     validate_email,
 )
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
-from omni_provider.client.values import (
+from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.domain.values import (
     _PLAIN_TEXTS_REMEMBERED,
     MAX_STRING_LENGTH,
     _exact_key,
@@ -41,15 +40,22 @@ from omni_provider.client.values import (
     already_held_column,
     values_equal,
 )
+from omni_provider.errors import OmniValidationError
 from omni_provider.sync import RowAction, SyncMode, SyncSpec, build_plan, definitions_by_name
-from omni_provider.sync.keys import KeyProblem, UnreadableKeysError, UserIndex, normalize_email, read_keys
-from omni_provider.sync.plan import (
+from omni_provider.sync.users.keys import (
+    KeyProblem,
+    UnreadableKeysError,
+    UserIndex,
+    normalize_email,
+    read_keys,
+)
+from omni_provider.sync.users.plan import (
     PlanItem,
     _mirror_unsets,
     _plan_row,
     check_managed_attributes,
 )
-from omni_provider.sync.rows import RowReader
+from omni_provider.sync.users.rows import RowReader
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,8 +11,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, AttributeValue, OmniUser
-from omni_provider.client.values import coerce_value, conform_value, is_unset, values_equal
+from omni_provider.domain.models import (
+    USER_ATTRIBUTES_URN,
+    AttributeDefinition,
+    AttributeValue,
+    OmniUser,
+    is_unset,
+)
+from omni_provider.domain.values import coerce_value, conform_value, values_equal
 from omni_provider.sync import RowAction, SyncMode, SyncPlan, SyncSpec, build_plan, definitions_by_name
 
 DEFS = definitions_by_name(

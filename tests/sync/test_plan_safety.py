@@ -13,13 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_provider.client.errors import OmniValidationError
-from omni_provider.client.identity import email_key, validate_email, validate_user_id
-from omni_provider.client.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.domain.identity import email_key, validate_email, validate_user_id
+from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
+from omni_provider.errors import OmniValidationError, PlanTooLargeError
 from omni_provider.sync import RowAction, SyncSpec, build_plan, check_max_changes, definitions_by_name
-from omni_provider.sync.errors import PlanTooLargeError
-from omni_provider.sync.guards import DEFAULT_MIRROR_UNSET_LIMIT
-from omni_provider.sync.keys import KeyProblem, UnreadableKeysError, normalize_email, normalize_id
+from omni_provider.sync.engine.guards import DEFAULT_MIRROR_UNSET_LIMIT
+from omni_provider.sync.users.keys import KeyProblem, UnreadableKeysError, normalize_email, normalize_id
 
 DEFS = definitions_by_name(
     [AttributeDefinition(name="region", type="String"), AttributeDefinition(name="level", type="Number")]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY
 
-from omni_provider.airflow_plugin import OmniConnectionTestPortMiddleware, blank_port_for_omni
+from omni_provider.airflow_support.plugin import OmniConnectionTestPortMiddleware, blank_port_for_omni
 from omni_provider.emulator import EmulatorServer
 
 

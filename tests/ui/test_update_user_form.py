@@ -10,7 +10,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 
-from omni_provider.client.identity import validate_email
+from omni_provider.domain.identity import validate_email
 
 GOOD = ["ada@example.com", "Ada.Lovelace@Example.COM", "first+tag@sub.example.co.uk", " ada@example.com "]
 BAD = ["not-an-email", "ada@", "@example.com", "ada@example", "ada lovelace@example.com", "a@b@c", ""]

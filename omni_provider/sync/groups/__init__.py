@@ -1,0 +1,1 @@
+"""The group-membership target of the engine (``GroupSyncRun``): its reader, planner and writer."""

@@ -1,0 +1,83 @@
+"""Per-membership outcomes of a group sync: what its report file, XCom counts and log table are made of."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note, tally_by
+from omni_provider.sync.groups.plan import MembershipAction, MembershipItem
+
+
+class MembershipStatus(StrEnum):
+    #: Omni confirmed the user is now a member.
+    ADDED = "added"
+    #: Omni confirmed the user is no longer a member.
+    REMOVED = "removed"
+    #: Nothing to do; nothing sent.
+    UNCHANGED = "unchanged"
+    #: Refused before sending (unknown user or group, unmanaged group, bad input).
+    REJECTED = "rejected"
+    #: Not confirmed (an error, or the run stopped first); a re-run applies what is still different.
+    FAILED = "failed"
+    #: Dry run: would be added or removed.
+    PLANNED = "planned"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipOutcome(ItemOutcome):
+    statuses: ClassVar[type[StrEnum]] = MembershipStatus
+
+    row: int | None
+    user: str
+    group: str
+    action: str
+    status: MembershipStatus
+    user_id: str | None = None
+    group_id: str | None = None
+    error: str | None = None
+    note: str | None = None
+    #: As ``RowOutcome``: a failed write that never left, and a write the run's stop cut short.
+    never_sent: bool = False
+    stopped: bool = False
+
+    @classmethod
+    def from_item(
+        cls,
+        item: MembershipItem,
+        status: MembershipStatus,
+        *,
+        error: str | None = None,
+        group_id: str | None = None,
+        never_sent: bool = False,
+        stopped: bool = False,
+    ) -> MembershipOutcome:
+        error, note = error_and_note(status.value, error, item.reason)
+        return cls(
+            row=item.row_number,
+            user=item.user,
+            group=item.group,
+            action=item.action.value,
+            status=status,
+            user_id=item.user_id,
+            group_id=group_id or item.group_id,
+            error=error,
+            note=note,
+            never_sent=never_sent,
+            stopped=stopped or never_sent,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = self.status.value
+        return record
+
+
+def done_status(item: MembershipItem) -> MembershipStatus:
+    return MembershipStatus.ADDED if item.action is MembershipAction.ADD else MembershipStatus.REMOVED
+
+
+def tally_by_group(outcomes: Iterable[MembershipOutcome]) -> dict[str, dict[str, int]]:
+    return tally_by(outcomes, lambda o: str(o.group))

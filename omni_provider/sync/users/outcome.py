@@ -1,0 +1,139 @@
+"""Per-row outcomes of a sync run and their tally: what the report file and the XCom summary are made of."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import IO, Any, ClassVar, Protocol
+
+from omni_provider.client.client import UpdateResult
+from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note, tally_by
+from omni_provider.sync.users.plan import PlanItem
+
+
+class RowStatus(StrEnum):
+    #: The write was sent and Omni confirmed it.
+    APPLIED = "applied"
+    #: Nothing differed (in the plan, or on the client's fresh look); nothing was sent.
+    UNCHANGED = "unchanged"
+    #: Refused before sending (bad key, bad value, duplicate, user missing in update mode...).
+    REJECTED = "rejected"
+    #: Sent (or due to be sent) and not confirmed: an error, or the run was stopped first. A re-run retries.
+    FAILED = "failed"
+    #: Dry run: would be written.
+    PLANNED = "planned"
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome(ItemOutcome):
+    statuses: ClassVar[type[StrEnum]] = RowStatus
+
+    row: int | None
+    key: str
+    action: str
+    status: RowStatus
+    user_id: str | None = None
+    changed: tuple[str, ...] = ()
+    #: Why the row did not sync (rejected or failed rows only).
+    error: str | None = None
+    changes: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    #: The planner's remark on a row that is not an error (e.g. "absent from the input (mirror)").
+    note: str | None = None
+    #: A failed write that never left (the run stopped, or the breaker tripped, before it): Omni is as
+    #: it was for this row.
+    never_sent: bool = False
+    #: The run was stopped before this write was confirmed (never sent, or cut short while pending).
+    stopped: bool = False
+
+    @classmethod
+    def from_item(
+        cls,
+        item: PlanItem,
+        status: RowStatus,
+        *,
+        error: str | None = None,
+        user_id: str | None = None,
+        never_sent: bool = False,
+        stopped: bool = False,
+    ) -> RowOutcome:
+        error, note = error_and_note(status.value, error, item.reason)
+        return cls(
+            row=item.row_number,
+            key=item.key,
+            action=item.action.value,
+            status=status,
+            user_id=user_id or item.user_id,
+            changed=tuple(c.attribute for c in item.changes),
+            error=error,
+            changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
+            note=note,
+            never_sent=never_sent,
+            stopped=stopped or never_sent,
+        )
+
+    @classmethod
+    def from_result(cls, item: PlanItem, result: UpdateResult, *, note: str | None = None) -> RowOutcome:
+        """The outcome of a write the client decided on: ``applied`` only when a PATCH was sent and
+        confirmed; ``unchanged`` when Omni already held the values (nothing was sent). The changes are the
+        ones really sent, old values from the state the write was based on."""
+        if result.action != "updated":
+            return cls(
+                row=item.row_number,
+                key=item.key,
+                action=item.action.value,
+                status=RowStatus.UNCHANGED,
+                user_id=result.user.id,
+                note=note or "no write needed: Omni already holds these values",
+            )
+        sent = result.changes.attributes
+        return cls(
+            row=item.row_number,
+            key=item.key,
+            action=item.action.value,
+            status=RowStatus.APPLIED,
+            user_id=result.user.id,
+            changed=tuple(sent),
+            changes=tuple({"attribute": a, "old": old, "new": new} for a, (old, new) in sent.items()),
+            note=note if note is not None else item.reason,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = self.status.value
+        record["changed"] = list(self.changed)
+        record["changes"] = list(self.changes)
+        return record
+
+
+def outcome_without_write(item: PlanItem, *, dry_run: bool) -> RowOutcome | None:
+    """The outcome of an item that needs no request, or None when it must be written."""
+    return RowOutcome.without_write(item, dry_run=dry_run)
+
+
+def tally_by_action(outcomes: Iterable[Any]) -> dict[str, dict[str, int]]:
+    return tally_by(outcomes, lambda o: str(o.action))
+
+
+class ReportRecord(Protocol):
+    """One line of a report file (a row outcome, a membership outcome)."""
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
+def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
+    n = 0
+    for outcome in outcomes:
+        stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str] | None = None) -> str:
+    """A small fixed-width table of action x status counts, for the task log."""
+    statuses = list(statuses) if statuses is not None else [s.value for s in RowStatus]
+    lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
+    for action, counts in summary.items():
+        lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
+    return "\n".join(lines)

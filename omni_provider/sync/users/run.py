@@ -1,0 +1,253 @@
+"""``SyncRun``: one whole sync, orchestrator-free: read Omni, plan, guard, apply, report, judge.
+
+The Airflow operator and the Dagster asset are adapters around this object: they turn their arguments
+into a ``SyncSpec`` and rows, build the client, call ``run`` and map its result and errors to their own
+world. Nothing here imports an orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Unpack
+
+from omni_provider.client import OmniScimClient, OmniWrongUserError
+from omni_provider.errors import SyncHaltedError
+from omni_provider.sync.engine.guards import check_max_changes
+from omni_provider.sync.engine.report import ReportSink
+from omni_provider.sync.engine.run import (
+    ERROR_SAMPLE_SIZE,
+    EngineRun,
+    Outcome,
+    RowSource,
+    RunOptions,
+    collect_rows,
+    default_log,
+    every_outcome,
+    short,
+)
+from omni_provider.sync.snapshot.format import FileSnapshotStore, SnapshotSettings, SnapshotStore
+from omni_provider.sync.snapshot.keeper import SnapshotKeeper
+from omni_provider.sync.users.apply import (
+    NOT_ATTEMPTED,
+    Progress,
+    WritesHaltedError,
+    apply_plan,
+)
+from omni_provider.sync.users.definitions import RunLog, load_definitions
+from omni_provider.sync.users.keys import read_keys
+from omni_provider.sync.users.omni_view import read_omni_view
+from omni_provider.sync.users.options import SyncOptions
+from omni_provider.sync.users.outcome import RowOutcome, RowStatus, tally_by_action
+from omni_provider.sync.users.plan import SyncPlan
+from omni_provider.sync.users.rows import align_column_case
+from omni_provider.sync.users.spec import SyncSpec
+
+__all__ = ["ERROR_SAMPLE_SIZE", "RowSource", "SyncRun", "all_outcomes", "collect_rows"]
+
+
+class SyncRun(EngineRun):
+    """Make Omni's user attributes match ``rows`` for the attributes ``spec`` manages.
+
+    ``run(rows)`` reads every Omni user and the attribute definitions, plans, refuses a plan over
+    ``max_changes`` (a dry run reports the refusal instead), applies the writes paced over the client's keys
+    (``stop()`` ends it early, from any thread), hands every row's outcome to each sink and returns the
+    summary. When more rows did not sync than ``max_failed_rows`` / ``max_failed_pct`` allow it raises
+    ``SyncFailedError`` carrying that summary. Interrupted mid-run, it still reports every row (the rest as
+    failed, "not attempted") before the exception propagates. Whatever happens, ``summary`` says how far the
+    run got. A sink that fails after the writes does not lose the report: the outcomes go to
+    ``fallback_sink`` (else to the log) and the run ends with ``SyncReportLostError``.
+
+    :param on_progress: called with a ``Progress`` every ``progress_every`` seconds during the writes and
+        once at the end; by default the progress line goes to ``log``.
+    :param run_id: passed to the sinks (e.g. a column of a report table).
+    :param snapshot: diff against the snapshot the last run left instead of listing every user (see
+        ``omni_view``); the snapshot is kept up to date with every state Omni confirmed. None: a live diff.
+    """
+
+    statuses = RowStatus
+
+    def __init__(
+        self,
+        client: OmniScimClient,
+        spec: SyncSpec,
+        *,
+        allow_empty_input: bool = False,
+        progress_every: float = 30.0,
+        on_progress: Callable[[Progress], None] | None = None,
+        snapshot: SnapshotSettings | None = None,
+        **options: Unpack[RunOptions],
+    ) -> None:
+        super().__init__(client, **options)
+        self.spec = spec
+        self.allow_empty_input = allow_empty_input
+        self.progress_every = progress_every
+        self.on_progress = on_progress or self._log_progress
+        self.snapshot = snapshot
+        #: The plan, once made (what the run writes, or would write in a dry run).
+        self.plan: SyncPlan | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        client: OmniScimClient,
+        options: SyncOptions,
+        *,
+        sinks: Sequence[ReportSink] = (),
+        fallback_sink: ReportSink | None = None,
+        make_snapshot_store: Callable[[str], SnapshotStore] = FileSnapshotStore,
+        on_progress: Callable[[Progress], None] | None = None,
+        log: RunLog = default_log,
+        run_id: str = "",
+    ) -> SyncRun:
+        """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
+        adapter knows (its report sinks, its snapshot store, its log and run id)."""
+        return cls(
+            client,
+            options.spec,
+            dry_run=options.dry_run,
+            max_changes=options.max_changes,
+            allow_empty_input=options.allow_empty_input,
+            max_failed_rows=options.max_failed_rows,
+            max_failed_pct=options.max_failed_pct,
+            sinks=sinks,
+            fallback_sink=fallback_sink,
+            max_workers=options.max_workers,
+            progress_every=options.progress_every,
+            on_progress=on_progress,
+            log=log,
+            run_id=run_id,
+            snapshot=options.snapshot(make_snapshot_store),
+        )
+
+    def _log_progress(self, progress: Progress) -> None:
+        self.log.info(progress.line())
+
+    def check(self) -> None:
+        super().check()
+        if self.snapshot is not None:
+            self.snapshot.store.check()
+
+    def _run(self, source: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
+        summary = self.summary
+        spec = self.spec
+        wanted = [spec.key, *spec.attributes]
+        if spec.display_name_column:
+            wanted.append(spec.display_name_column)
+        rows = align_column_case(source, wanted)
+        summary["rows"] = len(rows)
+        self.log.info(
+            "Read %d input rows; managing attributes %s (%s mode)",
+            len(rows),
+            list(spec.managed_attributes),
+            spec.mode.value,
+        )
+        # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
+        keys = read_keys(rows, spec)
+        counters_before = self.client.stats.snapshot()
+        definitions = load_definitions(self.client, self.log)
+        # A live listing or the last run's snapshot; listed users without their attribute map are read one
+        # by one when the plan depends on them.
+        view = read_omni_view(self.client, rows, spec, definitions, self.snapshot, self.log, keys)
+        plan, users = view.plan, view.users
+        self.plan = plan
+        summary["stage"] = "planning"
+        summary["omni_users"] = len(users)
+        summary["diff_against"] = view.source
+        if self.snapshot is not None:
+            summary["diff_reason"] = view.reason
+            summary["snapshot"] = {"path": self.snapshot.store.path}
+            if view.source == "snapshot":
+                summary["snapshot"]["lookups"] = view.lookups
+            if view.drift is not None:
+                summary["drift"] = view.drift
+        self.log.info("Plan: %s", plan.counts())
+        summary["plan"] = plan.counts()
+        self._guard(
+            lambda: check_max_changes(
+                plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
+            )
+        )
+
+        summary["stage"] = "applying"
+        settled: dict[int, RowOutcome] = {}
+        dry_run = self.dry_run or "refused" in summary
+        keeper = None
+        if self.snapshot is not None and not dry_run:
+            keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
+            # Before any write: a crash from here on leaves the users about to be written uncertain.
+            keeper.before_writes(plan)
+        try:
+            applied = apply_plan(
+                self.client,
+                plan,
+                {u.id: u for u in users},
+                definitions=definitions,
+                dry_run=dry_run,
+                max_workers=self.max_workers,
+                stop=self._stop,
+                on_outcome=settled.__setitem__,
+                on_progress=self.on_progress,
+                progress_every=self.progress_every,
+                stale_bases=view.stale_ids,
+                confirmed=keeper.confirmed if keeper is not None else None,
+            )
+        except WritesHaltedError as halted:
+            # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
+            # the summary, and end without a retry (a retry would send the same kind of write again).
+            summary["stopped"] = halted.reason
+            if keeper is not None and isinstance(halted.cause, OmniWrongUserError):
+                keeper.distrust()
+            self._keep_snapshot(keeper, halted.outcomes)
+            self._report_interrupted(halted.outcomes, counters_before, started)
+            self.log.error("%s", halted)
+            raise SyncHaltedError(str(halted), summary=summary) from halted
+        except BaseException:
+            # Interrupted (an error, a task timeout): still report every item. The stage stays "applying":
+            # that is where it stopped.
+            self._keep_snapshot(keeper, None)
+            self._report_interrupted(all_outcomes(plan, settled), counters_before, started)
+            raise
+        self._keep_snapshot(keeper, applied)
+        # A stopped run returns normally, with the writes never started as "not attempted".
+        skipped = sum(1 for o in applied if o.status is RowStatus.FAILED and o.stopped)
+        if skipped:
+            self.log.warning(
+                "Stopped before %d writes were confirmed; they are reported as failed and a re-run applies "
+                "what is still different",
+                skipped,
+            )
+        summary["stage"] = "reporting"
+        summary.update(self._report(applied, counters_before, started, complete=not skipped))
+        self._judge(plan.counts(), summary)
+        summary["stage"] = "done"
+        return summary
+
+    def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
+        """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
+        written before the writes marks their users uncertain, so the next run reads them again."""
+        if keeper is None:
+            return
+        try:
+            self.summary["snapshot"].update(keeper.after_writes(outcomes))
+        except Exception as exc:
+            self.summary["snapshot"]["error"] = short(exc)
+            self.log.error(
+                "Could not update the snapshot at %s (%s); the next run reads the users written now from "
+                "Omni again",
+                keeper.settings.store.label,
+                short(exc),
+            )
+
+    def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
+        self._log_table("Sync outcome by action", by_action)
+        return {"by_action": by_action}
+
+
+def all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:
+    """One outcome per plan item: those settled, the rest failed as never sent."""
+    return every_outcome(
+        len(plan.items),
+        settled,
+        lambda i: RowOutcome.from_item(plan.items[i], RowStatus.FAILED, error=NOT_ATTEMPTED, never_sent=True),
+    )
