@@ -6,9 +6,9 @@ The report is the run's audit trail, so three rules hold:
   must be creatable and writable (a probe file is created and removed), a URL's fsspec backend must be
   installed and the location readable with the worker's credentials (one ``exists`` call); a report
   table is created if missing (``check_report_table_location``), which proves the connection works.
-- An existing report is never replaced (the engine's rule, ``sync.files.write_beside``): a task retry or a
-  cleared task with the same run id writes under a fresh name that carries the try number, and the name
-  actually used is returned.
+- An existing report is never replaced (the engine's rule, ``sync.engine.files.write_beside``): a task
+  retry or a cleared task with the same run id writes under a fresh name that carries the try number, and
+  the name actually used is returned.
 - If the report still cannot be written, the outcomes go to a local fallback file
   (``write_fallback_report``) whose path the operator logs and puts in its summary.
 """
@@ -151,7 +151,7 @@ def _open_new(location: str) -> AbstractContextManager[IO[str]] | None:
 
 def write_report_file(target: str, outcomes: Sequence[ReportRecord], naming: ReportNaming) -> WrittenReport:
     """Write one JSON object per row beside, never over, an existing file (the engine's rule,
-    ``sync.files.write_beside``); a fresh name carries the try number."""
+    ``sync.engine.files.write_beside``); a fresh name carries the try number."""
     tag = f".try{naming.try_number}" if naming.try_number is not None else ""
     written, renamed = write_beside(
         target, lambda stream: write_jsonl(outcomes, stream), tag=tag, opener=_open_new

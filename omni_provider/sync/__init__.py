@@ -1,4 +1,6 @@
-"""Pure sync planning: warehouse rows + current Omni users -> a plan of writes. No I/O, no Airflow."""
+"""The sync engine (``engine``) and its targets (``users``: user attributes; ``groups``: group membership),
+with the snapshot a run can diff against (``snapshot``). Orchestrator-free: no I/O beyond the client, no
+Airflow. The names below are the pure planning API of the user-attribute target."""
 
 from omni_provider.sync.engine.guards import (
     FailureVerdict,

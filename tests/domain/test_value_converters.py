@@ -1,5 +1,5 @@
 """Issue 13 item 4: the planner's per-attribute converters and its cheap "already held" test are the value
-rules of ``client/values.py``, not a second copy of them.
+rules of ``domain/values.py``, not a second copy of them.
 
 * ``attribute_converter(a, d)(raw)`` is exactly ``conform_value(coerce_value(raw), d)`` (without a
   definition: ``coerce_value`` with unset forms as ``None``): same value, or the same error.

@@ -251,7 +251,8 @@ def test_normalize_without_definitions() -> None:
 
 
 def test_normalize_refuses_template_text() -> None:
-    # JSON text from a template is the Airflow layer's to parse (operators.rendered), never the client's.
+    # JSON text from a template is the Airflow layer's to parse (airflow_support.templating), never the
+    # client's.
     with pytest.raises(OmniValidationError, match="must be a mapping, got str"):
         normalize_attributes('{"region": "eu"}')  # type: ignore[arg-type]
 

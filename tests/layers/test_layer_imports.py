@@ -24,6 +24,8 @@ def orchestrators_imported_by(module: str) -> list[str]:
     "module",
     [
         "omni_provider",
+        "omni_provider.errors",
+        "omni_provider.domain",
         "omni_provider.client",
         "omni_provider.sync",
         "omni_provider.sync.users.apply",
@@ -71,10 +73,10 @@ def test_operators_do_not_import_each_other() -> None:
         assert not imported & (set(OPERATOR_MODULES) - {name}), f"{name} imports {imported}"
 
 
-@pytest.mark.parametrize("module", ["omni_provider.client", "omni_provider.sync"])
+@pytest.mark.parametrize("module", ["omni_provider.domain", "omni_provider.client", "omni_provider.sync"])
 def test_no_template_text_parsing_below_the_airflow_layer(module: str) -> None:
-    """JSON text rendered by Jinja is parsed in ``operators.rendered``; the client and the engine take
-    Python objects. (The client still decodes the JSON of Omni's error answers.)"""
+    """JSON text rendered by Jinja is parsed in ``airflow_support.templating``; the domain model, the client
+    and the engine take Python objects."""
     package = Path(__file__).resolve().parents[2] / Path(*module.split("."))
     offenders = [
         f"{path.relative_to(package)}:{node.lineno}"
@@ -86,5 +88,27 @@ def test_no_template_text_parsing_below_the_airflow_layer(module: str) -> None:
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id in ("json", "ast")
     ]
-    allowed = {"omni_provider.client": {"errors.py"}}.get(module, set())
-    assert {o.split(":")[0] for o in offenders} <= allowed, offenders
+    assert offenders == []
+
+
+def test_the_domain_model_does_no_io() -> None:
+    """``omni_provider.domain`` is the model every layer shares: it imports only itself and the errors,
+    never the HTTP client, the engine, an adapter or an HTTP library."""
+    package = Path(__file__).resolve().parents[2] / "omni_provider" / "domain"
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                ours = name.startswith("omni_provider")
+                assert not ours or name.startswith(("omni_provider.domain", "omni_provider.errors")), (
+                    f"{path.name} imports {name}"
+                )
+                assert name.split(".")[0] not in {"httpx", "airflow", "dagster", "tenacity"}, (
+                    f"{path.name} imports {name}"
+                )

@@ -1,7 +1,7 @@
 """The group-membership plan: (user, group) rows + current Omni users and groups -> per-membership actions and
 one change per group. Pure: no I/O.
 
-Users are matched by email with the one identity rule (``client.identity``: NFC, surrounding spaces,
+Users are matched by email with the one identity rule (``domain.identity``: NFC, surrounding spaces,
 case). Group names go through the same rule: a group matches its exact name (NFC, stripped); a name with
 the same identity key but another spelling (case) is a look-alike: reported, never guessed at, never
 created beside the existing one. Only managed groups are read for changes or written.

@@ -1,7 +1,7 @@
 """The planner's safety rules: mirror never on a broken input, a default mirror limit, one identity rule.
 
 Pure tests (no I/O); the same behaviours are checked end to end against the emulator in
-``tests/sync_operator/test_sync_safety.py``.
+``tests/operators/test_sync_safety.py``.
 """
 
 from __future__ import annotations
