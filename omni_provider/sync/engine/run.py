@@ -35,6 +35,11 @@ RowSource = Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any
 default_log = logging.getLogger("omni_provider.sync")
 
 
+def _counter_difference(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    """What a per-method counter grew by over the run (methods that did not grow left out)."""
+    return {key: after[key] - before.get(key, 0) for key in sorted(after) if after[key] > before.get(key, 0)}
+
+
 class Outcome(Protocol):
     """What the engine needs of one item's outcome (a row's, a membership's), whatever the target."""
 
@@ -206,6 +211,8 @@ class EngineRun:
             "outcomes": tally(outcomes, self.statuses),
             **self._tables(outcomes),
             **{name: counters[name] - counters_before[name] for name in COUNTERS},
+            # GET vs writes: how an admin sees that a re-run sent no write.
+            "requests_by_method": _counter_difference(counters["by_method"], counters_before["by_method"]),
             "seconds": round(time.monotonic() - started, 3),
             "complete": complete,
             "errors_sample": [self._sample(o) for o in outcomes if o.status.value in ("failed", "rejected")][

@@ -28,7 +28,7 @@ from omni_provider.sync.users.run import SyncRun
 #: The keys of the sync operator's XCom summary, which every adapter returns too.
 SUMMARY_KEYS = {
     "stage", "mode", "dry_run", "rows", "omni_users", "plan", "outcomes", "by_action", "requests", "retries",
-    "rate_limited", "seconds", "complete", "errors_sample", "diff_against",
+    "rate_limited", "requests_by_method", "seconds", "complete", "errors_sample", "diff_against",
 }  # fmt: skip
 
 
@@ -82,6 +82,8 @@ def test_update_applies_only_differences_and_reports_every_row(
     assert summary["outcomes"] == {"applied": 1, "unchanged": 1, "rejected": 1, "failed": 0, "planned": 0}
     assert summary["rows"] == 3 and summary["omni_users"] == 5 and summary["complete"] is True
     assert summary["requests"] == requests(emu)  # definitions + one page + one PATCH
+    sent = emu.stats.snapshot()["requests_by_method"]
+    assert summary["requests_by_method"] == sent and sent["PATCH"] == 1
     assert summary["errors_sample"] == [
         {"row": 3, "status": "rejected", "error": "no Omni user with this email"}
     ]
