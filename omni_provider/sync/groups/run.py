@@ -54,6 +54,8 @@ class GroupSyncRun(EngineRun):
         super().__init__(client, **options)
         self.spec = spec
         self.max_members_per_write = max_members_per_write
+        #: The plan, once made (None before the "planning" stage).
+        self.plan: GroupPlan | None = None
 
     @classmethod
     def from_options(
@@ -111,6 +113,7 @@ class GroupSyncRun(EngineRun):
             mode=spec.mode,
             create_missing_groups=spec.create_missing_groups,
         )
+        self.plan = plan
         self.log.info("Plan: %s", plan.counts())
         summary.update(
             managed_groups=len(plan.managed_groups),
