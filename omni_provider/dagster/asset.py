@@ -13,7 +13,7 @@ from omni_provider.client import OmniError
 from omni_provider.dagster.metadata import summary_metadata
 from omni_provider.dagster.resource import OmniScimResource
 from omni_provider.errors import PlanTooLargeError, SyncRunError, rerun_may_help
-from omni_provider.sync.groups.run import GroupSyncSpec
+from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.outcome import RowStatus
 
@@ -104,55 +104,57 @@ def build_omni_group_membership_asset(
     name: str,
     source: str | Sequence[str] | dg.AssetKey,
     *,
-    user_column: str = "email",
-    group_column: str = "group",
-    groups: Sequence[str] | str | None = None,
-    mode: str = "add",
-    create_missing_groups: bool = False,
-    max_changes: int | str | None = None,
-    max_failed_rows: int | None = 0,
-    dry_run: bool = False,
-    report_path: str | None = None,
+    user_column: str = GROUP_SYNC_DEFAULTS["user_column"],
+    group_column: str = GROUP_SYNC_DEFAULTS["group_column"],
+    groups: Sequence[str] | str | None = GROUP_SYNC_DEFAULTS["groups"],
+    mode: str = GROUP_SYNC_DEFAULTS["mode"],
+    create_missing_groups: bool = GROUP_SYNC_DEFAULTS["create_missing_groups"],
+    max_changes: int | str | None = GROUP_SYNC_DEFAULTS["max_changes"],
+    max_failed_rows: int | None = GROUP_SYNC_DEFAULTS["max_failed_rows"],
+    dry_run: bool = GROUP_SYNC_DEFAULTS["dry_run"],
+    report_path: str | None = GROUP_SYNC_DEFAULTS["report_path"],
+    max_workers: int | None = GROUP_SYNC_DEFAULTS["max_workers"],
+    max_members_per_write: int | None = GROUP_SYNC_DEFAULTS["max_members_per_write"],
     group_name: str | None = None,
     description: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
 ) -> dg.AssetsDefinition:
     """An asset named ``name`` that makes the membership of Omni groups match the rows of the asset
     ``source`` (a list of dicts or a pandas DataFrame, one row per (user, group) membership), through
-    ``OmniScimResource.sync_group_membership`` (resource key ``"omni"``; the arguments are its own).
+    ``OmniScimResource.run_group_sync`` (resource key ``"omni"``; the arguments are
+    ``sync_group_membership``'s).
 
     Its materialisation carries the counts (``added``, ``removed``, ``unchanged``, ``rejected``,
     ``failed``, ``planned``) as integers, the request count, the report path and the plan as a markdown
     table; its check ``no_failed_rows`` fails when any membership was rejected or failed. Over
     ``max_failed_rows`` or ``max_changes``, or when the circuit breaker tripped, the step fails with the
     summary attached (retried only when failed writes may succeed on a re-run). ``report_path`` may contain
-    ``{run_id}``; a report of an earlier attempt is never replaced. Checked when the definitions load.
+    ``{run_id}``; a report of an earlier attempt is never replaced.
+
+    The sync options are those of ``SyncOmniGroupMembershipOperator``, with the same defaults
+    (``GroupSyncOptions``); they are checked here, when the definitions load, so a misconfigured asset
+    never reaches a run.
     """
-    spec = GroupSyncSpec.from_user_args(
+    options = GroupSyncOptions(
         user_column=user_column,
         group_column=group_column,
         groups=groups,
         mode=mode,
         create_missing_groups=create_missing_groups,
+        max_changes=max_changes,
+        max_failed_rows=max_failed_rows,
+        dry_run=dry_run,
+        report_path=report_path,
+        max_workers=max_workers,
+        max_members_per_write=max_members_per_write,
     )
+    spec = options.spec
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
     shown = list(spec.groups) if spec.groups is not None else "the groups named in the input"
 
     def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
-        return omni.sync_group_membership(
-            rows,
-            user_column=user_column,
-            group_column=group_column,
-            groups=groups,
-            mode=mode,
-            create_missing_groups=create_missing_groups,
-            max_changes=max_changes,
-            max_failed_rows=max_failed_rows,
-            dry_run=dry_run,
-            report_path=_report_path(report_path, context),
-            log=context.log,
-            run_id=context.run_id,
-        )
+        run_options = options.replace(report_path=_report_path(report_path, context))
+        return omni.run_group_sync(rows, run_options, log=context.log, run_id=context.run_id)
 
     return _sync_asset(
         name,

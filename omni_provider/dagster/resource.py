@@ -19,7 +19,8 @@ from omni_provider.client.settings import ClientSettings, setting_field, validat
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.engine.report import JsonlFileSink
 from omni_provider.sync.engine.run import RunOptions
-from omni_provider.sync.groups.run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
+from omni_provider.sync.groups.run import GroupSyncRun
 from omni_provider.sync.users.apply import Progress
 from omni_provider.sync.users.definitions import RunLog
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
@@ -178,45 +179,63 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         self,
         rows: Iterable[Mapping[str, Any]] | Any,
         *,
-        user_column: str = "email",
-        group_column: str = "group",
-        groups: Sequence[str] | str | None = None,
-        mode: str = "add",
-        create_missing_groups: bool = False,
-        max_changes: int | str | None = None,
-        max_failed_rows: int | None = 0,
-        dry_run: bool = False,
-        report_path: str | None = None,
-        max_workers: int | None = None,
-        max_members_per_write: int | None = None,
+        user_column: str = GROUP_SYNC_DEFAULTS["user_column"],
+        group_column: str = GROUP_SYNC_DEFAULTS["group_column"],
+        groups: Sequence[str] | str | None = GROUP_SYNC_DEFAULTS["groups"],
+        mode: str = GROUP_SYNC_DEFAULTS["mode"],
+        create_missing_groups: bool = GROUP_SYNC_DEFAULTS["create_missing_groups"],
+        max_changes: int | str | None = GROUP_SYNC_DEFAULTS["max_changes"],
+        max_failed_rows: int | None = GROUP_SYNC_DEFAULTS["max_failed_rows"],
+        dry_run: bool = GROUP_SYNC_DEFAULTS["dry_run"],
+        report_path: str | None = GROUP_SYNC_DEFAULTS["report_path"],
+        max_workers: int | None = GROUP_SYNC_DEFAULTS["max_workers"],
+        max_members_per_write: int | None = GROUP_SYNC_DEFAULTS["max_members_per_write"],
         log: RunLog | None = None,
         run_id: str = "",
     ) -> dict[str, Any]:
         """Make the membership of Omni groups match ``rows`` (dicts or a pandas DataFrame, one row per
-        (user, group)); the same summary as ``SyncOmniGroupMembershipOperator``. ``mode="mirror"`` also
-        removes members absent from the input (one unreadable email or group refuses the run before any
-        request; members of rejected rows are kept). Raises ``SyncFailedError`` (with the summary) when
-        more memberships did not sync than ``max_failed_rows`` allows, ``SyncHaltedError`` when the circuit
-        breaker tripped, and ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more
-        than 10% of the managed memberships removed)."""
-        spec = GroupSyncSpec.from_user_args(
+        (user, group)); the same summary as ``SyncOmniGroupMembershipOperator``, whose parameters these are
+        (defaults and checks from ``GroupSyncOptions``). ``mode="mirror"`` also removes members absent
+        from the input (one unreadable email or group refuses the run before any request; members of
+        rejected rows are kept). Raises ``SyncFailedError`` (with the summary) when more memberships did
+        not sync than ``max_failed_rows`` allows, ``SyncHaltedError`` when the circuit breaker tripped, and
+        ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more than 10% of the
+        managed memberships removed)."""
+        options = GroupSyncOptions(
             user_column=user_column,
             group_column=group_column,
             groups=groups,
             mode=mode,
             create_missing_groups=create_missing_groups,
+            max_changes=max_changes,
+            max_failed_rows=max_failed_rows,
+            dry_run=dry_run,
+            report_path=report_path,
+            max_workers=max_workers,
+            max_members_per_write=max_members_per_write,
         )
-        options = _report_options(report_path, run_id, log)
-        options.update(
-            {
-                "dry_run": dry_run,
-                "max_changes": max_changes,
-                "max_failed_rows": max_failed_rows,
-                "max_workers": max_workers,
-            }
-        )
+        return self.run_group_sync(rows, options, log=log, run_id=run_id)
+
+    def run_group_sync(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: GroupSyncOptions,
+        *,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """``sync_group_membership`` with its options already built (the asset builds them once, at
+        load)."""
+        report = _report_options(options.report_path, run_id, log)
         with self.get_client() as client:
-            run = GroupSyncRun(client, spec, max_members_per_write=max_members_per_write, **options)
+            run = GroupSyncRun.from_options(
+                client,
+                options,
+                sinks=report["sinks"],
+                fallback_sink=report["fallback_sink"],
+                log=report["log"],
+                run_id=run_id,
+            )
             return run.run(rows_from(rows))
 
 

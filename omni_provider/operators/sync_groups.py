@@ -14,10 +14,11 @@ from typing import Any
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.airflow_support import lineage
 from omni_provider.airflow_support.row_sources import read_rows
-from omni_provider.airflow_support.templating import parse_structure
+from omni_provider.airflow_support.templating import parse_bool, parse_structure
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
-from omni_provider.sync.groups.run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
+from omni_provider.sync.groups.run import GroupSyncRun
 
 
 class SyncOmniGroupMembershipOperator(BaseOperator):
@@ -70,22 +71,22 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         rows: Sequence[Mapping[str, Any]] | str | None = None,
         sql: str | None = None,
         sql_conn_id: str | None = None,
-        user_column: str = "email",
-        group_column: str = "group",
-        groups: Sequence[str] | str | None = None,
-        mode: str = "add",
-        create_missing_groups: bool = False,
-        max_changes: int | str | None = None,
-        max_failed_rows: int = 0,
-        dry_run: bool | str = False,
-        report_path: str | None = None,
+        user_column: str = GROUP_SYNC_DEFAULTS["user_column"],
+        group_column: str = GROUP_SYNC_DEFAULTS["group_column"],
+        groups: Sequence[str] | str | None = GROUP_SYNC_DEFAULTS["groups"],
+        mode: str = GROUP_SYNC_DEFAULTS["mode"],
+        create_missing_groups: bool = GROUP_SYNC_DEFAULTS["create_missing_groups"],
+        max_changes: int | str | None = GROUP_SYNC_DEFAULTS["max_changes"],
+        max_failed_rows: int | None = GROUP_SYNC_DEFAULTS["max_failed_rows"],
+        dry_run: bool | str = GROUP_SYNC_DEFAULTS["dry_run"],
+        report_path: str | None = GROUP_SYNC_DEFAULTS["report_path"],
         report_table: str | None = None,
         report_conn_id: str | None = None,
         fallback_report_dir: str | None = None,
         omni_conn_id: str = OmniScimHook.default_conn_name,
         sql_batch_size: int = 5000,
-        max_members_per_write: int | None = None,
-        max_workers: int | None = None,
+        max_members_per_write: int | None = GROUP_SYNC_DEFAULTS["max_members_per_write"],
+        max_workers: int | None = GROUP_SYNC_DEFAULTS["max_workers"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,6 +119,23 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
             groups = parse_structure(groups, what="groups")  # a rendered template
         return groups  # type: ignore[no-any-return]
 
+    def group_sync_options(self) -> GroupSyncOptions:
+        """The rendered arguments as the sync's options, checked (``GroupSyncOptions``), before any
+        request."""
+        return GroupSyncOptions(
+            user_column=self.user_column,
+            group_column=self.group_column,
+            groups=self._managed(),
+            mode=str(self.mode),
+            create_missing_groups=self.create_missing_groups,
+            max_changes=self.max_changes,
+            max_failed_rows=self.max_failed_rows,
+            dry_run=parse_bool(self.dry_run, what="dry_run"),
+            report_path=str(self.report_path) if self.report_path else None,
+            max_workers=self.max_workers,
+            max_members_per_write=self.max_members_per_write,
+        )
+
     def _read_rows(self) -> list[Mapping[str, Any]]:
         return read_rows(self.rows, self.sql, self.sql_conn_id, self.sql_batch_size)
 
@@ -128,15 +146,16 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
 
     def _prepare(self, context: Context) -> GroupSyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
-        spec = GroupSyncSpec.from_user_args(
-            user_column=self.user_column,
-            group_column=self.group_column,
-            groups=self._managed(),
-            mode=str(self.mode),
-            create_missing_groups=self.create_missing_groups,
+        options = self.group_sync_options()
+        client, run = prepare_sync(self, context, options.spec.groups or (), kind="group_membership")
+        self._run = GroupSyncRun.from_options(
+            client,
+            options,
+            sinks=run["sinks"],
+            fallback_sink=run["fallback_sink"],
+            log=self.log,
+            run_id=run["run_id"],
         )
-        client, options = prepare_sync(self, context, spec.groups or (), kind="group_membership")
-        self._run = GroupSyncRun(client, spec, max_members_per_write=self.max_members_per_write, **options)
         return self._run
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -5,26 +5,37 @@ The same rows and the same arguments go to ``SyncOmniUserAttributesOperator``,
 ``OmniUserAttributesComponent`` (from a ``defs.yaml``); each run is caught where it starts
 (``SyncRun.from_options``), and its options and its plan (every item: action, user, changes) compared.
 Once with every option left at its default (which must then be the same everywhere), once with options set.
+The three adapters of the group-membership sync (``SyncOmniGroupMembershipOperator``,
+``OmniScimResource.sync_group_membership``, ``build_omni_group_membership_asset``) likewise build the same
+``GroupSyncOptions`` and group plan (caught at ``GroupSyncRun.from_options``), and refuse a bad value,
+naming the option, before any request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import dagster as dg
 import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 from omni_testkit import TEST_API_KEY, omni_connection_json
-from sync_testkit import seed, writes
+from sync_testkit import requests, seed, writes
 
+from omni_provider._compat import AirflowFailException
 from omni_provider.dagster import (
     OmniScimResource,
     OmniUserAttributesComponent,
+    build_omni_group_membership_asset,
     build_omni_user_attributes_asset,
 )
 from omni_provider.emulator import EmulatorServer
+from omni_provider.errors import OmniValidationError
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
+from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
+from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
+from omni_provider.sync.groups.run import GroupSyncRun
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
 
@@ -37,20 +48,35 @@ class TI:
         pass
 
 
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[SyncRun]]:
-    """Every ``SyncRun`` an adapter starts, as it started it."""
-    runs: list[SyncRun] = []
-    original = SyncRun.from_options
+RunT = TypeVar("RunT", SyncRun, GroupSyncRun)
 
-    def spy(client: Any, options: SyncOptions, **kwargs: Any) -> SyncRun:
+
+def spy_on(monkeypatch: pytest.MonkeyPatch, run_class: type[RunT]) -> list[RunT]:
+    """Every run of ``run_class`` an adapter starts (through ``from_options``), as it started it, with the
+    options it was started from."""
+    runs: list[RunT] = []
+    original = run_class.from_options
+
+    def spy(client: Any, options: Any, **kwargs: Any) -> RunT:
         run = original(client, options, **kwargs)
-        run.options = options  # type: ignore[attr-defined]
+        run.options = options  # type: ignore[union-attr]
         runs.append(run)
         return run
 
-    monkeypatch.setattr(SyncRun, "from_options", spy)
-    yield runs
+    monkeypatch.setattr(run_class, "from_options", spy)
+    return runs
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[SyncRun]]:
+    """Every ``SyncRun`` an adapter starts, as it started it."""
+    yield spy_on(monkeypatch, SyncRun)
+
+
+@pytest.fixture
+def started_groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[GroupSyncRun]]:
+    """Every ``GroupSyncRun`` an adapter starts, as it started it."""
+    yield spy_on(monkeypatch, GroupSyncRun)
 
 
 def rows_for(emails: list[str]) -> list[dict[str, Any]]:
@@ -164,8 +190,6 @@ def test_every_adapter_builds_the_same_options_and_plan(
 
 def test_the_adapters_defaults_are_the_options_defaults() -> None:
     """Left out, an option takes ``SyncOptions``'s default in every adapter (key_column: match_on's name)."""
-    import inspect
-
     assert SYNC_DEFAULTS["key_column"] is None and SYNC_DEFAULTS["match_on"] == "userName"
     signatures = {
         "operator": inspect.signature(SyncOmniUserAttributesOperator.__init__).parameters,
@@ -184,3 +208,135 @@ def test_the_adapters_defaults_are_the_options_defaults() -> None:
     for where, parameters in signatures.items():
         assert shared <= set(parameters), (where, shared - set(parameters))
     assert shared <= set(component), shared - set(component)
+
+
+# -- the group-membership sync: GroupSyncOptions ------------------------------------------------------------
+
+GROUP_SOURCE = "warehouse_memberships"
+GROUP_ASSET = "omni_group_membership"
+
+
+def via_group_operator(rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    operator = SyncOmniGroupMembershipOperator(task_id="sync", rows=rows, **args)
+    operator.execute({"ti": TI(), "run_id": "manual"})
+
+
+def via_group_resource(omni: OmniScimResource, rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    omni.sync_group_membership(rows, **args)
+
+
+def via_group_asset(omni: OmniScimResource, rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    source = dg.asset(name=GROUP_SOURCE)(lambda: rows)
+    asset = build_omni_group_membership_asset(GROUP_ASSET, GROUP_SOURCE, **args)
+    result = dg.materialize(
+        [source, asset], resources={"omni": omni}, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param({"dry_run": True}, id="defaults"),
+        pytest.param(
+            {
+                "dry_run": True,
+                "group_column": "team",
+                "groups": ["Sales", "Support"],
+                "mode": "mirror",
+                "create_missing_groups": True,
+                "max_changes": "60%",
+                "max_failed_rows": None,
+                "max_workers": 3,
+                "max_members_per_write": 2,
+            },
+            id="options-set",
+        ),
+    ],
+)
+def test_every_group_adapter_builds_the_same_options_and_plan(
+    emu: EmulatorServer,
+    omni: OmniScimResource,
+    started_groups: list[GroupSyncRun],
+    monkeypatch: pytest.MonkeyPatch,
+    args: dict[str, Any],
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+    emails = seed(emu, 5)
+    ids = {u.user_name: u.id for u in emu.state.users()}
+    emu.state.groups.add_group("Sales", [ids[emails[0]], ids[emails[3]]])
+    emu.state.groups.add_group("Support", [])
+    column = args.get("group_column", "group")
+    rows = [
+        {"email": emails[0].upper(), column: "Sales"},
+        {"email": emails[1], column: "Sales"},
+        {"email": emails[2], column: "Support"},
+        {"email": "ghost@example.com", column: "Sales"},
+    ]
+    if "max_failed_rows" not in args:
+        args = {**args, "max_failed_rows": 1}  # the ghost row is rejected in every run
+    via_group_operator(rows, args)
+    via_group_resource(omni, rows, args)
+    via_group_asset(omni, rows, args)
+
+    assert len(started_groups) == 3 and writes(emu) == 0
+    options = [run.options for run in started_groups]  # type: ignore[attr-defined]
+    assert all(option == options[0] for option in options), options
+    assert options[0] == GroupSyncOptions(**args)
+    plans = [run.plan for run in started_groups]
+    items = [list(plan.items) for plan in plans if plan is not None]
+    assert len(items) == 3 and all(each == items[0] for each in items)
+    actions = [item.action.value for item in items[0]]
+    assert actions.count("add") == 2 and actions.count("unchanged") == 1 and actions.count("rejected") == 1
+    if args.get("mode") == "mirror":
+        assert actions.count("remove") == 1  # the seeded Sales member the rows leave out
+
+
+def test_the_group_adapters_defaults_are_the_group_options_defaults() -> None:
+    """Left out, an option takes ``GroupSyncOptions``'s default in every adapter, and every option may be
+    set in each."""
+    signatures = {
+        "operator": inspect.signature(SyncOmniGroupMembershipOperator.__init__).parameters,
+        "resource": inspect.signature(OmniScimResource.sync_group_membership).parameters,
+        "asset": inspect.signature(build_omni_group_membership_asset).parameters,
+    }
+    for where, parameters in signatures.items():
+        assert set(GROUP_SYNC_DEFAULTS) <= set(parameters), (
+            where,
+            set(GROUP_SYNC_DEFAULTS) - set(parameters),
+        )
+        for name, default in GROUP_SYNC_DEFAULTS.items():
+            assert parameters[name].default == default, (where, name)
+
+
+BAD = [
+    pytest.param({"mode": "replace"}, "mode", id="mode"),
+    pytest.param({"max_members_per_write": 0}, "max_members_per_write", id="max_members_per_write"),
+    pytest.param({"max_failed_rows": -1}, "max_failed_rows", id="max_failed_rows"),
+    pytest.param({"max_changes": "lots"}, "max_changes", id="max_changes"),
+]
+
+
+@pytest.mark.parametrize(("bad", "named"), BAD)
+def test_each_group_adapter_refuses_a_bad_value_before_any_request(
+    emu: EmulatorServer,
+    omni: OmniScimResource,
+    monkeypatch: pytest.MonkeyPatch,
+    bad: dict[str, Any],
+    named: str,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+    emails = seed(emu, 1)
+    rows = [{"email": emails[0], "group": "Sales"}]
+    before = requests(emu)
+    attempts: dict[str, Callable[[], Any]] = {
+        "operator": lambda: via_group_operator(rows, bad),
+        "resource": lambda: via_group_resource(omni, rows, bad),
+        # Checked when the definitions load.
+        "asset": lambda: build_omni_group_membership_asset(GROUP_ASSET, GROUP_SOURCE, **bad),
+    }
+    for where, attempt in attempts.items():
+        expected = AirflowFailException if where == "operator" else OmniValidationError
+        with pytest.raises(expected, match=named):
+            attempt()
+    assert requests(emu) == before

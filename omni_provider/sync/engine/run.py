@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 
 from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.errors import PlanTooLargeError, SyncFailedError, SyncReportLostError
-from omni_provider.sync.engine.guards import evaluate_failures, resolve_max_changes
+from omni_provider.sync.engine.checks import check_run_options
+from omni_provider.sync.engine.guards import evaluate_failures
 from omni_provider.sync.engine.outcome import tally
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.users.definitions import RunLog
@@ -146,10 +147,13 @@ class EngineRun:
 
     def check(self) -> None:
         """Every setting used only after the writes (thresholds, sinks), checked before any request."""
-        if not isinstance(self.dry_run, bool):
-            raise OmniValidationError(f"dry_run must be true or false, got {self.dry_run!r}")
-        resolve_max_changes(self.max_changes, 0)
-        evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
+        check_run_options(
+            dry_run=self.dry_run,
+            max_changes=self.max_changes,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_pct=self.max_failed_pct,
+            max_workers=self.max_workers,
+        )
         for sink in self.sinks:
             sink.check()
 

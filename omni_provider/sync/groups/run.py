@@ -9,67 +9,23 @@ Reporting, the failure thresholds and the summary are the engine's, as for the a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Unpack
 
-from omni_provider.client import GroupsApi, OmniScimClient, OmniValidationError
+from omni_provider.client import GroupsApi, OmniScimClient
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED
-from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, every_outcome
+from omni_provider.sync.engine.checks import check_count
+from omni_provider.sync.engine.report import ReportSink
+from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, default_log, every_outcome
 from omni_provider.sync.groups.apply import apply_group_plan
+from omni_provider.sync.groups.options import GroupSyncOptions, GroupSyncSpec
 from omni_provider.sync.groups.outcome import MembershipOutcome, MembershipStatus, tally_by_group
-from omni_provider.sync.groups.plan import (
-    GroupPlan,
-    GroupSyncMode,
-    build_group_plan,
-    check_group_plan,
-    managed_group_names,
-    read_memberships,
-)
+from omni_provider.sync.groups.plan import GroupPlan, build_group_plan, check_group_plan, read_memberships
+from omni_provider.sync.users.definitions import RunLog
 from omni_provider.sync.users.outcome import tally_by_action
 from omni_provider.sync.users.rows import align_column_case
 
-
-@dataclass(frozen=True)
-class GroupSyncSpec:
-    """What a group sync manages, checked: the columns, the managed groups, the mode."""
-
-    user_column: str = "email"
-    group_column: str = "group"
-    #: The managed groups (NFC, stripped); None: the groups named in the input.
-    groups: tuple[str, ...] | None = None
-    mode: GroupSyncMode = GroupSyncMode.ADD
-    create_missing_groups: bool = False
-
-    @classmethod
-    def from_user_args(
-        cls,
-        *,
-        user_column: str = "email",
-        group_column: str = "group",
-        groups: Sequence[str] | str | None = None,
-        mode: str = "add",
-        create_missing_groups: bool = False,
-    ) -> GroupSyncSpec:
-        try:
-            checked_mode = GroupSyncMode(mode)
-        except ValueError:
-            raise OmniValidationError(f"mode must be 'add' or 'mirror', got {mode!r}") from None
-        if not isinstance(user_column, str) or not isinstance(group_column, str):
-            raise OmniValidationError("user_column and group_column must be column names")
-        if not user_column or not group_column or user_column == group_column:
-            raise OmniValidationError("user_column and group_column must be two different column names")
-        if not isinstance(create_missing_groups, bool):
-            shown = repr(create_missing_groups)
-            raise OmniValidationError(f"create_missing_groups must be true or false, got {shown}")
-        managed = managed_group_names(groups)
-        return cls(
-            user_column,
-            group_column,
-            tuple(managed) if managed is not None else None,
-            checked_mode,
-            create_missing_groups,
-        )
+__all__ = ["GroupSyncOptions", "GroupSyncRun", "GroupSyncSpec", "all_memberships"]
 
 
 class GroupSyncRun(EngineRun):
@@ -98,12 +54,29 @@ class GroupSyncRun(EngineRun):
         super().__init__(client, **options)
         self.spec = spec
         self.max_members_per_write = max_members_per_write
+        #: The plan, once made (None before the "planning" stage).
+        self.plan: GroupPlan | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        client: OmniScimClient,
+        options: GroupSyncOptions,
+        *,
+        sinks: Sequence[ReportSink] = (),
+        fallback_sink: ReportSink | None = None,
+        log: RunLog = default_log,
+        run_id: str = "",
+    ) -> GroupSyncRun:
+        """The run the adapters start: the options (checked once, in ``GroupSyncOptions``), plus what only
+        the adapter knows (its report sinks, its log and run id)."""
+        run_options = options.run_options()
+        run_options.update({"sinks": sinks, "fallback_sink": fallback_sink, "log": log, "run_id": run_id})
+        return cls(client, options.spec, max_members_per_write=options.max_members_per_write, **run_options)
 
     def check(self) -> None:
         super().check()
-        limit = self.max_members_per_write
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise OmniValidationError("max_members_per_write must be a positive integer")
+        check_count("max_members_per_write", self.max_members_per_write)
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_group = tally_by_group(outcomes)  # type: ignore[arg-type]
@@ -140,6 +113,7 @@ class GroupSyncRun(EngineRun):
             mode=spec.mode,
             create_missing_groups=spec.create_missing_groups,
         )
+        self.plan = plan
         self.log.info("Plan: %s", plan.counts())
         summary.update(
             managed_groups=len(plan.managed_groups),

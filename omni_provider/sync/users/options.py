@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from omni_provider.errors import OmniValidationError
-from omni_provider.sync.engine.guards import evaluate_failures, resolve_max_changes
+from omni_provider.sync.engine.checks import check_flag, check_run_options
 from omni_provider.sync.snapshot.format import (
     DEFAULT_FULL_RESYNC_EVERY,
     FileSnapshotStore,
@@ -79,14 +79,15 @@ class SyncOptions:
         object.__setattr__(self, "spec", spec)
         object.__setattr__(self, "attributes", dict(spec.attributes))
         object.__setattr__(self, "mode", spec.mode)
-        for name in ("dry_run", "allow_empty_input"):
-            if not isinstance(getattr(self, name), bool):
-                raise OmniValidationError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        resolve_max_changes(self.max_changes, 0)
-        evaluate_failures({}, max_failed_rows=self.max_failed_rows, max_failed_pct=self.max_failed_pct)
-        workers = self.max_workers
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise OmniValidationError(f"max_workers must be a whole number >= 1, got {workers!r}")
+        check_flag("allow_empty_input", self.allow_empty_input)
+        check_run_options(
+            dry_run=self.dry_run,
+            max_changes=self.max_changes,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_pct=self.max_failed_pct,
+            max_workers=self.max_workers,
+            report_path=self.report_path,
+        )
         every = self.progress_every
         if (
             isinstance(every, bool)
@@ -95,10 +96,6 @@ class SyncOptions:
             or every < 0
         ):
             raise OmniValidationError(f"progress_every must be a number of seconds >= 0, got {every!r}")
-        if self.report_path is not None and (not isinstance(self.report_path, str) or not self.report_path):
-            raise OmniValidationError(
-                f"report_path must be a path or URL when given, got {self.report_path!r}"
-            )
         check_snapshot_args(self.diff_against, self.snapshot_path, self.full_resync_every)
 
     def snapshot(

@@ -21,7 +21,8 @@ from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync import SyncSpec
 from omni_provider.sync.engine.report import JsonlFileSink
-from omni_provider.sync.groups.run import GroupSyncRun, GroupSyncSpec
+from omni_provider.sync.groups.options import GroupSyncSpec
+from omni_provider.sync.groups.run import GroupSyncRun
 from omni_provider.sync.snapshot.format import FileSnapshotStore, SnapshotSettings
 from omni_provider.sync.users.keys import UnreadableKeysError
 from omni_provider.sync.users.run import SyncRun
