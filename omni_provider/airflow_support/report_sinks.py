@@ -34,7 +34,7 @@ from omni_provider.sync.engine.files import (
     open_new,
     write_beside,
 )
-from omni_provider.sync.users.outcome import ReportRecord, write_jsonl
+from omni_provider.sync.engine.outcome import ReportRecord, write_jsonl
 
 REPORT_COLUMNS = ("run_id", "row_number", "match_key", "action", "status", "user_id", "changed", "error")
 #: Where the outcomes go when the configured report cannot be written (on the worker's local disk).

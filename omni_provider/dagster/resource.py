@@ -17,12 +17,12 @@ from pydantic import Field
 from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
+from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.report import JsonlFileSink
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
 from omni_provider.sync.users.apply import Progress
-from omni_provider.sync.users.definitions import RunLog
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.single import update_one_user

@@ -8,10 +8,11 @@ membership of the group sync) derives from ``ItemOutcome`` and names its statuse
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import IO, Any, ClassVar, Protocol, Self
 
 #: Statuses whose outcome carries an error (why the item did not sync) rather than a remark.
 ERROR_STATUSES = frozenset({"rejected", "failed"})
@@ -77,3 +78,30 @@ def tally_by(outcomes: Iterable[Any], key: Callable[[Any], str]) -> dict[str, di
     for o in outcomes:
         table.setdefault(key(o), Counter())[o.status.value] += 1
     return {name: dict(counter) for name, counter in sorted(table.items())}
+
+
+def tally_by_action(outcomes: Iterable[Any]) -> dict[str, dict[str, int]]:
+    return tally_by(outcomes, lambda o: str(o.action))
+
+
+class ReportRecord(Protocol):
+    """One line of a report file (a row outcome, a membership outcome)."""
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
+def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
+    n = 0
+    for outcome in outcomes:
+        stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str]) -> str:
+    """A small fixed-width table of action x status counts (``statuses`` as columns), for the task log."""
+    statuses = list(statuses)
+    lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
+    for action, counts in summary.items():
+        lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
+    return "\n".join(lines)

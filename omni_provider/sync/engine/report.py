@@ -20,7 +20,7 @@ from omni_provider.sync.engine.files import (
     local_path,
     write_beside,
 )
-from omni_provider.sync.users.outcome import ReportRecord, write_jsonl
+from omni_provider.sync.engine.outcome import ReportRecord, write_jsonl
 
 _log = logging.getLogger("omni_provider.sync")
 

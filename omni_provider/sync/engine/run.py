@@ -21,10 +21,9 @@ from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.errors import PlanTooLargeError, SyncFailedError, SyncReportLostError
 from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.guards import evaluate_failures
-from omni_provider.sync.engine.outcome import tally
+from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.outcome import format_table, tally
 from omni_provider.sync.engine.report import ReportSink
-from omni_provider.sync.users.definitions import RunLog
-from omni_provider.sync.users.outcome import format_table
 
 #: How many rejected or failed items the summary quotes (the report file has them all).
 ERROR_SAMPLE_SIZE = 10

@@ -15,14 +15,14 @@ from omni_provider.client import GroupsApi, OmniScimClient
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED
 from omni_provider.sync.engine.checks import check_count
+from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.outcome import tally_by_action
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, default_log, every_outcome
 from omni_provider.sync.groups.apply import apply_group_plan
 from omni_provider.sync.groups.options import GroupSyncOptions, GroupSyncSpec
 from omni_provider.sync.groups.outcome import MembershipOutcome, MembershipStatus, tally_by_group
 from omni_provider.sync.groups.plan import GroupPlan, build_group_plan, check_group_plan, read_memberships
-from omni_provider.sync.users.definitions import RunLog
-from omni_provider.sync.users.outcome import tally_by_action
 from omni_provider.sync.users.rows import align_column_case
 
 __all__ = ["GroupSyncOptions", "GroupSyncRun", "GroupSyncSpec", "all_memberships"]

@@ -13,13 +13,13 @@ from typing import Any
 
 from omni_provider.client import OmniUser
 from omni_provider.errors import SnapshotWriteError
+from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.snapshot.format import (
     SnapshotSettings,
     merged_entries,
     render_snapshot,
     snapshot_writer,
 )
-from omni_provider.sync.users.definitions import RunLog
 from omni_provider.sync.users.omni_view import OmniView
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from omni_provider.client import (
     AttributeDefinition,
     OmniApiError,
@@ -11,16 +9,7 @@ from omni_provider.client import (
     OmniPermissionError,
     OmniScimClient,
 )
-
-
-class RunLog(Protocol):
-    """What the engine needs of a logger: ``logging.Logger``, Airflow's task log and Dagster's
-    ``context.log`` all fit."""
-
-    def info(self, msg: str, /, *args: object) -> object: ...
-    def warning(self, msg: str, /, *args: object) -> object: ...
-    def error(self, msg: str, /, *args: object) -> object: ...
-    def exception(self, msg: str, /, *args: object) -> object: ...
+from omni_provider.sync.engine.log import RunLog
 
 
 def load_definitions(client: OmniScimClient, log: RunLog) -> dict[str, AttributeDefinition] | None:

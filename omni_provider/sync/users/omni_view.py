@@ -32,6 +32,7 @@ from omni_provider.client.client import listing_page_count
 from omni_provider.domain.models import AttributeDefinition
 from omni_provider.domain.values import values_equal
 from omni_provider.errors import AmbiguousUserError, OmniNotFoundError
+from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.snapshot.format import (
     Snapshot,
     SnapshotSettings,
@@ -40,7 +41,6 @@ from omni_provider.sync.snapshot.format import (
     snapshot_writer,
 )
 from omni_provider.sync.users.apply import workers_for
-from omni_provider.sync.users.definitions import RunLog
 from omni_provider.sync.users.keys import KeyProblem, UserIndex
 from omni_provider.sync.users.plan import SyncPlan, build_plan
 from omni_provider.sync.users.spec import SyncMode, SyncSpec

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from omni_provider.client.client import UpdateResult
-from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note, tally_by
+from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note
 from omni_provider.sync.users.plan import PlanItem
 
 
@@ -105,35 +103,3 @@ class RowOutcome(ItemOutcome):
         record["changed"] = list(self.changed)
         record["changes"] = list(self.changes)
         return record
-
-
-def outcome_without_write(item: PlanItem, *, dry_run: bool) -> RowOutcome | None:
-    """The outcome of an item that needs no request, or None when it must be written."""
-    return RowOutcome.without_write(item, dry_run=dry_run)
-
-
-def tally_by_action(outcomes: Iterable[Any]) -> dict[str, dict[str, int]]:
-    return tally_by(outcomes, lambda o: str(o.action))
-
-
-class ReportRecord(Protocol):
-    """One line of a report file (a row outcome, a membership outcome)."""
-
-    def to_record(self) -> dict[str, Any]: ...
-
-
-def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
-    n = 0
-    for outcome in outcomes:
-        stream.write(json.dumps(outcome.to_record(), default=str, ensure_ascii=False) + "\n")
-        n += 1
-    return n
-
-
-def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str] | None = None) -> str:
-    """A small fixed-width table of action x status counts, for the task log."""
-    statuses = list(statuses) if statuses is not None else [s.value for s in RowStatus]
-    lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
-    for action, counts in summary.items():
-        lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
-    return "\n".join(lines)

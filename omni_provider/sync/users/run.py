@@ -13,6 +13,8 @@ from typing import Any, Unpack
 from omni_provider.client import OmniScimClient, OmniWrongUserError
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.guards import check_max_changes
+from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.outcome import tally_by_action
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import (
     ERROR_SAMPLE_SIZE,
@@ -33,11 +35,11 @@ from omni_provider.sync.users.apply import (
     WritesHaltedError,
     apply_plan,
 )
-from omni_provider.sync.users.definitions import RunLog, load_definitions
+from omni_provider.sync.users.definitions import load_definitions
 from omni_provider.sync.users.keys import read_keys
 from omni_provider.sync.users.omni_view import read_omni_view
 from omni_provider.sync.users.options import SyncOptions
-from omni_provider.sync.users.outcome import RowOutcome, RowStatus, tally_by_action
+from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan
 from omni_provider.sync.users.rows import align_column_case
 from omni_provider.sync.users.spec import SyncSpec

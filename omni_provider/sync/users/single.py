@@ -22,7 +22,8 @@ from omni_provider.client import (
 from omni_provider.domain.diff import ChangeSet, compute_changes
 from omni_provider.domain.identity import emails_match, validate_email, validate_user_id
 from omni_provider.domain.values import normalize_attributes
-from omni_provider.sync.users.definitions import RunLog, load_definitions
+from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.users.definitions import load_definitions
 
 #: Omni's display names are short; a longer one is a mistake in the input, refused before any request.
 MAX_DISPLAY_NAME_LENGTH = 256

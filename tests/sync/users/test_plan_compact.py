@@ -10,7 +10,7 @@ import pytest
 from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.errors import OmniValidationError
 from omni_provider.sync import RowAction, SyncSpec, build_plan, definitions_by_name
-from omni_provider.sync.users.outcome import RowStatus, outcome_without_write
+from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 
 DEFS = definitions_by_name([AttributeDefinition(name="region", type="String")])
 SPEC = SyncSpec(attributes={"REGION": "region"}, key_column="EMAIL")
@@ -43,7 +43,7 @@ def test_unchanged_rows_are_compact_yet_every_row_has_its_item_and_outcome() -> 
     unchanged = plan.items[0]
     assert (unchanged.key, unchanged.user_id, unchanged.user_name) == ("u0@x.co", users[0].id, "u0@x.co")
     assert unchanged.attributes == {} and unchanged.changes == ()
-    outcomes = [outcome_without_write(item, dry_run=False) for item in plan.items]
+    outcomes = [RowOutcome.without_write(item, dry_run=False) for item in plan.items]
     assert [o.status for o in outcomes if o is not None] == [RowStatus.UNCHANGED] * 4
     # The compact record is the matched user itself, which the input already holds: nothing is allocated.
     assert plan.items._entries[0] is users[0]  # type: ignore[attr-defined]
