@@ -2,12 +2,8 @@
 with the snapshot a run can diff against (``snapshot``). Orchestrator-free: no I/O beyond the client, no
 Airflow. The names below are the pure planning API of the user-attribute target."""
 
-from omni_provider.sync.engine.guards import (
-    FailureVerdict,
-    check_max_changes,
-    evaluate_failures,
-    resolve_max_changes,
-)
+from omni_provider.sync.engine.guards import FailureVerdict, resolve_max_changes
+from omni_provider.sync.users.guards import check_max_changes, evaluate_failures
 from omni_provider.sync.users.plan import (
     WRITE_ACTIONS,
     AttributeChange,

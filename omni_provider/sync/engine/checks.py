@@ -8,7 +8,7 @@ option, whichever adapter it came through.
 from __future__ import annotations
 
 from omni_provider.errors import OmniValidationError
-from omni_provider.sync.engine.guards import evaluate_failures, resolve_max_changes
+from omni_provider.sync.engine.guards import judge_failures, resolve_max_changes
 
 
 def check_flag(name: str, value: object) -> None:
@@ -35,7 +35,7 @@ def check_run_options(
     """The run options every target shares, checked (``OmniValidationError`` naming the option)."""
     check_flag("dry_run", dry_run)
     resolve_max_changes(max_changes, 0)
-    evaluate_failures({}, max_failed_rows=max_failed_rows, max_failed_pct=max_failed_pct)
+    judge_failures(0, 0, max_failed_rows=max_failed_rows, max_failed_pct=max_failed_pct)
     check_count("max_workers", max_workers)
     if report_path is not None and (not isinstance(report_path, str) or not report_path):
         raise OmniValidationError(f"report_path must be a path or URL when given, got {report_path!r}")

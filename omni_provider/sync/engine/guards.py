@@ -1,31 +1,22 @@
-"""Run guards: refuse a plan whose blast radius is too big, and decide when rejected/failed rows fail a run.
+"""Run guards every target shares: the write limit (``max_changes``: a count or a percentage of the
+target's base) and the verdict on rejected and failed items (``max_failed_rows``, ``max_failed_pct``).
 
 Both exist because the worst sync failures are silent: a broken upstream query that blanks everyone, or a
-green task that quietly skipped half the rows.
-
-Mirror mode has a limit even when ``max_changes`` is not given: a mirror run that would unset managed
-attributes of more than ``DEFAULT_MIRROR_UNSET_LIMIT`` of Omni's users is refused, because a short or
-half-broken input (a filter too narrow, a join that lost rows) looks exactly like "these users left".
-Giving ``max_changes`` explicitly replaces this default with the caller's own limit.
+green task that quietly skipped half the items. The user-attribute target's own guards (the plan's write
+count, the default mirror limit) are in ``sync.users.guards``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from omni_provider.errors import OmniValidationError, PlanTooLargeError
-from omni_provider.sync.users.plan import RowAction, SyncPlan
-from omni_provider.sync.users.spec import SyncMode
+from omni_provider.errors import OmniValidationError
 
 _PERCENT_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 _INTEGER_RE = re.compile(r"\s*\d+\s*")
-
-#: The share of Omni's users a mirror run may unset attributes on when ``max_changes`` is not given.
-DEFAULT_MIRROR_UNSET_LIMIT = "10%"
 
 
 def _percent(value: str) -> Fraction | None:
@@ -60,69 +51,6 @@ def resolve_max_changes(max_changes: int | str | None, total_users: int) -> int 
     )
 
 
-def check_max_changes(
-    plan: SyncPlan, max_changes: int | str | None, total_users: int, *, allow_empty_input: bool = False
-) -> None:
-    """Raise ``PlanTooLargeError`` when the plan writes more users than allowed, or empties a mirror."""
-    changes = plan.change_count
-    limit = resolve_max_changes(max_changes, total_users)
-    counts = plan.counts()
-    detail = ", ".join(
-        f"{counts[a.value]} {a.value}" for a in (RowAction.CREATE, RowAction.UPDATE, RowAction.UNSET)
-    )
-    if plan.empty_input and changes and not allow_empty_input:
-        raise PlanTooLargeError(
-            f"the input has no rows, so mirror mode would unset managed attributes on {changes} of "
-            f"{total_users} Omni users; refusing (an empty source is usually a broken query). "
-            "Allow empty input explicitly if this is intended.",
-            changes=changes,
-            limit=limit,
-            total_users=total_users,
-        )
-    # An allowed empty input is an explicit "unset everyone"; the default limit is for partial inputs.
-    if max_changes is None and plan.mode is SyncMode.MIRROR and not (plan.empty_input and allow_empty_input):
-        check_default_mirror_limit(plan, total_users)
-    if limit is not None and changes > limit:
-        raise PlanTooLargeError(
-            f"the plan writes {changes} users ({detail}), more than max_changes={max_changes!r} allows "
-            f"({limit} of {total_users} Omni users); refusing. Check the source query, or raise max_changes.",
-            changes=changes,
-            limit=limit,
-            total_users=total_users,
-        )
-
-
-def check_default_mirror_limit(plan: SyncPlan, total_users: int) -> None:
-    """Refuse a mirror plan that unsets values of more than ``DEFAULT_MIRROR_UNSET_LIMIT`` of the users.
-
-    Counted: users the plan would clear at least one managed value of, whether absent from the input or
-    given empty values in their row; the error says how many users lose each attribute.
-    """
-    losing = [item for item in plan.writes() if any(c.new is None for c in item.changes)]
-    limit = resolve_max_changes(DEFAULT_MIRROR_UNSET_LIMIT, total_users)
-    assert limit is not None
-    if len(losing) <= limit:
-        return
-    per_attribute = {a: 0 for a in plan.managed_attributes}
-    for item in losing:
-        for change in item.changes:
-            if change.new is None:
-                per_attribute[change.attribute] += 1
-    lost = ", ".join(f"{a} on {n} users" for a, n in per_attribute.items() if n)
-    absent = sum(1 for item in losing if item.row_number is None)
-    share = math.ceil(len(losing) * 100 / total_users) if total_users else 100
-    raise PlanTooLargeError(
-        f"mirror mode would unset attributes of {len(losing)} of {total_users} Omni users ({lost}; "
-        f"{absent} users absent from the input, {len(losing) - absent} through empty values in their "
-        f"rows), more than the default limit for mirror runs ({DEFAULT_MIRROR_UNSET_LIMIT} = {limit} users). "
-        "Nothing was sent. Check that the input holds every user; if this is intended, give max_changes "
-        f'explicitly (e.g. max_changes={len(losing)} or "{share}%").',
-        changes=len(losing),
-        limit=limit,
-        total_users=total_users,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class FailureVerdict:
     should_fail: bool
@@ -131,21 +59,19 @@ class FailureVerdict:
     total: int
 
 
-def evaluate_failures(
-    counts: Mapping[str, int],
+def judge_failures(
+    rejected: int,
+    total: int,
     *,
     failed_writes: int = 0,
     max_failed_rows: int | None = None,
     max_failed_pct: float | str | None = None,
 ) -> FailureVerdict:
-    """Whether rejected rows plus failed writes exceed either threshold (``None`` = not checked).
+    """Whether ``rejected`` items plus failed writes exceed either threshold (``None`` = not checked).
 
-    ``counts`` is ``SyncPlan.counts()``; its items (rows plus mirror unsets) are the denominator, and keys
-    that are not plan actions are ignored. ``max_failed_pct`` is in percent: 5, 2.5 or "5%".
+    ``total`` is the plan's items, the denominator of ``max_failed_pct`` (in percent: 5, 2.5 or "5%").
     """
-    rejected = counts.get(RowAction.REJECTED.value, 0)
     failed = rejected + failed_writes
-    total = sum(counts.get(action.value, 0) for action in RowAction)
     what = f"{failed} of {total} items failed ({rejected} rejected, {failed_writes} failed writes)"
     if max_failed_rows is not None:
         if isinstance(max_failed_rows, bool) or max_failed_rows < 0:

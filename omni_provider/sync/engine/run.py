@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, TypedDict, TypeVar, Unpack
 from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.errors import PlanTooLargeError, SyncFailedError, SyncReportLostError
 from omni_provider.sync.engine.checks import check_run_options
-from omni_provider.sync.engine.guards import evaluate_failures
+from omni_provider.sync.engine.guards import judge_failures
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import format_table, tally
 from omni_provider.sync.engine.report import ReportSink
@@ -266,12 +266,14 @@ class EngineRun:
             self.log.error("outcome %s", json.dumps(outcome.to_record(), default=str))
         return None
 
-    def _judge(self, plan_counts: Mapping[str, int], summary: dict[str, Any]) -> None:
+    def _judge(self, rejected: int, total: int, summary: dict[str, Any]) -> None:
         """Fail the run (``SyncFailedError``) when more items did not sync than the thresholds allow, or
-        (``SyncReportLostError``) when the report could not be written."""
+        (``SyncReportLostError``) when the report could not be written. ``rejected`` and ``total`` are the
+        plan's: its rejected items and all its items (the denominator of ``max_failed_pct``)."""
         failed_writes = summary["outcomes"]["failed"]
-        verdict = evaluate_failures(
-            plan_counts,
+        verdict = judge_failures(
+            rejected,
+            total,
             failed_writes=failed_writes,
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,

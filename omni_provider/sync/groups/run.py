@@ -161,15 +161,10 @@ class GroupSyncRun(EngineRun):
             )
         summary["stage"] = "reporting"
         summary.update(self._report(applied.outcomes, counters_before, started, complete=not applied.stopped))
-        self._judge(_failure_counts(plan, applied.outcomes), summary)
+        rejected = sum(1 for o in applied.outcomes if o.status is MembershipStatus.REJECTED)
+        self._judge(rejected, len(plan.items), summary)
         summary["stage"] = "done"
         return summary
-
-
-def _failure_counts(plan: GroupPlan, outcomes: Sequence[MembershipOutcome]) -> Mapping[str, int]:
-    """The plan's items in the form the failure thresholds count (rejected ones, and all the others)."""
-    rejected = sum(1 for o in outcomes if o.status is MembershipStatus.REJECTED)
-    return {"rejected": rejected, "update": len(plan.items) - rejected}
 
 
 def all_memberships(plan: GroupPlan, settled: Mapping[int, MembershipOutcome]) -> list[MembershipOutcome]:

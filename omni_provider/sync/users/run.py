@@ -12,7 +12,6 @@ from typing import Any, Unpack
 
 from omni_provider.client import OmniScimClient, OmniWrongUserError
 from omni_provider.errors import SyncHaltedError
-from omni_provider.sync.engine.guards import check_max_changes
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
 from omni_provider.sync.engine.report import ReportSink
@@ -36,6 +35,7 @@ from omni_provider.sync.users.apply import (
     apply_plan,
 )
 from omni_provider.sync.users.definitions import load_definitions
+from omni_provider.sync.users.guards import check_max_changes, failure_base
 from omni_provider.sync.users.keys import read_keys
 from omni_provider.sync.users.omni_view import read_omni_view
 from omni_provider.sync.users.options import SyncOptions
@@ -220,7 +220,7 @@ class SyncRun(EngineRun):
             )
         summary["stage"] = "reporting"
         summary.update(self._report(applied, counters_before, started, complete=not skipped))
-        self._judge(plan.counts(), summary)
+        self._judge(*failure_base(plan.counts()), summary)
         summary["stage"] = "done"
         return summary
 

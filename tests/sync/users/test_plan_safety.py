@@ -17,7 +17,7 @@ from omni_provider.domain.identity import email_key, validate_email, validate_us
 from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, OmniUser
 from omni_provider.errors import OmniValidationError, PlanTooLargeError
 from omni_provider.sync import RowAction, SyncSpec, build_plan, check_max_changes, definitions_by_name
-from omni_provider.sync.engine.guards import DEFAULT_MIRROR_UNSET_LIMIT
+from omni_provider.sync.users.guards import DEFAULT_MIRROR_UNSET_LIMIT
 from omni_provider.sync.users.keys import KeyProblem, UnreadableKeysError, normalize_email, normalize_id
 
 DEFS = definitions_by_name(
