@@ -51,6 +51,24 @@ class ItemOutcome:
     ) -> Self:
         raise NotImplementedError
 
+    @staticmethod
+    def settled_fields(
+        item: Any, status: Any, *, error: str | None, never_sent: bool, stopped: bool
+    ) -> dict[str, Any]:
+        """The fields every target's outcome of ``item`` shares (its ``from_item`` adds its own): the row,
+        action and status; the error or remark (``error_and_note``); and a write that never left counts as
+        stopped."""
+        error, note = error_and_note(status.value, error, item.reason)
+        return {
+            "row": item.row_number,
+            "action": item.action.value,
+            "status": status,
+            "error": error,
+            "note": note,
+            "never_sent": never_sent,
+            "stopped": stopped or never_sent,
+        }
+
     @classmethod
     def without_write(cls, item: Any, *, dry_run: bool) -> Self | None:
         """The outcome of an item that needs no request, or None when it must be written."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note, tally_by
+from omni_provider.sync.engine.outcome import ItemOutcome, tally_by
 from omni_provider.sync.groups.plan import MembershipAction, MembershipItem
 
 
@@ -54,19 +54,12 @@ class MembershipOutcome(ItemOutcome):
         never_sent: bool = False,
         stopped: bool = False,
     ) -> MembershipOutcome:
-        error, note = error_and_note(status.value, error, item.reason)
         return cls(
-            row=item.row_number,
+            **cls.settled_fields(item, status, error=error, never_sent=never_sent, stopped=stopped),
             user=item.user,
             group=item.group,
-            action=item.action.value,
-            status=status,
             user_id=item.user_id,
             group_id=group_id or item.group_id,
-            error=error,
-            note=note,
-            never_sent=never_sent,
-            stopped=stopped or never_sent,
         )
 
     def to_record(self) -> dict[str, Any]:

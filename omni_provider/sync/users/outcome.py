@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from omni_provider.client.client import UpdateResult
-from omni_provider.sync.engine.outcome import ItemOutcome, error_and_note
+from omni_provider.sync.engine.outcome import ItemOutcome
 from omni_provider.sync.users.plan import PlanItem
 
 
@@ -56,19 +56,12 @@ class RowOutcome(ItemOutcome):
         never_sent: bool = False,
         stopped: bool = False,
     ) -> RowOutcome:
-        error, note = error_and_note(status.value, error, item.reason)
         return cls(
-            row=item.row_number,
+            **cls.settled_fields(item, status, error=error, never_sent=never_sent, stopped=stopped),
             key=item.key,
-            action=item.action.value,
-            status=status,
             user_id=user_id or item.user_id,
             changed=tuple(c.attribute for c in item.changes),
-            error=error,
             changes=tuple({"attribute": c.attribute, "old": c.old, "new": c.new} for c in item.changes),
-            note=note,
-            never_sent=never_sent,
-            stopped=stopped or never_sent,
         )
 
     @classmethod
