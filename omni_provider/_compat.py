@@ -28,20 +28,24 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import Asset, BaseHook, BaseOperator, Connection, Context
+    from airflow.sdk.configuration import conf
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSkipException,
+        TaskDeferred,
     )
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.11
+    from airflow.configuration import conf
     from airflow.datasets import Dataset as Asset
     from airflow.exceptions import (
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSkipException,
+        TaskDeferred,
     )
     from airflow.hooks.base import BaseHook
     from airflow.models.baseoperator import BaseOperator
@@ -60,6 +64,16 @@ def object_storage_path(url: str) -> Any:
     from airflow.io.path import ObjectStoragePath as Airflow2ObjectStoragePath
 
     return Airflow2ObjectStoragePath(url)
+
+
+def datetime_trigger(moment: Any) -> Any:
+    """A trigger firing at ``moment`` (an aware datetime): the standard provider's ``DateTimeTrigger`` when
+    installed (Airflow 3.x ships it; 2.11 may have it), else Airflow 2.11's core one."""
+    try:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+    except ImportError:  # Airflow 2.11 without the standard provider
+        from airflow.triggers.temporal import DateTimeTrigger  # type: ignore[no-redef]
+    return DateTimeTrigger(moment)
 
 
 def hook_lineage_collector() -> Any | None:
@@ -85,6 +99,9 @@ __all__ = [
     "BaseOperator",
     "Connection",
     "Context",
+    "TaskDeferred",
+    "conf",
+    "datetime_trigger",
     "hook_lineage_collector",
     "mask_secret",
     "object_storage_path",

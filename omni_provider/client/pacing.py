@@ -172,6 +172,42 @@ class KeyPacer:
             log.rests += 1
             self._lock.notify_all()
 
+    # -- looking ahead: a deferrable run asks before a write whether it should wait here or hand the wait on
+
+    def free_now(self) -> int:
+        """How many requests could go at once now, over every key, without waiting."""
+        with self._lock:
+            now = self._clock()
+            free = 0
+            for log in self._keys:
+                self._free_at(log, now)  # drops answers that left the window
+                if max(log.last_booked, log.rest_until) <= now:
+                    free += max(0, self.limit - log.in_flight - len(log.answered))
+            return free
+
+    def next_free_in(self) -> float:
+        """Seconds until the next request could be booked (0: now; a key with its whole limit in flight
+        frees only when an answer comes back, so it is left out unless every key is)."""
+        with self._lock:
+            now = self._clock()
+            moments = [at for log in self._keys if (at := self._free_at(log, now)) is not None]
+            return max(0.0, min(moments) - now) if moments else 0.0
+
+    def clear_in(self) -> float:
+        """Seconds until no request of this pacer counts on any key any more (every window empty, every
+        rest over): from then on a fresh pacer, with an empty log, paces exactly. Requests in flight are
+        counted as if answered now."""
+        with self._lock:
+            now = self._clock()
+            latest = now
+            for log in self._keys:
+                if log.in_flight:
+                    latest = max(latest, now + self.window)
+                if log.answered:
+                    latest = max(latest, log.answered[-1] + self.window)
+                latest = max(latest, log.rest_until)
+            return latest - now
+
     def cancel(self) -> None:
         """Stop making callers wait for a key to free up (the run is being stopped)."""
         with self._lock:

@@ -24,6 +24,8 @@ from omni_provider.airflow_support.templating import parse_bool
 from omni_provider.client import OmniError, OmniScimClient, OmniValidationError
 from omni_provider.errors import rerun_may_help
 from omni_provider.hooks.omni import OmniScimHook
+from omni_provider.operators.deferral import defer_task, deferral_for
+from omni_provider.sync.engine.pause import RunDeferred
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import EngineRun, RowSource, RunOptions
 
@@ -64,21 +66,40 @@ def report_sinks(task: Any, naming: ReportNaming) -> tuple[list[ReportSink], Rep
 
 
 def execute_sync(
-    task: Any, context: Context, prepare: Callable[[], EngineRun], rows: RowSource, *, key: str
+    task: Any,
+    context: Context,
+    prepare: Callable[[], EngineRun],
+    rows: RowSource,
+    *,
+    key: str,
+    resume: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run a sync task's engine run: ``prepare`` checks the arguments and builds the run (before any
     request; the task keeps it for ``on_kill``), then the run reads ``rows``. The summary goes to XCom
     under ``key`` in every run, failed ones included (then it says how far the run got and why it
     stopped); the outlets' asset events carry the counts; an Omni error becomes Airflow's retry (when a
     re-run may help: failed writes a re-plan may apply, 429, 5xx, network) or fail (bad input, a tripped
-    circuit breaker, a lost report)."""
+    circuit breaker, a lost report).
+
+    A deferrable run (``deferral.py``) that pauses defers the task (``TaskDeferred``; no summary is pushed
+    until the run ends); ``resume``: the state a deferred step continues from. A first step finding the
+    state of an earlier try younger than ``resume_within`` continues from it (a retry after a crash)."""
     summary: dict[str, Any] = {"stage": "configuration"}
+    deferred = False
     try:
         run = prepare()
         summary = run.summary
-        result = run.run(rows)
+        if resume is not None:
+            result = run.resume(resume)
+        elif (earlier := run.resumable_state()) is not None:
+            result = run.resume(earlier, after_crash=True)
+        else:
+            result = run.run(rows)
         lineage.annotate_asset_events(context, task.outlets, run.client.base_url, result)
         return result
+    except RunDeferred as paused:
+        deferred = True
+        defer_task(task, paused)
     except OmniError as exc:
         summary.setdefault("error", str(exc))
         raise fail_or_retry(exc) from None
@@ -86,21 +107,30 @@ def execute_sync(
         summary.setdefault("error", str(exc) or type(exc).__name__)
         raise
     finally:
-        push_summary(context, summary, task.log, key=key)
+        if not deferred:
+            push_summary(context, summary, task.log, key=key)
         if task._hook is not None:
             task._hook.close()
 
 
 def prepare_sync(
-    task: Any, context: Context, managed: Sequence[str], *, kind: str = "user_attribute"
+    task: Any,
+    context: Context,
+    managed: Sequence[str],
+    *,
+    kind: str = "user_attribute",
+    state_path: str | None = None,
 ) -> tuple[OmniScimClient, RunOptions]:
     """What every sync task does before it builds its engine run, with no request to Omni: the row source
     and ``dry_run`` checked, the report sinks built (and checked by the run), the client made from the
-    connection, the lineage reported (``managed``: the attributes or groups synced). Returns the client and
-    the run's shared options."""
+    connection, the lineage reported (``managed``: the attributes or groups synced), the deferral settings
+    of a deferrable task (``state_path``: a resumed step's). Returns the client and the run's shared
+    options."""
     check_sources(task.rows, task.sql, task.sql_conn_id, task.sql_batch_size)
     dry_run = parse_bool(task.dry_run, what="dry_run")
-    sinks, fallback = report_sinks(task, ReportNaming.from_context(context, task.task_id))
+    naming = ReportNaming.from_context(context, task.task_id)
+    sinks, fallback = report_sinks(task, naming)
+    deferral = deferral_for(task, naming, state_path)
     task._hook = OmniScimHook(omni_conn_id=task.omni_conn_id)
     client = task._hook.get_conn()
     task._lineage = lineage.report_sync_lineage(
@@ -122,5 +152,6 @@ def prepare_sync(
         "max_workers": task.max_workers,
         "log": task.log,
         "run_id": str(context.get("run_id") or ""),
+        "deferral": deferral,
     }
     return client, options

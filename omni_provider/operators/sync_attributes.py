@@ -9,6 +9,7 @@ the summary to XCom.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from omni_provider._compat import BaseOperator, Context
@@ -18,6 +19,12 @@ from omni_provider.airflow_support.snapshot_store import ObjectStorageSnapshotSt
 from omni_provider.airflow_support.templating import parse_attribute_mapping, parse_bool
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
+from omni_provider.operators.deferral import (
+    DEFAULT_MIN_DEFER_SECONDS,
+    DEFAULT_RESUME_WITHIN,
+    default_deferrable,
+    load_state,
+)
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
 
@@ -65,6 +72,16 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     :param full_resync_every: in snapshot mode, diff against live Omni every this many runs (default 7).
     :param max_workers: threads sending writes (default: enough to keep every key's paced slots busy).
     :param progress_every: seconds between progress lines during the writes (default 30).
+    :param deferrable: while Omni's rate window is full, hand the wait to the triggerer and free the worker
+        slot (default: Airflow's ``[operators] default_deferrable``, False). The run sends what the window
+        allows now, saves its state and resumes in ``execute_complete`` when the window is empty again; its
+        summary adds ``deferrals``. ``execution_timeout`` counts across the deferrals.
+    :param state_path: where a deferrable run keeps its state between steps (a local path or any
+        ObjectStoragePath URL; ending in ``/``, a folder). Default: beside the report, else in the fallback
+        report folder. Checked before anything is sent; removed when the run ends.
+    :param min_defer_seconds: defer only when the next request would wait at least this long (default 10).
+    :param resume_within: a retry continues from a state younger than this (seconds or a timedelta;
+        default one hour) instead of listing Omni again; older state is discarded.
 
     The sync options' defaults and checks are ``SyncOptions``'s (``omni_provider/sync/users/options.py``),
     shared with the Dagster resource, asset and component.
@@ -81,6 +98,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         "report_path",
         "report_table",
         "omni_conn_id",
+        "state_path",
         "diff_against",
         "snapshot_path",
     )
@@ -114,9 +132,17 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         diff_against: str = SYNC_DEFAULTS["diff_against"],
         snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
         full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
+        deferrable: bool | None = None,
+        state_path: str | None = None,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
+        resume_within: float | timedelta = DEFAULT_RESUME_WITHIN,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.state_path = state_path
+        self.min_defer_seconds = min_defer_seconds
+        self.resume_within = resume_within
         self.attributes = attributes
         self.rows = rows
         self.sql = sql
@@ -180,10 +206,18 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
         return execute_sync(self, context, prepare, self._read_rows, key="sync_summary")
 
-    def _prepare(self, context: Context) -> SyncRun:
+    def execute_complete(
+        self, context: Context, event: Any = None, *, state_path: str, **_: Any
+    ) -> dict[str, Any]:
+        """A deferred run's next step (``deferrable``), on a fresh instance: load the state, go on."""
+        document = load_state(state_path)
+        prepare = lambda: self._prepare(context, state_path)  # noqa: E731 - as in execute()
+        return execute_sync(self, context, prepare, self._read_rows, key="sync_summary", resume=document)
+
+    def _prepare(self, context: Context, state_path: str | None = None) -> SyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
         options = self.sync_options()
-        client, run = prepare_sync(self, context, options.spec.managed_attributes)
+        client, run = prepare_sync(self, context, options.spec.managed_attributes, state_path=state_path)
         self._run = SyncRun.from_options(
             client,
             options,
@@ -192,6 +226,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
             make_snapshot_store=ObjectStorageSnapshotStore,
             log=self.log,
             run_id=run["run_id"],
+            deferral=run["deferral"],
         )
         return self._run
 

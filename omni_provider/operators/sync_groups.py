@@ -9,6 +9,7 @@ too, and the same retry-or-fail rule (``rerun_may_help``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from omni_provider._compat import BaseOperator, Context
@@ -17,6 +18,12 @@ from omni_provider.airflow_support.row_sources import read_rows
 from omni_provider.airflow_support.templating import parse_bool, parse_structure
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
+from omni_provider.operators.deferral import (
+    DEFAULT_MIN_DEFER_SECONDS,
+    DEFAULT_RESUME_WITHIN,
+    default_deferrable,
+    load_state,
+)
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
 
@@ -48,6 +55,16 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         ``report_conn_id`` (default: ``sql_conn_id``).
     :param fallback_report_dir: local folder for the outcomes when the report cannot be written after the
         writes (default: ``omni-sync-reports`` in the worker's temp directory).
+    :param deferrable: while Omni's rate window is full, hand the wait to the triggerer and free the worker
+        slot (default: Airflow's ``[operators] default_deferrable``, False). The run sends what the window
+        allows now, saves its state and resumes in ``execute_complete`` when the window is empty again; its
+        summary adds ``deferrals``. ``execution_timeout`` counts across the deferrals.
+    :param state_path: where a deferrable run keeps its state between steps (a local path or any
+        ObjectStoragePath URL; ending in ``/``, a folder). Default: beside the report, else in the fallback
+        report folder. Checked before anything is sent; removed when the run ends.
+    :param min_defer_seconds: defer only when the next request would wait at least this long (default 10).
+    :param resume_within: a retry continues from a state younger than this (seconds or a timedelta;
+        default one hour) instead of listing Omni again; older state is discarded.
     """
 
     template_fields: Sequence[str] = (
@@ -61,6 +78,7 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         "report_path",
         "report_table",
         "omni_conn_id",
+        "state_path",
     )
     template_fields_renderers = {"rows": "json", "groups": "json", "sql": "sql"}
     ui_color = "#e8f0fe"
@@ -87,9 +105,17 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         sql_batch_size: int = 5000,
         max_members_per_write: int | None = GROUP_SYNC_DEFAULTS["max_members_per_write"],
         max_workers: int | None = GROUP_SYNC_DEFAULTS["max_workers"],
+        deferrable: bool | None = None,
+        state_path: str | None = None,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
+        resume_within: float | timedelta = DEFAULT_RESUME_WITHIN,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.state_path = state_path
+        self.min_defer_seconds = min_defer_seconds
+        self.resume_within = resume_within
         self.rows = rows
         self.sql = sql
         self.sql_conn_id = sql_conn_id
@@ -144,10 +170,22 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
         return execute_sync(self, context, prepare, self._read_rows, key="group_sync_summary")
 
-    def _prepare(self, context: Context) -> GroupSyncRun:
+    def execute_complete(
+        self, context: Context, event: Any = None, *, state_path: str, **_: Any
+    ) -> dict[str, Any]:
+        """A deferred run's next step (``deferrable``), on a fresh instance: load the state, go on."""
+        document = load_state(state_path)
+        prepare = lambda: self._prepare(context, state_path)  # noqa: E731 - as in execute()
+        return execute_sync(
+            self, context, prepare, self._read_rows, key="group_sync_summary", resume=document
+        )
+
+    def _prepare(self, context: Context, state_path: str | None = None) -> GroupSyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""
         options = self.group_sync_options()
-        client, run = prepare_sync(self, context, options.spec.groups or (), kind="group_membership")
+        client, run = prepare_sync(
+            self, context, options.spec.groups or (), kind="group_membership", state_path=state_path
+        )
         self._run = GroupSyncRun.from_options(
             client,
             options,
@@ -155,6 +193,7 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
             fallback_sink=run["fallback_sink"],
             log=self.log,
             run_id=run["run_id"],
+            deferral=run["deferral"],
         )
         return self._run
 

@@ -78,6 +78,12 @@ class WriteGate:
                 log.error("Circuit breaker tripped, no new write will start: %s", error)
             self._cond.notify_all()
 
+    @property
+    def verified_kinds(self) -> frozenset[str]:
+        """The kinds of write canaries have proved in this run (kept across a deferrable run's pauses)."""
+        with self._cond:
+            return frozenset(self._verified)
+
     def verified(self, kinds: frozenset[str]) -> None:
         with self._cond:
             self._verified |= kinds

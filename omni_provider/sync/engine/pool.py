@@ -13,6 +13,9 @@ and settles its items. This loop does the rest, once for every target:
   writes waiting for a paced slot are cancelled, and every item not yet settled is failed as never sent.
 - **Stop / interrupt.** ``stop`` (task killed) or an exception in the calling thread (a task timeout) ends
   the run the same way: nothing new is sent, the rest is settled as never sent, the exception propagates.
+- **Pause** (a deferrable run, ``pause``): when the next write would wait too long for the rate window,
+  no new write starts, writes in flight finish, and ``WritesPaused`` carries what settled; a later call
+  with those as ``settled`` goes on from there (``pause.py``).
 - **Never sent** is a field of the outcome (``never_sent``), not a message to parse: a snapshot keeps a
   user's state when its write never left, and a summary counts what a re-run will send.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -31,6 +34,7 @@ from omni_provider.client import OmniError, OmniScimClient
 from omni_provider.errors import OmniCancelledError
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED, STOPPED_PENDING, Halted, WriteGate, halted_error
 from omni_provider.sync.engine.outcome import ItemOutcome
+from omni_provider.sync.engine.pause import PauseRule, WritesPaused
 
 log = logging.getLogger("omni_provider.sync")
 
@@ -141,16 +145,21 @@ def run_writes(
     on_outcome: Callable[[int, OutcomeT], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     progress_every: float = 30.0,
+    pause: PauseRule | None = None,
+    settled: Mapping[int, OutcomeT] | None = None,
 ) -> tuple[list[OutcomeT], WriteGate]:
     """Write every unit; return one ``outcome`` per plan item, in plan order, and the run's gate.
 
     ``units``: (the indexes of the items a unit settles, the unit); ``write(unit, run)`` sends it and
     settles its items through ``run.settle`` (a unit may settle some items and raise: the rest fail with
     the error). Items that need no request (``outcome.without_write``: rejected, unchanged, a dry run's
-    planned) are settled first.
+    planned) are settled first, and so are the ``settled`` ones (an earlier step of a paused run). With
+    ``pause``, ``WritesPaused`` is raised when the rule says so, once the writes in flight are settled.
     """
     gate = gate or WriteGate()
     state = WriteRun(items, outcome, gate, stop or threading.Event(), on_outcome)
+    for index, earlier in (settled or {}).items():
+        state.settle(index, earlier, write=False)
     for index, item in enumerate(items):
         ready = outcome.without_write(item, dry_run=dry_run)
         if ready is not None:
@@ -186,6 +195,7 @@ def run_writes(
     started = time.monotonic()
     last_report = started
     reported_done = -1
+    paused = [False]
     workers = workers_for(client, max_workers)
     # Bounded submission keeps memory flat and lets a stop request take effect within a few writes.
     window = 4 * workers
@@ -193,11 +203,18 @@ def run_writes(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-sync") as pool:
             queue = iter(pending)
             in_flight: set[Future[None]] = set()
+            waiting: list[tuple[Sequence[int], Any]] = []  # the next unit, taken from the queue
 
             def submit_next() -> bool:
-                unit = next(queue, None)
+                unit = waiting.pop() if waiting else next(queue, None)
                 if unit is None:
                     return False
+                if pause is not None:
+                    verdict = pause.admit(len(in_flight))
+                    if verdict is not True:
+                        waiting.append(unit)
+                        paused[0] = verdict is None
+                        return False
                 in_flight.add(pool.submit(one, *unit))
                 return True
 
@@ -223,9 +240,14 @@ def run_writes(
                 state.halt.set()
                 raise
     finally:
-        # Whatever never started (a stop, an interruption, the breaker) is still accounted for.
-        for items, _ in pending:
-            state.not_sent(items)
+        # Whatever never started (a stop, an interruption, the breaker) is still accounted for; a pause
+        # leaves it for the next step.
+        if not (paused[0] and not state.stopped()):
+            for items, _ in pending:
+                state.not_sent(items)
+    if paused[0] and not state.stopped() and pause is not None:
+        done = {i: o for i, o in enumerate(state.outcomes) if o is not None}
+        raise WritesPaused(done, pause.resume_at(), gate.verified_kinds)
     if on_progress and pending:
         final = progress(started)
         if final.done != reported_done:

@@ -23,7 +23,9 @@ from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.guards import judge_failures
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import format_table, tally
+from omni_provider.sync.engine.pause import Deferral, RunDeferred
 from omni_provider.sync.engine.report import ReportSink
+from omni_provider.sync.engine.steps import Steps, add_counters
 
 #: How many rejected or failed items the summary quotes (the report file has them all).
 ERROR_SAMPLE_SIZE = 10
@@ -100,9 +102,11 @@ class RunOptions(TypedDict, total=False):
     log: RunLog
     #: Passed to the sinks (e.g. a column of a report table).
     run_id: str
+    #: A deferrable run: pause when the rate window is full, its state saved (``steps.py``).
+    deferral: Deferral | None
 
 
-class EngineRun:
+class EngineRun(Steps):
     """The shared part of one sync run. Subclasses set the class attributes and implement ``_run``."""
 
     #: The target's statuses, in report order.
@@ -122,6 +126,7 @@ class EngineRun:
         self.log = options.get("log", default_log)
         self.run_id = options.get("run_id", "")
         self._stop = threading.Event()
+        self._init_steps(options.get("deferral"))
         #: How far the run got ("stage": configuration, reading, planning, applying, reporting, done), its
         #: numbers, and when it failed why ("error"); filled in as the run goes, so a failed run has one too.
         self.summary: dict[str, Any] = {"stage": "configuration"}
@@ -155,6 +160,11 @@ class EngineRun:
         )
         for sink in self.sinks:
             sink.check()
+        if self.deferral is not None:
+            self.deferral.store.check()
+
+    def _check_before_resume(self) -> None:
+        self.check()
 
     def stop(self) -> None:
         """End the run early: nothing new is sent, writes on the wire finish, the report is still complete."""
@@ -170,11 +180,17 @@ class EngineRun:
             self.check()
             self.summary.update(mode=self.spec.mode.value, dry_run=self.dry_run)
             self.summary["stage"] = "reading"
-            return self._run(self._read_source(rows), started)
+            result = self._run(self._read_source(rows), started)
+        except RunDeferred:
+            raise
         except BaseException as exc:
             # The summary says how far the run got ("stage") and why it stopped, whatever stopped it.
             self.summary.setdefault("error", str(exc) or type(exc).__name__)
+            if self.summary["stage"] != "configuration":
+                self._finish_state()
             raise
+        self._finish_state()
+        return result
 
     def _guard(self, check: Callable[[], None]) -> None:
         """The plan's blast-radius guard: a plan it refuses (``PlanTooLargeError``) stops the run before
@@ -209,19 +225,19 @@ class EngineRun:
         complete: bool,
     ) -> dict[str, Any]:
         """The summary's outcome part; every outcome goes to the sinks (or the fallback)."""
-        counters = self.client.stats.snapshot()
         part: dict[str, Any] = {
             "outcomes": tally(outcomes, self.statuses),
             **self._tables(outcomes),
-            **{name: counters[name] - counters_before[name] for name in COUNTERS},
-            # GET vs writes: how an admin sees that a re-run sent no write.
-            "requests_by_method": _counter_difference(counters["by_method"], counters_before["by_method"]),
+            # GET vs writes (``requests_by_method``): how an admin sees that a re-run sent no write.
+            **self._counters_so_far(counters_before),
             "seconds": round(time.monotonic() - started, 3),
             "complete": complete,
             "errors_sample": [self._sample(o) for o in outcomes if o.status.value in ("failed", "rejected")][
                 :ERROR_SAMPLE_SIZE
             ],
         }
+        if self.deferral is not None:
+            part["deferrals"] = self.deferrals
         problems: list[str] = []
         for sink in self.sinks:
             try:
@@ -232,6 +248,15 @@ class EngineRun:
             part["report_error"] = "; ".join(problems)
             part["report_fallback_path"] = self._fallback_report(outcomes, part["report_error"])
         return part
+
+    def _counters_so_far(self, counters_before: Mapping[str, Any]) -> dict[str, Any]:
+        """The client counters of the run: this step's, plus earlier steps' of a deferred run."""
+        counters = self.client.stats.snapshot()
+        part = {name: counters[name] - counters_before[name] for name in COUNTERS}
+        by_method = _counter_difference(counters["by_method"], counters_before["by_method"])
+        if not self._carried:
+            return {**part, "requests_by_method": by_method}
+        return add_counters(self._carried, {**part, "requests_by_method": by_method}, COUNTERS)
 
     def _log_table(self, title: str, table: Mapping[str, Mapping[str, int]]) -> None:
         self.log.info("%s:\n%s", title, format_table(table, [s.value for s in self.statuses]))

@@ -27,6 +27,7 @@ from omni_provider.client.groups import GroupsApi
 from omni_provider.domain.groups import OmniGroup
 from omni_provider.errors import OmniGroupWriteSemanticsError
 from omni_provider.sync.engine.breaker import WriteGate
+from omni_provider.sync.engine.pause import PauseRule
 from omni_provider.sync.engine.pool import WriteRun, run_writes
 from omni_provider.sync.groups.outcome import (
     MembershipOutcome,
@@ -86,13 +87,15 @@ def apply_group_plan(
     stop: threading.Event | None = None,
     on_outcome: Callable[[int, MembershipOutcome], None] | None = None,
     gate: WriteGate | None = None,
+    pause: PauseRule | None = None,
+    settled: Mapping[int, MembershipOutcome] | None = None,
 ) -> GroupApplyResult:
     """Send the plan's group writes (one unit per changed group) through the engine's one write loop
     (``pool.run_writes``: settle once, first write alone, breaker, stop); one outcome per plan item.
 
     ``max_members_per_write`` splits a group's change into several writes; Omni documents no limit, so
     by default each changed group gets exactly one write. ``gate``: the run's canary gate and breaker
-    (a fresh one by default).
+    (a fresh one by default). ``pause`` and ``settled``: a deferrable run's (``pool.run_writes``).
     """
     result = GroupApplyResult(outcomes=[])
     lock = threading.Lock()
@@ -147,6 +150,8 @@ def apply_group_plan(
         stop=caller_stop,
         max_workers=max_workers,
         on_outcome=on_outcome,
+        pause=pause,
+        settled=settled,
     )
     result.outcomes = outcomes
     result.stopped = gate.reason or ("the task was stopped" if caller_stop.is_set() else None)

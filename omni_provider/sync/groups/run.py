@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
+from pydantic import TypeAdapter
+
 from omni_provider.client import GroupsApi, OmniScimClient
+from omni_provider.domain.groups import OmniGroup
 from omni_provider.errors import SyncHaltedError
-from omni_provider.sync.engine.breaker import NOT_ATTEMPTED
+from omni_provider.sync.engine.breaker import NOT_ATTEMPTED, WriteGate
 from omni_provider.sync.engine.checks import check_count
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
+from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, default_log, every_outcome
+from omni_provider.sync.engine.state import fingerprint
 from omni_provider.sync.groups.apply import apply_group_plan
 from omni_provider.sync.groups.options import GroupSyncOptions, GroupSyncSpec
 from omni_provider.sync.groups.outcome import MembershipOutcome, MembershipStatus, tally_by_group
@@ -26,6 +31,8 @@ from omni_provider.sync.groups.plan import GroupPlan, build_group_plan, check_gr
 from omni_provider.sync.users.rows import align_column_case
 
 __all__ = ["GroupSyncOptions", "GroupSyncRun", "GroupSyncSpec", "all_memberships"]
+
+_PLAN: TypeAdapter[GroupPlan] = TypeAdapter(GroupPlan)
 
 
 class GroupSyncRun(EngineRun):
@@ -42,6 +49,8 @@ class GroupSyncRun(EngineRun):
 
     statuses = MembershipStatus
     noun = "memberships"
+    outcome_type = MembershipOutcome
+    target = "group_membership"
 
     def __init__(
         self,
@@ -56,6 +65,8 @@ class GroupSyncRun(EngineRun):
         self.max_members_per_write = max_members_per_write
         #: The plan, once made (None before the "planning" stage).
         self.plan: GroupPlan | None = None
+        #: The groups as listed: what the writes are based on.
+        self._bases: dict[str, OmniGroup] = {}
 
     @classmethod
     def from_options(
@@ -67,11 +78,20 @@ class GroupSyncRun(EngineRun):
         fallback_sink: ReportSink | None = None,
         log: RunLog = default_log,
         run_id: str = "",
+        deferral: Deferral | None = None,
     ) -> GroupSyncRun:
         """The run the adapters start: the options (checked once, in ``GroupSyncOptions``), plus what only
         the adapter knows (its report sinks, its log and run id)."""
         run_options = options.run_options()
-        run_options.update({"sinks": sinks, "fallback_sink": fallback_sink, "log": log, "run_id": run_id})
+        run_options.update(
+            {
+                "sinks": sinks,
+                "fallback_sink": fallback_sink,
+                "log": log,
+                "run_id": run_id,
+                "deferral": deferral,
+            }
+        )
         return cls(client, options.spec, max_members_per_write=options.max_members_per_write, **run_options)
 
     def check(self) -> None:
@@ -123,21 +143,48 @@ class GroupSyncRun(EngineRun):
         self._guard(lambda: check_group_plan(plan, self.max_changes))
 
         summary["stage"] = "applying"
-        settled: dict[int, MembershipOutcome] = {}
-        try:
-            applied = apply_group_plan(
+        self._bases = {g.id: g for g in groups}
+        return self._continue({}, frozenset(), started, counters_before)
+
+    def _continue(
+        self,
+        settled: Mapping[int, Any],
+        verified: frozenset[str],
+        started: float,
+        counters_before: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The apply stage onwards: write, report, judge (from ``settled`` when a deferred run resumes)."""
+        summary = self.summary
+        plan = self.plan
+        assert plan is not None
+        before = counters_before if counters_before is not None else self.client.stats.snapshot()
+        api = GroupsApi(self.client)
+        collected: dict[int, MembershipOutcome] = {}
+
+        def attempt(done: Mapping[int, Any], kinds: frozenset[str], pause: PauseRule | None) -> Any:
+            gate = WriteGate()
+            gate.verified(kinds)
+            return apply_group_plan(
                 api,
                 plan,
-                {g.id: g for g in groups},
+                self._bases,
                 dry_run=self.dry_run or "refused" in summary,
                 max_workers=self.max_workers,
                 max_members_per_write=self.max_members_per_write,
                 stop=self._stop,
-                on_outcome=settled.__setitem__,
+                on_outcome=collected.__setitem__,
+                gate=gate,
+                pause=pause,
+                settled=done,
             )
+
+        try:
+            applied = self._writing(attempt, settled, verified, lambda: self._counters_so_far(before))
+        except RunDeferred:
+            raise
         except BaseException:
             # Interrupted (an error, a task timeout): still report every membership.
-            self._report_interrupted(all_memberships(plan, settled), counters_before, started)
+            self._report_interrupted(all_memberships(plan, {**settled, **collected}), before, started)
             raise
         summary.update(
             groups_created=applied.groups_created, concurrent_additions=applied.concurrent_additions
@@ -152,7 +199,7 @@ class GroupSyncRun(EngineRun):
             summary["stopped"] = applied.stopped
         if applied.breaker is not None:
             # Not retryable: a retry would send the same kind of write into the same surprise.
-            self._report_interrupted(applied.outcomes, counters_before, started)
+            self._report_interrupted(applied.outcomes, before, started)
             raise SyncHaltedError(
                 f"Omni group sync stopped by its circuit breaker: {applied.breaker}. "
                 f"{summary['outcomes']['failed']} memberships not confirmed (see the report); nothing else "
@@ -160,11 +207,50 @@ class GroupSyncRun(EngineRun):
                 summary=summary,
             )
         summary["stage"] = "reporting"
-        summary.update(self._report(applied.outcomes, counters_before, started, complete=not applied.stopped))
+        summary.update(self._report(applied.outcomes, before, started, complete=not applied.stopped))
         rejected = sum(1 for o in applied.outcomes if o.status is MembershipStatus.REJECTED)
         self._judge(rejected, len(plan.items), summary)
         summary["stage"] = "done"
         return summary
+
+    # -- a deferrable run's state ----------------------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        spec = self.spec
+        groups = list(spec.groups) if spec.groups is not None else None
+        return fingerprint(
+            self.target,
+            spec.user_column,
+            spec.group_column,
+            groups,
+            spec.mode.value,
+            spec.create_missing_groups,
+            self.max_changes,
+            self.max_members_per_write,
+        )
+
+    def _plan_state(self) -> dict[str, Any]:
+        plan = self.plan
+        assert plan is not None
+        written = {change.group_id for change in plan.changes if change.group_id}
+        return {
+            **_PLAN.dump_python(plan, mode="json"),
+            # The groups the writes are based on (as listed).
+            "groups": [
+                self._bases[i].model_dump(mode="json", by_alias=True, exclude_unset=True)
+                for i in sorted(written)
+                if i in self._bases
+            ],
+        }
+
+    def _load_plan_state(self, state: Mapping[str, Any]) -> None:
+        self.plan = _PLAN.validate_python({k: v for k, v in state.items() if k != "groups"})
+        groups = [OmniGroup.model_validate(group) for group in state["groups"]]
+        self._bases = {group.id: group for group in groups}
+
+    def _all_outcomes(self, settled: Mapping[int, Any]) -> list[Any]:
+        assert self.plan is not None
+        return all_memberships(self.plan, settled)
 
 
 def all_memberships(plan: GroupPlan, settled: Mapping[int, MembershipOutcome]) -> list[MembershipOutcome]:

@@ -44,6 +44,7 @@ from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.breaker import halted_error as halted_error
 from omni_provider.sync.engine.breaker import is_stopped_error as is_stopped_error
 from omni_provider.sync.engine.breaker import was_never_sent as was_never_sent
+from omni_provider.sync.engine.pause import PauseRule
 
 # The engine's write loop; ``Progress`` and ``workers_for`` re-exported under their old home.
 from omni_provider.sync.engine.pool import Progress as Progress
@@ -237,6 +238,8 @@ def apply_plan(
     gate: WriteGate | None = None,
     stale_bases: Collection[str] = frozenset(),
     confirmed: MutableMapping[str, OmniUser | None] | None = None,
+    pause: PauseRule | None = None,
+    settled: Mapping[int, RowOutcome] | None = None,
 ) -> list[RowOutcome]:
     """Send the plan's writes (one unit per user) through the engine's one write loop
     (``pool.run_writes``: settle once, first write alone, breaker, stop); one outcome per plan item.
@@ -244,6 +247,7 @@ def apply_plan(
     ``on_outcome(index, outcome)`` is called as each item settles, so a caller interrupted mid-run still
     knows which items were written. When the circuit breaker trips every item is still settled, then
     ``WritesHaltedError`` is raised. ``stale_bases`` and ``confirmed``: see ``_Writer`` (snapshot diffing).
+    ``pause`` and ``settled``: a deferrable run's (``pool.run_writes``).
     """
     gate = gate or WriteGate()
     writer = _Writer(
@@ -273,6 +277,8 @@ def apply_plan(
         on_outcome=on_outcome,
         on_progress=on_progress,
         progress_every=progress_every,
+        pause=pause,
+        settled=settled,
     )
     if gate.reason is not None and gate.error is not None:
         raise WritesHaltedError(gate.reason, gate.error, outcomes)

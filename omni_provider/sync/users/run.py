@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Unpack
 
-from omni_provider.client import OmniScimClient, OmniWrongUserError
-from omni_provider.errors import SyncHaltedError
+from pydantic import TypeAdapter
+
+from omni_provider.client import OmniScimClient, OmniUser, OmniWrongUserError
+from omni_provider.domain.models import AttributeDefinition
+from omni_provider.errors import OmniValidationError, SyncHaltedError
+from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
+from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import (
     ERROR_SAMPLE_SIZE,
@@ -26,6 +31,7 @@ from omni_provider.sync.engine.run import (
     every_outcome,
     short,
 )
+from omni_provider.sync.engine.state import fingerprint
 from omni_provider.sync.snapshot.format import FileSnapshotStore, SnapshotSettings, SnapshotStore
 from omni_provider.sync.snapshot.keeper import SnapshotKeeper
 from omni_provider.sync.users.apply import (
@@ -40,9 +46,11 @@ from omni_provider.sync.users.keys import read_keys
 from omni_provider.sync.users.omni_view import read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
-from omni_provider.sync.users.plan import SyncPlan
+from omni_provider.sync.users.plan import PlanItem, PlanItems, SyncPlan
 from omni_provider.sync.users.rows import align_column_case
-from omni_provider.sync.users.spec import SyncSpec
+from omni_provider.sync.users.spec import SyncMode, SyncSpec
+
+_ITEMS: TypeAdapter[list[PlanItem]] = TypeAdapter(list[PlanItem])
 
 __all__ = ["ERROR_SAMPLE_SIZE", "RowSource", "SyncRun", "all_outcomes", "collect_rows"]
 
@@ -67,6 +75,8 @@ class SyncRun(EngineRun):
     """
 
     statuses = RowStatus
+    outcome_type = RowOutcome
+    target = "user_attributes"
 
     def __init__(
         self,
@@ -87,6 +97,11 @@ class SyncRun(EngineRun):
         self.snapshot = snapshot
         #: The plan, once made (what the run writes, or would write in a dry run).
         self.plan: SyncPlan | None = None
+        # What the writes are based on (the users as listed, the attribute definitions), and the snapshot
+        # view when diffing against one: kept for the apply stage (and a deferrable run's state).
+        self._bases: dict[str, OmniUser] = {}
+        self._definitions: dict[str, AttributeDefinition] | None = None
+        self._stale_bases: frozenset[str] = frozenset()
 
     @classmethod
     def from_options(
@@ -100,6 +115,7 @@ class SyncRun(EngineRun):
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog = default_log,
         run_id: str = "",
+        deferral: Deferral | None = None,
     ) -> SyncRun:
         """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
         adapter knows (its report sinks, its snapshot store, its log and run id)."""
@@ -119,6 +135,7 @@ class SyncRun(EngineRun):
             log=log,
             run_id=run_id,
             snapshot=options.snapshot(make_snapshot_store),
+            deferral=deferral,
         )
 
     def _log_progress(self, progress: Progress) -> None:
@@ -128,6 +145,10 @@ class SyncRun(EngineRun):
         super().check()
         if self.snapshot is not None:
             self.snapshot.store.check()
+            if self.deferral is not None:
+                raise OmniValidationError(
+                    "a deferrable run diffs against Omni: diff_against='snapshot' is not supported with it"
+                )
 
     def _run(self, source: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
         summary = self.summary
@@ -171,28 +192,61 @@ class SyncRun(EngineRun):
         )
 
         summary["stage"] = "applying"
-        settled: dict[int, RowOutcome] = {}
+        self._bases = {u.id: u for u in users}
+        self._definitions = definitions
+        self._stale_bases = frozenset(view.stale_ids)
         dry_run = self.dry_run or "refused" in summary
         keeper = None
         if self.snapshot is not None and not dry_run:
             keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
             # Before any write: a crash from here on leaves the users about to be written uncertain.
             keeper.before_writes(plan)
-        try:
-            applied = apply_plan(
+        return self._continue({}, frozenset(), started, counters_before, keeper=keeper)
+
+    def _continue(
+        self,
+        settled: Mapping[int, Any],
+        verified: frozenset[str],
+        started: float,
+        counters_before: Mapping[str, Any] | None = None,
+        *,
+        keeper: SnapshotKeeper | None = None,
+    ) -> dict[str, Any]:
+        """The apply stage onwards: write, report, judge (from ``settled`` when a deferred run resumes)."""
+        summary = self.summary
+        plan = self.plan
+        assert plan is not None
+        before = counters_before if counters_before is not None else self.client.stats.snapshot()
+        dry_run = self.dry_run or "refused" in summary
+        collected: dict[int, RowOutcome] = {}
+
+        def attempt(
+            done: Mapping[int, Any], kinds: frozenset[str], pause: PauseRule | None
+        ) -> list[RowOutcome]:
+            gate = WriteGate()
+            gate.verified(kinds)
+            return apply_plan(
                 self.client,
                 plan,
-                {u.id: u for u in users},
-                definitions=definitions,
+                self._bases,
+                definitions=self._definitions,
                 dry_run=dry_run,
                 max_workers=self.max_workers,
                 stop=self._stop,
-                on_outcome=settled.__setitem__,
+                on_outcome=collected.__setitem__,
                 on_progress=self.on_progress,
                 progress_every=self.progress_every,
-                stale_bases=view.stale_ids,
+                stale_bases=self._stale_bases,
                 confirmed=keeper.confirmed if keeper is not None else None,
+                gate=gate,
+                pause=pause,
+                settled=done,
             )
+
+        try:
+            applied = self._writing(attempt, settled, verified, lambda: self._counters_so_far(before))
+        except RunDeferred:
+            raise
         except WritesHaltedError as halted:
             # The circuit breaker: Omni applied a write differently than assumed. Report every row, keep
             # the summary, and end without a retry (a retry would send the same kind of write again).
@@ -200,14 +254,14 @@ class SyncRun(EngineRun):
             if keeper is not None and isinstance(halted.cause, OmniWrongUserError):
                 keeper.distrust()
             self._keep_snapshot(keeper, halted.outcomes)
-            self._report_interrupted(halted.outcomes, counters_before, started)
+            self._report_interrupted(halted.outcomes, before, started)
             self.log.error("%s", halted)
             raise SyncHaltedError(str(halted), summary=summary) from halted
         except BaseException:
             # Interrupted (an error, a task timeout): still report every item. The stage stays "applying":
             # that is where it stopped.
             self._keep_snapshot(keeper, None)
-            self._report_interrupted(all_outcomes(plan, settled), counters_before, started)
+            self._report_interrupted(all_outcomes(plan, {**settled, **collected}), before, started)
             raise
         self._keep_snapshot(keeper, applied)
         # A stopped run returns normally, with the writes never started as "not attempted".
@@ -219,10 +273,75 @@ class SyncRun(EngineRun):
                 skipped,
             )
         summary["stage"] = "reporting"
-        summary.update(self._report(applied, counters_before, started, complete=not skipped))
+        summary.update(self._report(applied, before, started, complete=not skipped))
         self._judge(*failure_base(plan.counts()), summary)
         summary["stage"] = "done"
         return summary
+
+    # -- a deferrable run's state ----------------------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        spec = self.spec
+        return fingerprint(
+            self.target,
+            dict(spec.attributes),
+            spec.match_on,
+            spec.mode.value,
+            spec.key_column,
+            spec.display_name_column,
+            self.max_changes,
+            self.allow_empty_input,
+        )
+
+    def _plan_state(self) -> dict[str, Any]:
+        plan = self.plan
+        assert plan is not None
+        written = {item.user_id for item in plan.writes() if item.user_id}
+        return {
+            "items": _ITEMS.dump_python(list(plan.items), mode="json"),
+            "mode": plan.mode.value,
+            "managed_attributes": list(plan.managed_attributes),
+            "row_count": plan.row_count,
+            "empty_input": plan.empty_input,
+            "user_count": plan.user_count,
+            # The users the writes are based on (as listed): a resumed write sends only what differs.
+            "users": [
+                self._bases[i].model_dump(mode="json", by_alias=True, exclude_unset=True)
+                for i in sorted(written)
+                if i in self._bases
+            ],
+            "definitions": None
+            if self._definitions is None
+            else [
+                d.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                for d in self._definitions.values()
+            ],
+            "stale": sorted(self._stale_bases),
+        }
+
+    def _load_plan_state(self, state: Mapping[str, Any]) -> None:
+        items = _ITEMS.validate_python(state["items"])
+        self.plan = SyncPlan(
+            PlanItems(items, [item.key for item in items]),
+            SyncMode(state["mode"]),
+            tuple(state["managed_attributes"]),
+            int(state["row_count"]),
+            empty_input=bool(state["empty_input"]),
+            user_count=int(state["user_count"]),
+        )
+        users = [OmniUser.model_validate(user) for user in state["users"]]
+        self._bases = {user.id: user for user in users}
+        definitions = state["definitions"]
+        self._definitions = (
+            None
+            if definitions is None
+            else {d.name: d for d in (AttributeDefinition.model_validate(x) for x in definitions)}
+        )
+        self._stale_bases = frozenset(state["stale"])
+
+    def _all_outcomes(self, settled: Mapping[int, Any]) -> list[Any]:
+        assert self.plan is not None
+        return all_outcomes(self.plan, settled)
 
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
         """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
