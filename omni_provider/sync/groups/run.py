@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
 from omni_provider.client import GroupsApi, OmniScimClient
+from omni_provider.domain.groups import OmniGroup
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED
 from omni_provider.sync.engine.checks import check_count
@@ -121,7 +122,20 @@ class GroupSyncRun(EngineRun):
             plan=plan.counts(),
         )
         self._guard(lambda: check_group_plan(plan, self.max_changes))
+        if self.plan_only:
+            return self._planned(started)
+        return self._apply(api, plan, groups, counters_before, started)
 
+    def _apply(
+        self,
+        api: GroupsApi,
+        plan: GroupPlan,
+        groups: Sequence[OmniGroup],
+        counters_before: Mapping[str, Any],
+        started: float,
+    ) -> dict[str, Any]:
+        """The stages after the plan: one write per changed group (canary, breaker), report, judge."""
+        summary = self.summary
         summary["stage"] = "applying"
         settled: dict[int, MembershipOutcome] = {}
         try:
