@@ -42,6 +42,8 @@ PLAN_FORMAT_VERSION = 1
 #: How old a plan the apply accepts by default.
 DEFAULT_MAX_AGE = timedelta(hours=24)
 _DIGEST_PREFIX = "sha256:"
+#: Why an apply does not send a planned write: Omni no longer holds what the plan saw (every target).
+CHANGED_SINCE_PLAN = "changed in Omni since the plan"
 
 
 class PlanRefusedError(OmniValidationError):

@@ -182,11 +182,12 @@ class EngineRun:
 
     def _guard(self, check: Callable[[], None]) -> None:
         """The plan's blast-radius guard: a plan it refuses (``PlanTooLargeError``) stops the run before
-        any write; a dry run reports the refusal (``refused``) and goes on without writing."""
+        any write; a dry run reports the refusal (``refused``) and goes on without writing. A plan-only run
+        refuses like a real one: its plan is meant to be applied."""
         try:
             check()
         except PlanTooLargeError as exc:
-            if not self.dry_run:
+            if not self.dry_run or self.plan_only:
                 raise
             self.log.error("Dry run: this plan would be refused: %s", exc)
             self.summary["refused"] = str(exc)

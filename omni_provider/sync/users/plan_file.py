@@ -19,13 +19,13 @@ from typing import Any
 
 from omni_provider.domain.identity import identity_key
 from omni_provider.domain.models import OmniUser, is_unset
-from omni_provider.sync.engine.plan_artifact import PlanArtifact
+from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanArtifact
 from omni_provider.sync.engine.review import REVIEW_ROWS, review_markdown
 from omni_provider.sync.users.plan import AttributeChange, PlanItem, PlanItems, RowAction, SyncPlan
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
 TARGET = "user_attributes"
-CHANGED_SINCE_PLAN = "changed in Omni since the plan"
+__all__ = ["CHANGED_SINCE_PLAN", "TARGET", "applicable_plan", "plan_artifact", "review", "spec_of"]
 MIRROR_NOTE = "absent from the input (mirror)"
 
 

@@ -11,30 +11,20 @@ verdict (pacing, canary, breaker): nothing that is not in the plan.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any, Unpack
 
 from omni_provider.client import OmniScimClient, OmniUser
 from omni_provider.domain.identity import identity_key
-from omni_provider.errors import OmniNotFoundError
-from omni_provider.sync.engine.plan_artifact import (
-    DEFAULT_MAX_AGE,
-    PlanArtifact,
-    PlanStore,
-    check_plan_for_apply,
-)
+from omni_provider.sync.engine.fresh_read import LISTING_FROM, read_each
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.users.definitions import load_definitions
-from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, TARGET, applicable_plan, spec_of
+from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, applicable_plan, spec_of
 from omni_provider.sync.users.run import SyncRun
-
-#: From this many planned users on, one listing of Omni is cheaper than one GET per user.
-LISTING_FROM = 20
 
 
 def read_planned_users(
-    client: OmniScimClient, artifact: PlanArtifact, *, max_workers: int = 4
+    client: OmniScimClient, artifact: PlanArtifact
 ) -> tuple[dict[str, OmniUser | None], set[str]]:
     """The planned users as Omni holds them now (by id; None: gone), and the identity keys of the creates'
     emails that exist now. A listing when many users are planned (or any create is), else one GET each;
@@ -58,41 +48,17 @@ def read_planned_users(
     else:
         bare = ids
 
-    def read(user_id: str) -> OmniUser | None:
-        try:
-            return client.get_user(user_id)
-        except OmniNotFoundError:
-            return None
-
-    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="omni-read") as pool:
-        current.update(zip(bare, pool.map(read, bare), strict=True))
+    current.update(read_each(bare, client.get_user))
     return current, existing
 
 
 class PlannedSyncRun(SyncRun):
-    """Apply ``artifact`` (already checked: ``load``) with the sync's apply, report and verdict."""
+    """Apply ``artifact`` (checked by ``sync.planned.load_planned_run``) with the sync's apply, report and
+    verdict."""
 
     def __init__(self, client: OmniScimClient, artifact: PlanArtifact, **options: Unpack[RunOptions]) -> None:
         super().__init__(client, spec_of(artifact), **options)
         self.artifact = artifact
-
-    @classmethod
-    def load(
-        cls,
-        client: OmniScimClient,
-        store: PlanStore,
-        *,
-        plan_digest: str | None = None,
-        max_age: timedelta | None = DEFAULT_MAX_AGE,
-        **options: Unpack[RunOptions],
-    ) -> PlannedSyncRun:
-        """The run of the plan in ``store``; ``PlanRefusedError`` before any request when it is unreadable,
-        edited (its digest is not ``plan_digest``), older than ``max_age``, or for another Omni or target."""
-        artifact = store.load()
-        check_plan_for_apply(
-            artifact, omni=client.base_url, plan_digest=plan_digest, max_age=max_age, targets=[TARGET]
-        )
-        return cls(client, artifact, **options)
 
     def _run(self, source: Sequence[Mapping[str, Any]], started: float) -> dict[str, Any]:
         summary = self.summary

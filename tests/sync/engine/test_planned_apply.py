@@ -17,8 +17,8 @@ from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import PlanTooLargeError, SyncFailedError
 from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, PlanStore
+from omni_provider.sync.planned import load_planned_run
 from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, plan_artifact, review
-from omni_provider.sync.users.planned_run import PlannedSyncRun
 from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
@@ -63,7 +63,7 @@ def test_plan_then_apply_exactly_the_plan(
     untouched = state_of(emu)
 
     emu.stats.reset()
-    run = PlannedSyncRun.load(client, PlanStore(path), plan_digest=digest)
+    run = load_planned_run(client, PlanStore(path), plan_digest=digest)
     with pytest.raises(SyncFailedError) as failed:
         run.run()
     summary = failed.value.summary
@@ -97,7 +97,7 @@ def test_a_plan_whose_users_all_hold_what_it_saw_applies_cleanly(
     path = tmp_path / "plan.json"
     digest = make_plan(client, rows_with_changes(emails, 3), path)
     emu.stats.reset()
-    summary = PlannedSyncRun.load(client, PlanStore(path), plan_digest=digest).run()
+    summary = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
     assert summary["outcomes"]["applied"] == 3
     assert summary["stage"] == "done"
     assert summary["plan_digest"] == digest
@@ -179,7 +179,7 @@ def test_a_spoiled_plan_is_refused_before_any_request(
     digest = spoil(path) or digest
     emu.stats.reset()
     with pytest.raises(PlanRefusedError, match=message):
-        PlannedSyncRun.load(client, PlanStore(path), plan_digest=digest)
+        load_planned_run(client, PlanStore(path), plan_digest=digest)
     assert requests(emu) == 0
 
 
@@ -196,7 +196,7 @@ def test_a_plan_for_another_omni_is_refused_before_any_request(
         OmniScimClient(other_host, TEST_API_KEY, retry_policy=RetryPolicy(max_attempts=1)) as elsewhere,
         pytest.raises(PlanRefusedError, match="made for Omni"),
     ):
-        PlannedSyncRun.load(elsewhere, PlanStore(path), plan_digest=digest)
+        load_planned_run(elsewhere, PlanStore(path), plan_digest=digest)
     assert requests(emu) == 0
 
 
