@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic_core import from_json
+
 from omni_provider.client.urls import normalize_base_url
 from omni_provider.errors import OmniValidationError
 from omni_provider.sync.engine.files import StoredFile
@@ -130,7 +132,7 @@ class PlanArtifact:
             options=dict(options or {}),
         )
         # Through JSON once: the artifact holds what the file holds (tuples become lists, and so on).
-        return cls(header, tuple(json.loads(canonical_json(list(items)))))
+        return cls(header, tuple(from_json(canonical_json(list(items)))))
 
     def content(self) -> dict[str, Any]:
         """Everything the digest covers."""
@@ -159,7 +161,8 @@ def parse_plan(data: bytes | str, *, where: str = "the plan") -> PlanArtifact:
     """Read a plan file; ``PlanRefusedError`` when it is not one, is of an unknown version, or its content
     no longer matches its own digest (edited after it was written)."""
     try:
-        document = json.loads(data)
+        # A file's text (never template text): pydantic's parser, as for the snapshot.
+        document = from_json(data)
     except ValueError as exc:
         raise PlanRefusedError(f"{where} is not a plan file (not JSON: {exc})") from None
     if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
