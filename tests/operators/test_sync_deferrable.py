@@ -271,3 +271,22 @@ def test_the_breaker_trips_in_a_resumed_step(
     assert stopped and all("stopped" in r["error"] for r in stopped)
     damaged = [e for e in emails if attrs(emu, e).get("department") != UNMANAGED["department"]]
     assert len(damaged) <= 16  # at most the writes on the wire when the first answer showed the damage
+
+
+def test_a_state_whose_plan_was_edited_is_refused_before_any_write(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    """The state's plan is the plan artifact, digest included: an edited one does not resume."""
+    emails = seed(emu, USERS)
+    make = attribute_task(tmp_path, emails)
+    deferred = first_step(make)
+    state = Path(deferred.kwargs["state_path"])
+    document = json.loads(state.read_text())
+    assert document["plan"]["format"] == "omni-provider/plan" and document["plan"]["digest"]
+    document["plan"]["items"][-1]["changes"][0]["new"] = "ap-south"
+    state.write_text(json.dumps(document))
+    patches = method_count(emu, "PATCH")
+    time.sleep(max(0.0, trigger_moment(deferred) - time.time()))
+    with pytest.raises(AirflowFailException, match="changed after it was written"):
+        make().execute_complete(context(), event=None, **deferred.kwargs)
+    assert method_count(emu, "PATCH") == patches

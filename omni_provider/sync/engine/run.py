@@ -87,6 +87,9 @@ class RunOptions(TypedDict, total=False):
 
     #: Plan and report without writing.
     dry_run: bool
+    #: Read, plan and check the guards like a real run (a refused plan raises), then stop: nothing is
+    #: written and nothing reported; the plan (``run.plan``) is the output (a plan to review and apply).
+    plan_only: bool
     #: Refuse a plan changing more than this: a count or a percentage ("10%") of the target's base.
     max_changes: int | str | None
     #: The run fails when rejected plus failed items exceed this (None: not checked).
@@ -117,6 +120,7 @@ class EngineRun(Steps):
     def __init__(self, client: OmniScimClient, **options: Unpack[RunOptions]) -> None:
         self.client = client
         self.dry_run = options.get("dry_run", False)
+        self.plan_only = options.get("plan_only", False)
         self.max_changes = options.get("max_changes")
         self.max_failed_rows = options.get("max_failed_rows", 0)
         self.max_failed_pct = options.get("max_failed_pct")
@@ -172,7 +176,7 @@ class EngineRun(Steps):
         # Writes waiting in a retry back-off give up now instead of after it.
         self.client.cancel()
 
-    def run(self, rows: RowSource) -> dict[str, Any]:
+    def run(self, rows: RowSource = ()) -> dict[str, Any]:
         """The whole sync; returns ``self.summary``. ``rows`` is an iterable of row mappings, or a callable
         returning one (called in the "reading" stage, after the configuration checks)."""
         try:
@@ -194,14 +198,21 @@ class EngineRun(Steps):
 
     def _guard(self, check: Callable[[], None]) -> None:
         """The plan's blast-radius guard: a plan it refuses (``PlanTooLargeError``) stops the run before
-        any write; a dry run reports the refusal (``refused``) and goes on without writing."""
+        any write; a dry run reports the refusal (``refused``) and goes on without writing. A plan-only run
+        refuses like a real one: its plan is meant to be applied."""
         try:
             check()
         except PlanTooLargeError as exc:
-            if not self.dry_run:
+            if not self.dry_run or self.plan_only:
                 raise
             self.log.error("Dry run: this plan would be refused: %s", exc)
             self.summary["refused"] = str(exc)
+
+    def _planned(self, started: float) -> dict[str, Any]:
+        """The end of a ``plan_only`` run, after its guards: nothing written, nothing reported."""
+        self.summary.update(stage="planned", seconds=round(time.monotonic() - started, 3))
+        self.log.info("Planned only: nothing was sent to Omni")
+        return self.summary
 
     def _read_source(self, source: RowSource) -> list[Mapping[str, Any]]:
         return collect_rows(source() if callable(source) else source)

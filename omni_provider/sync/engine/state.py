@@ -10,7 +10,10 @@ document holds (``format`` and ``version`` say which layout):
 - ``progress``: every item settled so far (by plan index, with its outcome) and the kinds of write the
   canary gate has seen work (``verified``; a resume after a crash drops them: its first write is a canary
   again);
-- ``plan``: the target's plan and what its writes are based on (the Omni users or groups to be written).
+- ``plan``: the plan as the one plan file format (``plan_artifact``: header, the planned writes, a
+  digest checked when a step resumes), the same object a reviewed plan is stored as;
+- ``detail``: what a resumed step needs beyond it: every plan item in order (the report also lists the
+  unchanged and rejected ones) and the Omni states the writes are based on (users, groups).
 
 The plan is never in XCom or a trigger's arguments, only here. The document is written atomically (a
 reader sees the old one or the new one), is checked writable before any request, and is removed when the

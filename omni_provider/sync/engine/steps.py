@@ -18,7 +18,9 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import TypeAdapter
 
 from omni_provider.client import OmniScimClient
+from omni_provider.client.urls import normalize_base_url
 from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred, WritesPaused
+from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, canonical_json, parse_plan
 from omni_provider.sync.engine.state import STATE_FORMAT, STATE_VERSION, age_seconds
 
 ResultT = TypeVar("ResultT")
@@ -61,6 +63,8 @@ class Steps:
         #: Client counters of earlier steps (added to this step's in the report).
         self._carried: dict[str, Any] = {}
         self._started_at = time.time()
+        #: The plan artifact's document (made once per run, kept in every save of its state).
+        self._artifact_document: dict[str, Any] | None = None
 
     # -- the target's part ---------------------------------------------------------------------------------
 
@@ -68,8 +72,13 @@ class Steps:
         """A digest of the sync's options: a state made with others is not continued."""
         raise NotImplementedError
 
+    def _plan_artifact(self) -> PlanArtifact:
+        """The plan as the one plan file format (``plan_artifact``): its writes, with a digest."""
+        raise NotImplementedError
+
     def _plan_state(self) -> dict[str, Any]:
-        """The plan and what its writes are based on, JSON-ready."""
+        """What a resumed step needs beyond the plan artifact, JSON-ready: every plan item in order (the
+        report lists the unchanged and rejected ones too) and the Omni states the writes are based on."""
         raise NotImplementedError
 
     def _load_plan_state(self, state: Mapping[str, Any]) -> None:
@@ -172,9 +181,28 @@ class Steps:
                 "settled": self._outcomes_adapter().dump_python(dict(settled), mode="json"),
                 "verified": sorted(verified),
             },
-            "plan": self._plan_state(),
+            "plan": self._artifact_document or self._new_artifact_document(),
+            "detail": self._plan_state(),
         }
         self.deferral.store.save(document)
+
+    def _new_artifact_document(self) -> dict[str, Any]:
+        artifact = self._plan_artifact()
+        self._artifact_document = {**artifact.content(), "digest": artifact.digest}
+        return self._artifact_document
+
+    def _check_artifact(self, document: Mapping[str, Any]) -> None:
+        """The state's plan is intact (its digest) and was made by this target against this Omni."""
+        assert self.deferral is not None
+        where = f"the plan in the run state at {self.deferral.store.path}"
+        artifact = parse_plan(canonical_json(document), where=where)
+        if artifact.header.target != self.target or artifact.header.omni != normalize_base_url(
+            self.client.base_url
+        ):
+            raise PlanRefusedError(
+                f"{where} was made for another sync ({artifact.header.target}, another Omni)"
+            )
+        self._artifact_document = dict(document)
 
     def _save_interim_report(self, settled: Mapping[int, Any]) -> None:
         """Every item's outcome so far, the rest as not attempted: what is left if the run is cancelled
@@ -240,7 +268,8 @@ class Steps:
             # A deferred step keeps the run's deadline; a retry after a crash has its own try's.
             if self.deferral is not None and run.get("deadline") is not None and not after_crash:
                 self.deferral.deadline = float(run["deadline"])
-            self._load_plan_state(document["plan"])
+            self._check_artifact(document["plan"])
+            self._load_plan_state(document["detail"])
             settled = self._outcomes_adapter().validate_python(document["progress"]["settled"])
             verified = frozenset(document["progress"]["verified"])
             if after_crash:

@@ -21,6 +21,7 @@ from omni_provider.sync.engine.checks import check_count
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
 from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, default_log, every_outcome
 from omni_provider.sync.engine.state import fingerprint
@@ -28,6 +29,7 @@ from omni_provider.sync.groups.apply import apply_group_plan
 from omni_provider.sync.groups.options import GroupSyncOptions, GroupSyncSpec
 from omni_provider.sync.groups.outcome import MembershipOutcome, MembershipStatus, tally_by_group
 from omni_provider.sync.groups.plan import GroupPlan, build_group_plan, check_group_plan, read_memberships
+from omni_provider.sync.groups.plan_file import group_plan_artifact
 from omni_provider.sync.users.rows import align_column_case
 
 __all__ = ["GroupSyncOptions", "GroupSyncRun", "GroupSyncSpec", "all_memberships"]
@@ -141,7 +143,20 @@ class GroupSyncRun(EngineRun):
             plan=plan.counts(),
         )
         self._guard(lambda: check_group_plan(plan, self.max_changes))
+        if self.plan_only:
+            return self._planned(started)
+        return self._apply(api, plan, groups, counters_before, started)
 
+    def _apply(
+        self,
+        api: GroupsApi,
+        plan: GroupPlan,
+        groups: Sequence[OmniGroup],
+        counters_before: Mapping[str, Any],
+        started: float,
+    ) -> dict[str, Any]:
+        """The stages after the plan: one write per changed group (canary, breaker), report, judge."""
+        summary = self.summary
         summary["stage"] = "applying"
         self._bases = {g.id: g for g in groups}
         return self._continue({}, frozenset(), started, counters_before)
@@ -228,6 +243,10 @@ class GroupSyncRun(EngineRun):
             self.max_changes,
             self.max_members_per_write,
         )
+
+    def _plan_artifact(self) -> PlanArtifact:
+        assert self.plan is not None
+        return group_plan_artifact(self.plan, omni=self.client.base_url, run_id=self.run_id)
 
     def _plan_state(self) -> dict[str, Any]:
         plan = self.plan

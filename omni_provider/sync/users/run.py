@@ -19,6 +19,7 @@ from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
 from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import (
     ERROR_SAMPLE_SIZE,
@@ -43,10 +44,11 @@ from omni_provider.sync.users.apply import (
 from omni_provider.sync.users.definitions import load_definitions
 from omni_provider.sync.users.guards import check_max_changes, failure_base
 from omni_provider.sync.users.keys import read_keys
-from omni_provider.sync.users.omni_view import read_omni_view
+from omni_provider.sync.users.omni_view import OmniView, read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import PlanItem, PlanItems, SyncPlan
+from omni_provider.sync.users.plan_file import plan_artifact
 from omni_provider.sync.users.rows import align_column_case
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
@@ -100,7 +102,7 @@ class SyncRun(EngineRun):
         # What the writes are based on (the users as listed, the attribute definitions), and the snapshot
         # view when diffing against one: kept for the apply stage (and a deferrable run's state).
         self._bases: dict[str, OmniUser] = {}
-        self._definitions: dict[str, AttributeDefinition] | None = None
+        self._definitions: Mapping[str, AttributeDefinition] | None = None
         self._stale_bases: frozenset[str] = frozenset()
 
     @classmethod
@@ -190,14 +192,32 @@ class SyncRun(EngineRun):
                 plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
             )
         )
+        if self.plan_only:
+            return self._planned(started)
+        return self._apply(plan, users, definitions, counters_before, started, view=view)
 
+    def _apply(
+        self,
+        plan: SyncPlan,
+        users: Sequence[OmniUser],
+        definitions: Mapping[str, AttributeDefinition] | None,
+        counters_before: Mapping[str, Any],
+        started: float,
+        *,
+        view: OmniView | None = None,
+    ) -> dict[str, Any]:
+        """The stages after the plan: apply (paced, canary, breaker), keep the snapshot, report, judge.
+        ``users``: the Omni states the writes are based on; ``view``: how they were read (snapshot runs)."""
+        summary = self.summary
+        spec = self.spec
         summary["stage"] = "applying"
+        self.plan = plan
         self._bases = {u.id: u for u in users}
         self._definitions = definitions
-        self._stale_bases = frozenset(view.stale_ids)
+        self._stale_bases = frozenset(view.stale_ids) if view is not None else frozenset()
         dry_run = self.dry_run or "refused" in summary
         keeper = None
-        if self.snapshot is not None and not dry_run:
+        if self.snapshot is not None and view is not None and not dry_run:
             keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
             # Before any write: a crash from here on leaves the users about to be written uncertain.
             keeper.before_writes(plan)
@@ -292,6 +312,10 @@ class SyncRun(EngineRun):
             self.max_changes,
             self.allow_empty_input,
         )
+
+    def _plan_artifact(self) -> PlanArtifact:
+        assert self.plan is not None
+        return plan_artifact(self.plan, self.spec, omni=self.client.base_url, run_id=self.run_id)
 
     def _plan_state(self) -> dict[str, Any]:
         plan = self.plan

@@ -1,0 +1,97 @@
+"""``PlannedSyncRun``: apply a stored plan of user attributes, exactly, through the sync's own stages.
+
+The plan (``sync.engine.plan_artifact``) was made and reviewed earlier; this run reads no rows. It refuses
+before any request a plan whose digest is not the approved one, one older than ``max_age`` or one made for
+another Omni (``PlanRefusedError``, never retried). Then it reads the planned users from Omni (one listing
+when many are planned, else one GET each), rejects every planned write whose user no longer holds what the
+plan saw ("changed in Omni since the plan"), and sends the rest through ``SyncRun``'s apply, report and
+verdict (pacing, canary, breaker): nothing that is not in the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
+
+from omni_provider.client import OmniScimClient, OmniUser
+from omni_provider.domain.identity import identity_key
+from omni_provider.sync.engine.fresh_read import LISTING_FROM, read_each
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
+from omni_provider.sync.engine.run import RunOptions
+from omni_provider.sync.users.definitions import load_definitions
+from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, applicable_plan, spec_of
+from omni_provider.sync.users.run import SyncRun
+
+
+def read_planned_users(
+    client: OmniScimClient, artifact: PlanArtifact
+) -> tuple[dict[str, OmniUser | None], set[str]]:
+    """The planned users as Omni holds them now (by id; None: gone), and the identity keys of the creates'
+    emails that exist now. A listing when many users are planned (or any create is), else one GET each;
+    a listed user without its attribute map is read on its own."""
+    ids = [str(e["user_id"]) for e in artifact.items if e["user_id"]]
+    creates = {identity_key(str(e["userName"])) for e in artifact.items if not e["user_id"]}
+    if not ids and not creates:
+        return {}, set()
+    current: dict[str, OmniUser | None] = {}
+    existing: set[str] = set()
+    if creates or len(ids) >= LISTING_FROM:
+        wanted = set(ids)
+        for user in client.list_users():
+            if user.id in wanted:
+                current[user.id] = user
+            if creates and identity_key(user.user_name) in creates:
+                existing.add(identity_key(user.user_name))
+        bare = [
+            user_id for user_id, user in current.items() if user is not None and not user.attributes_present
+        ]
+    else:
+        bare = ids
+
+    current.update(read_each(bare, client.get_user))
+    return current, existing
+
+
+class PlannedSyncRun(SyncRun):
+    """Apply ``artifact`` (checked by ``sync.planned.load_planned_run``) with the sync's apply, report and
+    verdict."""
+
+    def __init__(self, client: OmniScimClient, artifact: PlanArtifact, **options: Unpack[RunOptions]) -> None:
+        super().__init__(client, spec_of(artifact), **options)
+        self.artifact = artifact
+
+    def _run(self, source: Sequence[Mapping[str, Any]], started: float) -> dict[str, Any]:
+        summary = self.summary
+        header = self.artifact.header
+        summary.update(
+            plan_digest=self.artifact.digest,
+            planned_at=header.created_at,
+            rows=header.rows,
+            applying_plan=True,
+        )
+        self.log.info(
+            "Applying plan %s (made %s, %d users to write)",
+            self.artifact.digest,
+            header.created_at,
+            len(self.artifact.items),
+        )
+        counters_before = self.client.stats.snapshot()
+        definitions = load_definitions(self.client, self.log)
+        current, existing = read_planned_users(self.client, self.artifact)
+        summary["stage"] = "planning"
+        plan = applicable_plan(self.artifact, current, existing)
+        self.plan = plan
+        changed = plan.rejected()
+        summary["plan"] = plan.counts()
+        summary["changed_since_plan"] = len(changed)
+        for item in changed:
+            self.log.warning("%s: %s; not written", item.user_name or item.key, item.reason)
+        if changed:
+            self.log.warning(
+                "%d of %d planned users %s; the rest goes on",
+                len(changed),
+                len(plan.items),
+                CHANGED_SINCE_PLAN,
+            )
+        users = [user for user in current.values() if user is not None]
+        return self._apply(plan, users, definitions, counters_before, started)

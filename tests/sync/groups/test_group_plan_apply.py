@@ -1,0 +1,85 @@
+"""Plan, then apply exactly the plan, for the group target: the plan's items are the member adds and
+removes per group; the apply re-reads the planned groups and skips what changed in Omni since."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omni_testkit import TEST_API_KEY
+
+from omni_provider.client import GroupsApi, OmniScimClient, RetryPolicy
+from omni_provider.emulator import EmulatorServer
+from omni_provider.errors import SyncFailedError
+from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanStore
+from omni_provider.sync.groups.options import GroupSyncSpec
+from omni_provider.sync.groups.plan import GroupSyncMode
+from omni_provider.sync.groups.plan_file import group_plan_artifact, group_review
+from omni_provider.sync.groups.run import GroupSyncRun
+from omni_provider.sync.planned import load_planned_run
+
+
+def members(emu: EmulatorServer, name: str) -> set[str]:
+    (group,) = emu.state.groups.named(name)
+    ids = {m["value"] if isinstance(m, dict) else m for m in group.members}
+    return {u.user_name for u in emu.state.users() if u.id in ids}
+
+
+@pytest.fixture
+def client(omni_emulator: EmulatorServer) -> Any:
+    with OmniScimClient(
+        omni_emulator.api_url,
+        TEST_API_KEY,
+        rate_limit_per_minute=1e6,
+        retry_policy=RetryPolicy(max_attempts=1),
+    ) as omni:
+        yield omni
+
+
+def test_plan_then_apply_the_group_plan(omni_emulator: EmulatorServer, client: Any, tmp_path: Path) -> None:
+    emu = omni_emulator
+    users = emu.state.seed_users(6)
+    emails = [u.user_name for u in users]
+    emu.state.groups.add_group("Sales", [users[0].id, users[5].id])
+    emu.state.groups.add_group("Ops", [])
+    rows = [
+        {"email": emails[0], "group": "Sales"},
+        {"email": emails[1], "group": "Sales"},
+        {"email": emails[2], "group": "Sales"},
+        {"email": emails[3], "group": "Ops"},
+        {"email": emails[4], "group": "Ops"},
+    ]
+    spec = GroupSyncSpec(groups=("Sales", "Ops"), mode=GroupSyncMode.MIRROR)
+    run = GroupSyncRun(client, spec, plan_only=True, max_changes=10)
+    assert run.run(rows)["stage"] == "planned"
+    assert run.plan is not None
+    store = PlanStore(tmp_path / "groups.plan.json")
+    digest = store.save(group_plan_artifact(run.plan, omni=client.base_url))
+    artifact = store.load()
+    sales = next(item for item in artifact.items if item["group"] == "Sales")
+    assert {m["email"] for m in sales["add"]} == {emails[1], emails[2]}
+    assert [m["email"] for m in sales["remove"]] == [emails[5]]
+    assert "PATCH" not in emu.stats.snapshot()["requests_by_method"]
+    text = group_review(artifact)
+    assert "Mirror: 1 member(s) absent from the input are removed" in text
+    assert f"| Sales | add | {emails[1]} |" in text
+
+    # Someone else adds emails[2] to Sales meanwhile; the warehouse moves too (never read again).
+    GroupsApi(client).update_members(sales["group_id"], add=[users[2].id], remove=[])
+    emu.stats.reset()
+    planned = load_planned_run(client, store, plan_digest=digest)
+    with pytest.raises(SyncFailedError) as failed:
+        planned.run()
+    summary = failed.value.summary
+    assert summary["outcomes"]["added"] == 3  # emails[1] to Sales, emails[3] and [4] to Ops
+    assert summary["outcomes"]["removed"] == 1
+    assert summary["outcomes"]["rejected"] == 1
+    assert summary["changed_since_plan"] == 1
+    assert CHANGED_SINCE_PLAN in summary["errors_sample"][0]["error"]
+    assert members(emu, "Sales") == {emails[0], emails[1], emails[2]}
+    assert members(emu, "Ops") == {emails[3], emails[4]}
+    # One write per planned group; the reads are one GET per group (few groups planned).
+    by_route = emu.stats.snapshot()["requests_by_route"]
+    assert sum(n for route, n in by_route.items() if route.startswith("PATCH")) == 2
+    assert "GET /scim/v2/users" not in by_route
