@@ -6,6 +6,9 @@
    ``omni_warehouse_attributes`` (a task per user), then of ``omni_warehouse_sync`` (one diffing, paced
    task), twice of ``omni_snapshot_sync`` (the same sync diffed against a snapshot: the second run lists
    no users), and of ``omni_warehouse_groups``; the users' attributes before and after, and the summaries.
+4. ``omni_deferrable_sync`` (``deferrable=True``) in a real ``airflow standalone`` (scheduler, triggerer,
+   dag-processor, api-server), after the emulator's users are reset: the task defers while its rate window
+   (5 requests per 5 s, this DAG's connection) is full, the triggerer wakes it, and the run succeeds.
 
 The API key is random for each run and is never printed.
 """
@@ -16,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -136,6 +140,88 @@ def task_summaries(airflow_db: Path, dag_id: str) -> list[tuple[str, int, Any]]:
     return out
 
 
+def dag_run_state(airflow_db: Path, dag_id: str) -> str | None:
+    with sqlite3.connect(airflow_db) as db:
+        row = db.execute(
+            "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def run_deferrable_sync(env: dict[str, str], airflow_home: Path, base_url: str) -> None:
+    """``omni_deferrable_sync`` in ``airflow standalone``: deferrals go through a real triggerer (``airflow
+    dags test`` would run the trigger inline)."""
+    dag_id = "omni_deferrable_sync"
+    before = snapshot(base_url)
+    httpx.post(f"{base_url}/_emulator/reset", json={"seed_users": 25}, timeout=10).raise_for_status()
+    reset = snapshot(base_url)
+    show(f"\nOmni reset for {dag_id} (the sync has work again):", reset, before)
+    standalone_env = {
+        **env,
+        "AIRFLOW_CONN_OMNI_DEFERRABLE": json.dumps(
+            {
+                "conn_type": "omni",
+                "host": base_url,
+                "password": env["OMNI_EMULATOR_API_KEY"],
+                "extra": {"rate_limit_per_minute": 5, "rate_window_seconds": 5},
+            }
+        ),
+        "OMNI_DEFERRABLE_CONN_ID": "omni_deferrable",
+        "AIRFLOW__API__PORT": str(free_port()),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+    }
+    log_path = DEMO / "airflow-standalone.log"
+    print(f"\n$ airflow standalone   (scheduler, triggerer, dag-processor, api-server; log: {log_path})")
+    standalone = subprocess.Popen(
+        [AIRFLOW, "standalone"],
+        env=standalone_env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # stopping its session stops every process it started
+    )
+    try:
+        deadline = time.monotonic() + 240
+        triggered = False
+        while not triggered:
+            if standalone.poll() is not None or time.monotonic() > deadline:
+                print(log_path.read_text()[-4000:])
+                raise SystemExit("airflow standalone did not come up (or did not parse the DAG) in time")
+            time.sleep(3)
+            for args in (["dags", "unpause", dag_id], ["dags", "trigger", dag_id]):
+                done = subprocess.run(
+                    [AIRFLOW, *args], env=standalone_env, capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    break
+            else:
+                triggered = True
+        print(f"Triggered {dag_id}; waiting for the run (the task defers while the window is full)")
+        state = None
+        while state not in ("success", "failed"):
+            if time.monotonic() > deadline + 300:
+                raise SystemExit(f"{dag_id} did not finish in time (last state {state})")
+            time.sleep(3)
+            state = dag_run_state(airflow_home / "airflow.db", dag_id)
+        if state != "success":
+            print(log_path.read_text()[-4000:])
+            raise SystemExit(f"{dag_id} ended {state}")
+        after = snapshot(base_url)
+        show(f"Omni after {dag_id} (deferrable, through the triggerer):", after, reset)
+        for task_id, _map_index, value in task_summaries(airflow_home / "airflow.db", dag_id):
+            print(
+                f"Summary (XCom, {task_id}): deferrals {value['deferrals']}, outcomes {value['outcomes']}, "
+                f"requests {value['requests_by_method']}"
+            )
+            if not value["deferrals"]:
+                raise SystemExit(f"{dag_id} never deferred")
+    finally:
+        os.killpg(standalone.pid, signal.SIGTERM)
+        try:
+            standalone.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(standalone.pid, signal.SIGKILL)
+
+
 def main() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
@@ -248,6 +334,8 @@ def main() -> None:
             )[-1:]:
                 sent = value["requests_by_method"]
                 print(f"Re-run (XCom, {task_id}): outcomes {value['outcomes']}, requests {sent}")
+        if (ROOT / "dags" / "omni_deferrable_sync.py").exists():
+            run_deferrable_sync(env, airflow_home, base_url)
         print("\nDemo finished: every DAG run succeeded.")
     finally:
         emulator.terminate()

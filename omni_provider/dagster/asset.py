@@ -45,6 +45,7 @@ def build_omni_user_attributes_asset(
     diff_against: str = SYNC_DEFAULTS["diff_against"],
     snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
     full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
+    state_path: str | None = None,
 ) -> dg.AssetsDefinition:
     """An asset named ``name`` that makes Omni's user attributes match the rows of the asset ``source``.
 
@@ -57,7 +58,8 @@ def build_omni_user_attributes_asset(
     the step fails with the summary attached (retried only when failed writes may succeed on a re-run).
     ``report_path`` (local path or fsspec URL) may contain ``{run_id}``. ``diff_against="snapshot"`` with
     ``snapshot_path`` (one file per asset, local or fsspec URL) lists no Omni users on most runs: see
-    ``SyncOmniUserAttributesOperator``.
+    ``SyncOmniUserAttributesOperator``. ``state_path`` (may contain ``{run_id}``) makes a step retry continue
+    the run from its saved state instead of reading Omni again (``OmniScimResource.sync_user_attributes``).
 
     The sync options are those of ``SyncOmniUserAttributesOperator``, with the same defaults
     (``SyncOptions``); they are checked here, when the definitions load, so a misconfigured asset never
@@ -86,7 +88,13 @@ def build_omni_user_attributes_asset(
 
     def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
         run_options = options.replace(report_path=_report_path(report_path, context))
-        return omni.run_sync(rows, run_options, log=context.log, run_id=context.run_id)
+        return omni.run_sync(
+            rows,
+            run_options,
+            log=context.log,
+            run_id=context.run_id,
+            state_path=_report_path(state_path, context),
+        )
 
     return _sync_asset(
         name,
@@ -118,6 +126,7 @@ def build_omni_group_membership_asset(
     group_name: str | None = None,
     description: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
+    state_path: str | None = None,
 ) -> dg.AssetsDefinition:
     """An asset named ``name`` that makes the membership of Omni groups match the rows of the asset
     ``source`` (a list of dicts or a pandas DataFrame, one row per (user, group) membership), through
@@ -129,7 +138,8 @@ def build_omni_group_membership_asset(
     table; its check ``no_failed_rows`` fails when any membership was rejected or failed. Over
     ``max_failed_rows`` or ``max_changes``, or when the circuit breaker tripped, the step fails with the
     summary attached (retried only when failed writes may succeed on a re-run). ``report_path`` may contain
-    ``{run_id}``; a report of an earlier attempt is never replaced.
+    ``{run_id}``; a report of an earlier attempt is never replaced. ``state_path`` (may contain
+    ``{run_id}``): a step retry continues from the run's saved state.
 
     The sync options are those of ``SyncOmniGroupMembershipOperator``, with the same defaults
     (``GroupSyncOptions``); they are checked here, when the definitions load, so a misconfigured asset
@@ -154,7 +164,13 @@ def build_omni_group_membership_asset(
 
     def sync(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
         run_options = options.replace(report_path=_report_path(report_path, context))
-        return omni.run_group_sync(rows, run_options, log=context.log, run_id=context.run_id)
+        return omni.run_group_sync(
+            rows,
+            run_options,
+            log=context.log,
+            run_id=context.run_id,
+            state_path=_report_path(state_path, context),
+        )
 
     return _sync_asset(
         name,

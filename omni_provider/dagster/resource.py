@@ -7,9 +7,10 @@ import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import Field
@@ -18,8 +19,11 @@ from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.pause import Deferral
 from omni_provider.sync.engine.report import JsonlFileSink
 from omni_provider.sync.engine.run import RunOptions
+from omni_provider.sync.engine.state import RunStateStore
+from omni_provider.sync.engine.steps import run_in_steps
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
 from omni_provider.sync.users.apply import Progress
@@ -125,6 +129,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         diff_against: str = SYNC_DEFAULTS["diff_against"],
         snapshot_path: str | None = SYNC_DEFAULTS["snapshot_path"],
         full_resync_every: int = SYNC_DEFAULTS["full_resync_every"],
+        state_path: str | None = None,
     ) -> dict[str, Any]:
         """Make Omni match ``rows`` (dicts or a pandas DataFrame) for ``attributes``; the same summary as
         ``SyncOmniUserAttributesOperator``, whose parameters these are (defaults and checks from
@@ -132,7 +137,10 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         (with the summary) when more rows did not sync than ``max_failed_rows`` / ``max_failed_pct`` allow,
         and ``PlanTooLargeError`` when the plan writes more users than ``max_changes``.
         ``diff_against="snapshot"`` diffs against what the last run left at ``snapshot_path`` (local path
-        or fsspec URL) and lists no users, re-reading Omni in full every ``full_resync_every`` runs."""
+        or fsspec URL) and lists no users, re-reading Omni in full every ``full_resync_every`` runs.
+        ``state_path`` (local path or fsspec URL) makes the run resumable: its state is saved there before
+        the first write and whenever Omni's rate window is full, and a step retry within an hour continues
+        from it without reading Omni again (see ``run_resumable``)."""
         options = SyncOptions(
             attributes=attributes,
             key_column=key_column,
@@ -150,7 +158,9 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             snapshot_path=snapshot_path,
             full_resync_every=full_resync_every,
         )
-        return self.run_sync(rows, options, on_progress=on_progress, log=log, run_id=run_id)
+        return self.run_sync(
+            rows, options, on_progress=on_progress, log=log, run_id=run_id, state_path=state_path
+        )
 
     def run_sync(
         self,
@@ -160,20 +170,26 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog | None = None,
         run_id: str = "",
+        state_path: str | None = None,
     ) -> dict[str, Any]:
         """``sync_user_attributes`` with its options already built (the asset builds them once, at load)."""
         report = _report_options(options.report_path, run_id, log)
-        with self.get_client() as client:
-            run = SyncRun.from_options(
-                client,
-                options,
-                sinks=report["sinks"],
-                fallback_sink=report["fallback_sink"],
-                on_progress=on_progress,
-                log=report["log"],
-                run_id=run_id,
-            )
-            return run.run(rows_from(rows))
+
+        @contextmanager
+        def start() -> Iterator[SyncRun]:
+            with self.get_client() as client:
+                yield SyncRun.from_options(
+                    client,
+                    options,
+                    sinks=report["sinks"],
+                    fallback_sink=report["fallback_sink"],
+                    on_progress=on_progress,
+                    log=report["log"],
+                    run_id=run_id,
+                    deferral=_deferral(state_path),
+                )
+
+        return run_resumable(start, rows, state_path)
 
     def sync_group_membership(
         self,
@@ -192,6 +208,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         max_members_per_write: int | None = GROUP_SYNC_DEFAULTS["max_members_per_write"],
         log: RunLog | None = None,
         run_id: str = "",
+        state_path: str | None = None,
     ) -> dict[str, Any]:
         """Make the membership of Omni groups match ``rows`` (dicts or a pandas DataFrame, one row per
         (user, group)); the same summary as ``SyncOmniGroupMembershipOperator``, whose parameters these are
@@ -200,7 +217,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         rejected rows are kept). Raises ``SyncFailedError`` (with the summary) when more memberships did
         not sync than ``max_failed_rows`` allows, ``SyncHaltedError`` when the circuit breaker tripped, and
         ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more than 10% of the
-        managed memberships removed)."""
+        managed memberships removed). ``state_path``: as for ``sync_user_attributes``."""
         options = GroupSyncOptions(
             user_column=user_column,
             group_column=group_column,
@@ -214,7 +231,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             max_workers=max_workers,
             max_members_per_write=max_members_per_write,
         )
-        return self.run_group_sync(rows, options, log=log, run_id=run_id)
+        return self.run_group_sync(rows, options, log=log, run_id=run_id, state_path=state_path)
 
     def run_group_sync(
         self,
@@ -223,20 +240,47 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         *,
         log: RunLog | None = None,
         run_id: str = "",
+        state_path: str | None = None,
     ) -> dict[str, Any]:
         """``sync_group_membership`` with its options already built (the asset builds them once, at
         load)."""
         report = _report_options(options.report_path, run_id, log)
-        with self.get_client() as client:
-            run = GroupSyncRun.from_options(
-                client,
-                options,
-                sinks=report["sinks"],
-                fallback_sink=report["fallback_sink"],
-                log=report["log"],
-                run_id=run_id,
-            )
+
+        @contextmanager
+        def start() -> Iterator[GroupSyncRun]:
+            with self.get_client() as client:
+                yield GroupSyncRun.from_options(
+                    client,
+                    options,
+                    sinks=report["sinks"],
+                    fallback_sink=report["fallback_sink"],
+                    log=report["log"],
+                    run_id=run_id,
+                    deferral=_deferral(state_path),
+                )
+
+        return run_resumable(start, rows, state_path)
+
+
+def _deferral(state_path: str | None) -> Deferral | None:
+    """A resumable run of a step: it pauses (saving its state) whenever the window is full, however short
+    the wait; the step waits either way, so each window's end is a checkpoint a step retry resumes from."""
+    return None if state_path is None else Deferral(RunStateStore(state_path), min_defer_seconds=0.0)
+
+
+RunT = TypeVar("RunT", SyncRun, GroupSyncRun)
+
+
+def run_resumable(
+    start: Callable[[], AbstractContextManager[RunT]],
+    rows: Iterable[Mapping[str, Any]] | Any,
+    state_path: str | None,
+) -> dict[str, Any]:
+    """A run of the resource: in one go, or (``state_path``) in resumable steps (``steps.run_in_steps``)."""
+    if state_path is None:
+        with start() as run:
             return run.run(rows_from(rows))
+    return run_in_steps(start, lambda run: run.run(rows_from(rows)))
 
 
 def _report_options(report_path: str | None, run_id: str, log: RunLog | None) -> RunOptions:

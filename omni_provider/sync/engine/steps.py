@@ -13,12 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import TypeAdapter
 
 from omni_provider.client import OmniScimClient
 from omni_provider.client.urls import normalize_base_url
+from omni_provider.errors import OmniValidationError
 from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred, WritesPaused
 from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, canonical_json, parse_plan
 from omni_provider.sync.engine.state import STATE_FORMAT, STATE_VERSION, age_seconds
@@ -27,6 +29,9 @@ ResultT = TypeVar("ResultT")
 #: What a target's apply stage is called with: the items settled so far, the verified kinds of write, and
 #: the pause rule (None: never pause).
 Attempt = Callable[[Mapping[int, Any], frozenset[str], PauseRule | None], ResultT]
+
+#: How a step waits for the rate window itself (``run_in_steps``, a resume after a crash).
+wait_for_window = time.sleep
 
 DEADLINE_REACHED = "the run's execution_timeout ends before Omni's rate window frees"
 
@@ -65,6 +70,7 @@ class Steps:
         self._started_at = time.time()
         #: The plan artifact's document (made once per run, kept in every save of its state).
         self._artifact_document: dict[str, Any] | None = None
+        self._detail_document: dict[str, Any] | None = None
 
     # -- the target's part ---------------------------------------------------------------------------------
 
@@ -122,8 +128,9 @@ class Steps:
         if deferral is not None and not self.dry_run:
             if deferral.deadline is not None and time.time() >= deferral.deadline:
                 self._stop_at_deadline()
-            else:
-                # Before any write of this step: a crash from here on resumes from this state.
+            elif self._detail_document is None:
+                # Before the run's first write: a crash from here on resumes from this state. (A resumed
+                # step starts from the state saved at its deferral, which is current.)
                 self._save(settled, verified, counters(), deferrals=self.deferrals)
         while True:
             try:
@@ -136,11 +143,11 @@ class Steps:
                     continue  # stopped: the loop settles the rest as not attempted
                 self.deferrals += 1
                 self._save(settled, verified, counters(), deferrals=self.deferrals)
-                self._save_interim_report(settled)
+                items = self._save_interim_report(settled)
                 self.log.info(
                     "Omni's rate window is full: %d of %d items settled; deferring for %.1f s (deferral %d)",
                     len(settled),
-                    len(self._all_outcomes({})),
+                    items,
                     max(0.0, paused.resume_at - time.time()),
                     self.deferrals,
                 )
@@ -182,9 +189,14 @@ class Steps:
                 "verified": sorted(verified),
             },
             "plan": self._artifact_document or self._new_artifact_document(),
-            "detail": self._plan_state(),
+            # The same in every save of a run: made once (or taken as loaded by a resumed step).
+            "detail": self._detail_document or self._new_detail_document(),
         }
         self.deferral.store.save(document)
+
+    def _new_detail_document(self) -> dict[str, Any]:
+        self._detail_document = self._plan_state()
+        return self._detail_document
 
     def _new_artifact_document(self) -> dict[str, Any]:
         artifact = self._plan_artifact()
@@ -204,16 +216,18 @@ class Steps:
             )
         self._artifact_document = dict(document)
 
-    def _save_interim_report(self, settled: Mapping[int, Any]) -> None:
+    def _save_interim_report(self, settled: Mapping[int, Any]) -> int:
         """Every item's outcome so far, the rest as not attempted: what is left if the run is cancelled
-        (or marked failed) while deferred, when no step of it runs again."""
+        (or marked failed) while deferred, when no step of it runs again. Returns the number of items."""
         assert self.deferral is not None
+        outcomes = self._all_outcomes(settled)
         try:
-            self.deferral.store.save_report(self._all_outcomes(settled))
+            self.deferral.store.save_report(outcomes)
         except Exception as exc:
             self.log.warning(
                 "Could not write the interim report %s (%s)", self.deferral.store.report_path, exc
             )
+        return len(outcomes)
 
     def _finish_state(self) -> None:
         """The run ended (its report is written): its state goes."""
@@ -270,17 +284,23 @@ class Steps:
                 self.deferral.deadline = float(run["deadline"])
             self._check_artifact(document["plan"])
             self._load_plan_state(document["detail"])
+            self._detail_document = dict(document["detail"])
             settled = self._outcomes_adapter().validate_python(document["progress"]["settled"])
             verified = frozenset(document["progress"]["verified"])
             if after_crash:
                 verified = frozenset()
                 self.log.warning(
                     "Resuming from the run state saved %.0f s ago at %s: %d items already settled keep their "
-                    "outcome; Omni is not listed again and the first write is a canary again",
+                    "outcome; Omni is not listed again, the first write (after one rate window, for the "
+                    "requests of the interrupted step) is a canary again",
                     age_seconds(dict(document)),
                     self.deferral.store.path if self.deferral else "?",
                     len(settled),
                 )
+            if after_crash:
+                # The interrupted step's last requests may still count in Omni's window, and this pacer
+                # knows nothing of them: one window from now they no longer do.
+                wait_for_window(self.client.pacer.window)
             started = time.monotonic() - (time.time() - self._started_at)
             result = self._continue(settled, verified, started)
         except RunDeferred:
@@ -294,3 +314,35 @@ class Steps:
 
     def _check_before_resume(self) -> None:
         raise NotImplementedError
+
+
+RunT = TypeVar("RunT", bound="Steps")
+
+
+def run_in_steps(
+    start: Callable[[], AbstractContextManager[RunT]],
+    first: Callable[[RunT], dict[str, Any]],
+    *,
+    sleep: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """A resumable run in one process (a Dagster step): ``start()`` opens a fresh run (its own client and
+    pacer, closed on exit) with a ``deferral``; ``first(run)`` runs it from the rows. Whenever the rate window
+    is full the state is saved and the wait happens here; a step retry finding a young state continues from
+    it (the first write a canary again) instead of reading Omni again."""
+    with start() as run:
+        earlier = run.resumable_state()
+        try:
+            return run.resume(earlier, after_crash=True) if earlier is not None else first(run)
+        except RunDeferred as deferred:
+            paused = deferred
+    while True:
+        (sleep or wait_for_window)(max(0.0, paused.resume_at - time.time()))
+        with start() as run:
+            assert run.deferral is not None
+            document = run.deferral.store.load()
+            if document is None:
+                raise OmniValidationError(f"the run state at {paused.state_path} is gone; run the sync again")
+            try:
+                return run.resume(document)
+            except RunDeferred as deferred:
+                paused = deferred

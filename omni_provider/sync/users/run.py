@@ -7,7 +7,7 @@ world. Nothing here imports an orchestrator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 from pydantic import TypeAdapter
@@ -101,7 +101,7 @@ class SyncRun(EngineRun):
         self.plan: SyncPlan | None = None
         # What the writes are based on (the users as listed, the attribute definitions), and the snapshot
         # view when diffing against one: kept for the apply stage (and a deferrable run's state).
-        self._bases: dict[str, OmniUser] = {}
+        self._bases: Mapping[str, OmniUser] = {}
         self._definitions: Mapping[str, AttributeDefinition] | None = None
         self._stale_bases: frozenset[str] = frozenset()
 
@@ -353,8 +353,8 @@ class SyncRun(EngineRun):
             empty_input=bool(state["empty_input"]),
             user_count=int(state["user_count"]),
         )
-        users = [OmniUser.model_validate(user) for user in state["users"]]
-        self._bases = {user.id: user for user in users}
+        # Parsed when a write needs it: a late step writes only the last few of them.
+        self._bases = _ParsedOnUse({str(user["id"]): user for user in state["users"]})
         definitions = state["definitions"]
         self._definitions = (
             None
@@ -387,6 +387,25 @@ class SyncRun(EngineRun):
         by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
         self._log_table("Sync outcome by action", by_action)
         return {"by_action": by_action}
+
+
+class _ParsedOnUse(Mapping[str, OmniUser]):
+    """Users as a resumed step's state holds them (JSON), each parsed on first use."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+        self._parsed: dict[str, OmniUser] = {}
+
+    def __getitem__(self, user_id: str) -> OmniUser:
+        if user_id not in self._parsed:
+            self._parsed[user_id] = OmniUser.model_validate(self._raw[user_id])
+        return self._parsed[user_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def all_outcomes(plan: SyncPlan, settled: Mapping[int, RowOutcome]) -> list[RowOutcome]:

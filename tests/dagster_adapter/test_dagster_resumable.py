@@ -1,0 +1,76 @@
+"""Issue 21 item 3: the resource's (and so the assets') ``state_path``: a step that dies while waiting for
+the rate window is retried and continues from the saved state, without reading Omni again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omni_testkit import TEST_API_KEY
+from sync_testkit import MANAGED, UNMANAGED, attrs, method_count, seed
+
+from omni_provider.dagster import OmniScimResource
+from omni_provider.emulator import EmulatorServer
+from omni_provider.sync.engine import steps
+
+USERS, CHANGED, LIMIT, WINDOW = 40, 30, 12, 1.0
+
+
+@pytest.fixture
+def paced(emu: EmulatorServer) -> OmniScimResource:
+    emu.config.apply_patch({"rate_limit_enabled": True, "rate_limit": LIMIT, "rate_window": WINDOW})
+    return OmniScimResource(
+        host=emu.api_url, api_key=TEST_API_KEY, rate_limit_per_minute=LIMIT, rate_window_seconds=WINDOW
+    )
+
+
+def rows(emails: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"userName": e, "region": "eu-west" if i < CHANGED else "us-east", "cost_centre": None}
+        for i, e in enumerate(emails)
+    ]
+
+
+class StepDied(BaseException):
+    """The step's process is gone (nothing of it runs any more)."""
+
+
+def test_a_step_retry_resumes_from_the_state(
+    emu: EmulatorServer, paced: OmniScimResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = seed(emu, USERS)
+    state = tmp_path / "state.json"
+
+    def die(_seconds: float) -> None:
+        raise StepDied()
+
+    monkeypatch.setattr(steps, "wait_for_window", die)
+    with pytest.raises(StepDied):
+        paced.sync_user_attributes(rows(emails), attributes=MANAGED, state_path=str(state))
+    assert state.exists()
+    written, listed = method_count(emu, "PATCH"), emu.stats.snapshot()["requests_by_route"]
+    assert 0 < written < CHANGED
+
+    monkeypatch.undo()
+    summary = paced.sync_user_attributes(rows(emails), attributes=MANAGED, state_path=str(state))
+    assert emu.stats.snapshot()["requests_by_route"].get("GET /Users") == listed.get("GET /Users")
+    assert method_count(emu, "PATCH") == CHANGED
+    assert summary["outcomes"]["applied"] == CHANGED and summary["outcomes"]["unchanged"] == USERS - CHANGED
+    assert summary["deferrals"] >= 1 and summary["requests"] == sum(
+        emu.stats.snapshot()["requests_by_method"].values()
+    )
+    for i, email in enumerate(emails):
+        assert attrs(emu, email) == {"region": "eu-west" if i < CHANGED else "us-east", **UNMANAGED}
+    assert emu.stats.snapshot()["rate_limited"] == 0
+    assert not state.exists()
+
+
+def test_without_a_crash_the_state_is_gone_at_the_end(
+    emu: EmulatorServer, paced: OmniScimResource, tmp_path: Path
+) -> None:
+    emails = seed(emu, USERS)
+    state = tmp_path / "groups.state.json"
+    summary = paced.sync_user_attributes(rows(emails), attributes=MANAGED, state_path=str(state))
+    assert summary["outcomes"]["applied"] == CHANGED
+    assert not state.exists() and not Path(str(state) + ".report.jsonl").exists()
