@@ -167,6 +167,8 @@ def run_deferrable_sync(env: dict[str, str], airflow_home: Path, base_url: str) 
             }
         ),
         "OMNI_DEFERRABLE_CONN_ID": "omni_deferrable",
+        # standalone starts each component as `airflow ...` from the PATH: this venv's.
+        "PATH": str(Path(AIRFLOW).parent) + os.pathsep + env.get("PATH", ""),
         "AIRFLOW__API__PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
     }

@@ -55,16 +55,8 @@ class SyncOmniGroupMembershipOperator(BaseOperator):
         ``report_conn_id`` (default: ``sql_conn_id``).
     :param fallback_report_dir: local folder for the outcomes when the report cannot be written after the
         writes (default: ``omni-sync-reports`` in the worker's temp directory).
-    :param deferrable: while Omni's rate window is full, hand the wait to the triggerer and free the worker
-        slot (default: Airflow's ``[operators] default_deferrable``, False). The run sends what the window
-        allows now, saves its state and resumes in ``execute_complete`` when the window is empty again; its
-        summary adds ``deferrals``. ``execution_timeout`` counts across the deferrals.
-    :param state_path: where a deferrable run keeps its state between steps (a local path or any
-        ObjectStoragePath URL; ending in ``/``, a folder). Default: beside the report, else in the fallback
-        report folder. Checked before anything is sent; removed when the run ends.
-    :param min_defer_seconds: defer only when the next request would wait at least this long (default 10).
-    :param resume_within: a retry continues from a state younger than this (seconds or a timedelta;
-        default one hour) instead of listing Omni again; older state is discarded.
+    :param deferrable: free the worker slot while Omni's rate window is full; with ``state_path``,
+        ``min_defer_seconds`` and ``resume_within`` as in ``SyncOmniUserAttributesOperator``.
     """
 
     template_fields: Sequence[str] = (

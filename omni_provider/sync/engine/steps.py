@@ -235,7 +235,7 @@ class Steps:
             self.deferral.store.remove()
 
     def resumable_state(self) -> dict[str, Any] | None:
-        """The state a retry of this run continues from: same target, host and options, younger than
+        """The state a retry of this run continues from: same run, target, host and options, younger than
         ``resume_within``; an older or foreign one is discarded (logged) and None returned."""
         if self.deferral is None:
             return None
@@ -248,6 +248,7 @@ class Steps:
             run.get("target") == self.target
             and run.get("base_url") == self.client.base_url
             and run.get("fingerprint") == self._fingerprint()
+            and run.get("run_id") == self.run_id  # a retry, not the next scheduled run
         )
         age = age_seconds(document)
         if not same:
