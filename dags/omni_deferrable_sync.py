@@ -9,7 +9,7 @@ lineage and the asset event are those of a run that did not defer, plus ``deferr
 ``execution_timeout`` counts across the deferrals.
 
 ``OMNI_DEFERRABLE_CONN_ID`` names the Omni connection (default ``omni_default``); the demo gives it a small
-limit and a short window (5 requests per 5 s) so a few dozen writes defer several times.
+limit and a short window (5 requests per 20 s) so a few writes defer several times.
 """
 
 from __future__ import annotations
@@ -46,6 +46,5 @@ with DAG(
         report_path=REPORT_DIR + "/",
         deferrable=True,
         state_path=STATE_DIR + "/",  # a folder: one state file per run, found again by a retry
-        min_defer_seconds=2,
         execution_timeout=timedelta(hours=6),  # counted across the deferrals
     )

@@ -8,7 +8,7 @@
    no users), and of ``omni_warehouse_groups``; the users' attributes before and after, and the summaries.
 4. ``omni_deferrable_sync`` (``deferrable=True``) in a real ``airflow standalone`` (scheduler, triggerer,
    dag-processor, api-server), after the emulator's users are reset: the task defers while its rate window
-   (5 requests per 5 s, this DAG's connection) is full, the triggerer wakes it, and the run succeeds.
+   (5 requests per 20 s, this DAG's connection) is full, the triggerer wakes it, and the run succeeds.
 
 The API key is random for each run and is never printed.
 """
@@ -156,6 +156,7 @@ def run_deferrable_sync(env: dict[str, str], airflow_home: Path, base_url: str) 
     httpx.post(f"{base_url}/_emulator/reset", json={"seed_users": 25}, timeout=10).raise_for_status()
     reset = snapshot(base_url)
     show(f"\nOmni reset for {dag_id} (the sync has work again):", reset, before)
+    api_port = free_port()
     standalone_env = {
         **env,
         "AIRFLOW_CONN_OMNI_DEFERRABLE": json.dumps(
@@ -163,13 +164,17 @@ def run_deferrable_sync(env: dict[str, str], airflow_home: Path, base_url: str) 
                 "conn_type": "omni",
                 "host": base_url,
                 "password": env["OMNI_EMULATOR_API_KEY"],
-                "extra": {"rate_limit_per_minute": 5, "rate_window_seconds": 5},
+                # A window long enough that each deferral outlasts the worker's exit (a few seconds):
+                # a trigger firing before it makes Airflow 3.3's scheduler fail the task.
+                "extra": {"rate_limit_per_minute": 5, "rate_window_seconds": 20},
             }
         ),
         "OMNI_DEFERRABLE_CONN_ID": "omni_deferrable",
         # standalone starts each component as `airflow ...` from the PATH: this venv's.
         "PATH": str(Path(AIRFLOW).parent) + os.pathsep + env.get("PATH", ""),
-        "AIRFLOW__API__PORT": str(free_port()),
+        "AIRFLOW__API__PORT": str(api_port),
+        # Task runners reach the api-server's execution API on this port (the default is 8080).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
     }
     log_path = DEMO / "airflow-standalone.log"

@@ -94,15 +94,19 @@ def defer_task(task: Any, paused: RunDeferred) -> NoReturn:
     raise AssertionError("defer() returned")  # pragma: no cover - defer always raises TaskDeferred
 
 
-def load_state(state_path: str) -> dict[str, Any]:
-    """A resumed step's state, or a failure Airflow does not retry (the state was removed or damaged)."""
+def load_state(task: Any, context: Context, state_path: str | None) -> tuple[str, dict[str, Any]]:
+    """A resumed step's state path and state, or a failure Airflow does not retry (the state was removed
+    or damaged). ``state_path``: the trigger's argument; without it (``dag.test()`` on Airflow 3.3 resumes
+    with the event only) the same path ``execute`` used, from the task and the context."""
+    if not state_path:
+        state_path = state_location(task, ReportNaming.from_context(context, task.task_id))
     document = RunStateStore(state_path).load()
     if document is None:
         raise AirflowFailException(
             f"The deferred sync cannot resume: no run state at {state_path} (removed or unreadable); "
             "re-run the task to sync from the start"
         )
-    return document
+    return state_path, document
 
 
 __all__ = [

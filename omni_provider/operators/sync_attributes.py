@@ -207,11 +207,11 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         return execute_sync(self, context, prepare, self._read_rows, key="sync_summary")
 
     def execute_complete(
-        self, context: Context, event: Any = None, *, state_path: str, **_: Any
+        self, context: Context, event: Any = None, *, state_path: str | None = None, **_: Any
     ) -> dict[str, Any]:
         """A deferred run's next step (``deferrable``), on a fresh instance: load the state, go on."""
-        document = load_state(state_path)
-        prepare = lambda: self._prepare(context, state_path)  # noqa: E731 - as in execute()
+        path, document = load_state(self, context, state_path)
+        prepare = lambda: self._prepare(context, path)  # noqa: E731 - as in execute()
         return execute_sync(self, context, prepare, self._read_rows, key="sync_summary", resume=document)
 
     def _prepare(self, context: Context, state_path: str | None = None) -> SyncRun:

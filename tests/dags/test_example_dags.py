@@ -12,7 +12,7 @@ from typing import Any
 import airflow_testkit
 import pytest
 from airflow_testkit import DagBag
-from omni_testkit import TEST_API_KEY, make_warehouse
+from omni_testkit import TEST_API_KEY, make_warehouse, omni_connection_json
 
 from omni_provider.emulator import EmulatorServer
 
@@ -43,6 +43,7 @@ def test_example_dags_import_cleanly() -> None:
         "omni_after_attribute_sync",
         "omni_warehouse_groups",
         "omni_snapshot_sync",
+        "omni_deferrable_sync",
     } <= set(bag.dag_ids)
 
 
@@ -153,6 +154,31 @@ def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, w
     second = dag.test()
     assert second.state == "success"
     assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == writes_before
+
+
+def test_deferrable_sync_dag_defers_and_makes_omni_match_the_table(
+    omni_connection: EmulatorServer, warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dag.test()`` runs the trigger in its own process (no triggerer); ``make demo`` runs the same DAG
+    in ``airflow standalone`` with a real one."""
+    seed(omni_connection)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OMNI_SLOW",
+        omni_connection_json(omni_connection.base_url, rate_limit_per_minute=3, rate_window_seconds=11),
+    )
+    monkeypatch.setenv("OMNI_DEFERRABLE_CONN_ID", "omni_slow")
+    dag = load_dag("omni_deferrable_sync", ROOT / "dags")
+    assert dag.task_dict["sync_attributes"].deferrable is True
+    assert dag.test().state == "success"
+    for email, region, department, seat_tier, cost, active in WAREHOUSE:
+        if active:
+            expected = {"region": region, "seat_tier": seat_tier, "cost_centre": cost, "regions": ["EU"]}
+            if department is not None:
+                expected["department"] = department
+            assert attributes_of(omni_connection, email) == expected
+    (report,) = sorted((warehouse.parent / "reports").glob("*.jsonl"))
+    assert [json.loads(line)["row"] for line in report.read_text().splitlines()] == [1, 2, 3]
+    assert list((warehouse.parent / "state").glob("*.state.json")) == []  # removed at the end
 
 
 def test_snapshot_sync_dag_lists_omni_once_then_diffs_against_its_snapshot(
