@@ -108,6 +108,7 @@ bench: install
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_groups.py
+	$(BIN)/python bench/bench_deferrable.py
 
 clean:
 	rm -rf $(VENV) $(VENV2) $(LATEST) $(LATEST2) .demo .demo-dagster .mypy_cache .ruff_cache .pytest_cache
