@@ -129,17 +129,22 @@ def test_warehouse_attributes_dag_makes_omni_match_the_table(
     assert attributes_of(omni_connection, "user00004@example.com") == untouched
 
 
-def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, warehouse: Path) -> None:
-    seed(omni_connection)
-    dag = load_dag("omni_warehouse_sync", ROOT / "dags")
-    first = dag.test()
-    assert first.state == "success"
+def assert_omni_holds_the_active_rows(emu: EmulatorServer) -> None:
+    """The warehouse's active rows in Omni, the unmanaged ``regions`` kept."""
     for email, region, department, seat_tier, cost, active in WAREHOUSE:
         if active:
             expected = {"region": region, "seat_tier": seat_tier, "cost_centre": cost, "regions": ["EU"]}
             if department is not None:
                 expected["department"] = department
-            assert attributes_of(omni_connection, email) == expected
+            assert attributes_of(emu, email) == expected
+
+
+def test_warehouse_sync_dag_diffs_and_reports(omni_connection: EmulatorServer, warehouse: Path) -> None:
+    seed(omni_connection)
+    dag = load_dag("omni_warehouse_sync", ROOT / "dags")
+    first = dag.test()
+    assert first.state == "success"
+    assert_omni_holds_the_active_rows(omni_connection)
     reports = sorted((warehouse.parent / "reports").glob("*.jsonl"))
     assert len(reports) == 1
     # The default name comes from the real task instance: dag, task, run id and try number.
@@ -170,12 +175,7 @@ def test_deferrable_sync_dag_defers_and_makes_omni_match_the_table(
     dag = load_dag("omni_deferrable_sync", ROOT / "dags")
     assert dag.task_dict["sync_attributes"].deferrable is True
     assert dag.test().state == "success"
-    for email, region, department, seat_tier, cost, active in WAREHOUSE:
-        if active:
-            expected = {"region": region, "seat_tier": seat_tier, "cost_centre": cost, "regions": ["EU"]}
-            if department is not None:
-                expected["department"] = department
-            assert attributes_of(omni_connection, email) == expected
+    assert_omni_holds_the_active_rows(omni_connection)
     (report,) = sorted((warehouse.parent / "reports").glob("*.jsonl"))
     assert [json.loads(line)["row"] for line in report.read_text().splitlines()] == [1, 2, 3]
     assert list((warehouse.parent / "state").glob("*.state.json")) == []  # removed at the end
