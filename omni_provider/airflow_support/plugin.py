@@ -110,13 +110,21 @@ class OmniConnectionTestPortMiddleware:
             typed_id.reset(token)
 
 
+class ReportViewApp:
+    """The report view's ASGI app, imported on its first request: every Airflow process loads plugins (a
+    task, to read their macros), and only the API server needs the view and its API-server imports."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from omni_provider.airflow_support.report_view import app
+
+        await app(scope, receive, send)
+
+
 def report_view_parts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The report view's FastAPI app and its task-instance tab (Airflow 3; none on 2.11)."""
+    """The report view's app and its task-instance tab (Airflow 3; none on 2.11)."""
     if not AIRFLOW_V_3_0_PLUS:
         return [], []
-    from omni_provider.airflow_support.report_view import app
-
-    apps = [{"app": app, "url_prefix": APP_PREFIX, "name": "Omni report view"}]
+    apps = [{"app": ReportViewApp(), "url_prefix": APP_PREFIX, "name": "Omni report view"}]
     views = [
         {
             "name": "Omni report",

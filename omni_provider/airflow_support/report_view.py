@@ -58,7 +58,7 @@ class Page:
     report: ParsedReport | None = None
     status: str | None = None
     truncated: bool = False
-    summary_stage: str = ""
+    #: Why the run failed (the summary's ``error``), shown above the table.
     summary_error: str = ""
 
 
@@ -131,17 +131,16 @@ def build_page(session: Session, dag_id: str, run_id: str, task_id: str, map_ind
         return None
     summary = read_summary(session, dag_id, run_id, task_id, map_index)
     if summary is None:
-        return _with(
+        return replace(
             page,
             message="No Omni sync report for this task instance yet: it has not run or is still running, "
             "or it is not an Omni sync task.",
         )
-    stage, error = str(summary.get("stage") or ""), str(summary.get("error") or "")
-    page = _with(page, summary_stage=stage, summary_error=error)
+    page = replace(page, summary_error=str(summary.get("error") or ""))
     location = summary.get("report_path") or summary.get("report_fallback_path")
     if not isinstance(location, str) or not location:
         where = summary.get("report_table")
-        return _with(
+        return replace(
             page,
             message=f"This run wrote its per-row report to the table {where}, not to a file."
             if where
@@ -149,25 +148,21 @@ def build_page(session: Session, dag_id: str, run_id: str, task_id: str, map_ind
         )
     shown = shown_location(location)
     if not is_report_file(location):
-        return _with(page, location=shown, message="The report location is not a .jsonl report file.")
+        return replace(page, location=shown, message="The report location is not a .jsonl report file.")
     try:
         report, truncated = read_report(location)
     except FileNotFoundError:
-        return _with(
+        return replace(
             page,
             location=shown,
             message="The report file is not readable from the API server (it may be on a worker's local "
             "disk: use an object-storage report_path, such as s3://, to see reports here).",
         )
     except Exception as exc:  # any storage backend's error; its text may carry a URL, so the type only
-        return _with(page, location=shown, message=f"Could not read the report ({type(exc).__name__}).")
+        return replace(page, location=shown, message=f"Could not read the report ({type(exc).__name__}).")
     if not report.counts:
-        return _with(page, location=shown, message="The file holds no Omni report records.")
-    return _with(page, location=shown, report=report, truncated=truncated)
-
-
-def _with(page: Page, **changes: Any) -> Page:
-    return replace(page, **changes)
+        return replace(page, location=shown, message="The file holds no Omni report records.")
+    return replace(page, location=shown, report=report, truncated=truncated)
 
 
 def _filter_link(page: Page, status: str | None) -> str:
@@ -217,5 +212,5 @@ def report_page(
         missing = Page(dag_id, run_id, task_id, index, message="No such task instance.")
         return HTMLResponse(render(missing), status_code=404)
     if page.report is not None and status in page.report.counts:
-        page = _with(page, status=status)
+        page = replace(page, status=status)
     return HTMLResponse(render(page))
