@@ -115,13 +115,11 @@ def is_report_file(location: str) -> bool:
 
 
 def read_report(location: str) -> tuple[ParsedReport, bool]:
-    """The report at ``location`` (any ObjectStoragePath URL, or a local path or ``file://`` URL, as the
-    report sinks write them) as table rows."""
-    if is_url(location):
-        with object_storage_path(location).open("r") as stream:
-            return parse_report(stream, max_rows=MAX_ROWS)
-    with local_path(location).open(encoding="utf-8") as local:
-        return parse_report(local, max_rows=MAX_ROWS)
+    """The report at ``location`` (an ObjectStoragePath URL, or a local path / ``file://`` URL as the report
+    sinks write them) as table rows, read through Airflow's ObjectStoragePath."""
+    target = location if is_url(location) else local_path(location).as_uri()
+    with object_storage_path(target).open("r") as stream:
+        return parse_report(stream, max_rows=MAX_ROWS)
 
 
 def build_page(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int) -> Page | None:

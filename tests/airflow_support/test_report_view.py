@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,15 @@ WAREHOUSE = [
     ("user00002@example.com", "AMER", "Sales", "standard", 4200, 1),
     (MISSING, "APAC", "Finance", "pro", 4300, 1),
 ]
+MEMBERSHIPS = [("user00001@example.com", "Finance"), ("user00002@example.com", "Sales")]
 
 
 @pytest.fixture(scope="module")
 def synced(
     emulator_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """One real run of omni_warehouse_sync (it fails its threshold on the rejected row, as in the issue)
-    and one run of a DAG whose task is not a sync."""
+    """One real run of omni_warehouse_sync (it fails its threshold on the rejected row, as in the issue),
+    one of omni_warehouse_groups, and one of a DAG whose task is not a sync."""
     folder = tmp_path_factory.mktemp("report-view")
     emulator_server.reset(seed_users=6)  # max_changes="50%": 2 changes of 6 users
     before = {}
@@ -52,15 +54,25 @@ def synced(
         before[email] = dict(user.attributes)
     with pytest.MonkeyPatch.context() as patch:
         warehouse = make_warehouse(folder / "warehouse.db", WAREHOUSE)
+        with sqlite3.connect(warehouse) as db:
+            db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
+            db.executemany("INSERT INTO group_memberships VALUES (?, ?)", MEMBERSHIPS)
         patch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emulator_server.base_url))
         patch.setenv(
             "AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
         )
         patch.setenv("OMNI_SYNC_REPORT_DIR", str(folder / "reports"))
         run = airflow_testkit.load_dag("omni_warehouse_sync", str(ROOT / "dags")).test()
+        groups = airflow_testkit.load_dag("omni_warehouse_groups", str(ROOT / "dags")).test()
         other = airflow_testkit.load_dag("omni_after_attribute_sync", str(ROOT / "dags")).test()
     assert run.state == "failed"  # max_failed_rows=0 and one rejected row: the report is still written
-    yield {"run_id": run.run_id, "other_run_id": other.run_id, "before": before}
+    assert groups.state == "success"
+    yield {
+        "run_id": run.run_id,
+        "groups_run_id": groups.run_id,
+        "other_run_id": other.run_id,
+        "before": before,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +141,15 @@ def test_lists_changes_old_to_new_and_the_rejected_row_with_its_reason(
             expected.append([str(number), "applied", email, attribute, f"{old} → {new}", ""])
     assert rows[1:] == expected
     assert "all (3)" in response.text and "rejected (1)" in response.text and "applied (2)" in response.text
+
+
+def test_lists_a_group_sync_by_group(client: Any, synced: dict[str, Any]) -> None:
+    url = page_url(synced["groups_run_id"], task_id="sync_groups", dag_id="omni_warehouse_groups")
+    rows = table_rows(client.get(url).text)
+    assert rows == [
+        ["1", "added", "Finance", "member user00001@example.com", "not a member → member", ""],
+        ["2", "added", "Sales", "member user00002@example.com", "not a member → member", ""],
+    ]
 
 
 def test_filters_by_status(client: Any, synced: dict[str, Any]) -> None:
