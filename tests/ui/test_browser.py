@@ -5,7 +5,10 @@ README says); press the list's Test button for a good key, a wrong key, a person
 host and a URL without Omni's SCIM API, and read the provider's message in the toast; trigger
 ``omni_update_user`` from its form (a bad email first, then a real update with dry run off) and check the
 emulator's state; open the task's log, XCom and rendered-template pages and check the key is in none of
-them. Airflow's REST API is used only to wait (for parsing, for the run) and to check what the UI stored.
+them; trigger ``omni_warehouse_sync`` (one rejected row), check that its log links to the task's Omni
+report tab, open that tab and read the changes old -> new and the rejected email with its reason there,
+and filter it to the rejected rows. Airflow's REST API is used only to wait (for parsing, for the run) and
+to check what the UI stored.
 
 Each step leaves a screenshot in ``.ui-test-artifacts/<time>/`` (or ``$OMNI_UI_ARTIFACTS``), kept with the
 Airflow logs when the test fails and removed when it passes. ``OMNI_UI_README_IMAGES=docs/images`` also
