@@ -136,7 +136,7 @@ def test_rows_over_the_threshold_fail_the_run_with_the_summary(
     retry = dg.RetryPolicy(max_retries=2)
     result = materialize(omni, data, max_failed_rows=1, retry_policy=retry, raise_on_error=False)
     message, metadata = failure_of(result)
-    assert "2 of 4 items failed (2 rejected" in message and "max_failed_rows=1" in message
+    assert "2 of 4 rows did not sync (2 rejected" in message and "max_failed_rows=1" in message
     assert metadata["rejected"] == 2 and metadata["applied"] == 2
     assert result.retry_attempts_for_node(ASSET) == 0  # rejected rows need a fix in the input, not a retry
     assert [e["error"] for e in metadata["errors_sample"]] == ["no Omni user with this email"] * 2
