@@ -276,3 +276,46 @@ def test_only_the_asset_follower_starts_unpaused(airflow_db: Path) -> None:
     paused = json.loads(done.stdout.strip().splitlines()[-1])
     assert paused.pop("omni_after_attribute_sync") is False
     assert paused and all(paused.values()), paused
+
+
+def task_log(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """What dag.test() logged since the last call (printed or captured, depending on the logging set-up)."""
+    text = "".join(capfd.readouterr()) + caplog.text
+    caplog.clear()
+    return text
+
+
+def test_warehouse_sync_trigger_form_previews_and_limits(
+    omni_connection: EmulatorServer,
+    warehouse: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seed(omni_connection)
+    before = {
+        f"user{i:05d}@example.com": attributes_of(omni_connection, f"user{i:05d}@example.com")
+        for i in (1, 2, 3)
+    }
+    dag = load_dag("omni_warehouse_sync", ROOT / "dags")
+    # The form: a dry-run toggle (off: unattended runs sync) and the write limit, both rendered into the task.
+    params = {name: dag.params[name] for name in ("dry_run", "max_changes")}
+    assert params == {"dry_run": False, "max_changes": "50%"}
+    task = dag.get_task("sync_attributes")
+    assert (task.dry_run, task.max_changes) == ("{{ params.dry_run }}", "{{ params.max_changes }}")
+    assert {"dry_run", "max_changes"} <= set(task.template_fields)
+
+    caplog.set_level("INFO")
+    task_log(capfd, caplog)
+    preview = dag.test(run_conf={"dry_run": True})
+    assert preview.state == "success"
+    assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == 0
+    assert {email: attributes_of(omni_connection, email) for email in before} == before
+    log = task_log(capfd, caplog)
+    assert "Planned changes (dry run: nothing was written), 12:" in log
+    assert '\n  user00001@example.com: region "eu-west" -> "EMEA"\n' in log
+    assert "\n  user00003@example.com: cost_centre (unset) -> 4300" in log
+
+    # The limit from the form refuses the plan (3 users to write, at most 1): nothing is written.
+    # (dry_run given again: dag.test() keeps the last run's conf as the DAG's params.)
+    assert dag.test(run_conf={"dry_run": False, "max_changes": "1"}).state == "failed"
+    assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == 0

@@ -330,7 +330,10 @@ class EngineRun:
                 f"; every {self.noun[:-1]} is in {where}" if where else "",
             )
         else:
-            self.log.info("All %d %s synced: %s", verdict.total, self.noun, count_phrase(summary["outcomes"]))
+            done = "would sync (dry run)" if summary.get("dry_run") else "synced"
+            self.log.info(
+                "All %d %s %s: %s", verdict.total, self.noun, done, count_phrase(summary["outcomes"])
+            )
         lost = ""
         if "report_error" in summary:
             kept = summary.get("report_fallback_path") or "the log"

@@ -85,7 +85,7 @@ def test_a_dry_run_logs_its_planned_changes(
         '  user001@example.com: region "us-east" -> (unset)',  # an empty cell unsets
         "  user001@example.com: cost_centre (unset) -> 7",
     ]
-    assert "All 1 rows synced: 1 planned" in messages(caplog, logging.INFO)
+    assert "All 1 rows would sync (dry run): 1 planned" in messages(caplog, logging.INFO)
 
 
 def test_the_first_200_changes_are_listed_then_a_count_and_the_report(
