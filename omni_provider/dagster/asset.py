@@ -47,13 +47,6 @@ class OmniSyncRunConfig(dg.Config):  # type: ignore[misc]  # Dagster's Config is
         }
 
 
-#: A sync target's run, from the asset: the context, the rows, the resource, the launch's options, and
-#: the sink keeping the metadata tables.
-SyncCall = Callable[
-    [dg.AssetExecutionContext, Any, OmniScimResource, dict[str, Any], OutcomeTables], dict[str, Any]
-]
-
-
 def build_omni_user_attributes_asset(
     name: str,
     source: str | Sequence[str] | dg.AssetKey,
@@ -115,21 +108,12 @@ def build_omni_user_attributes_asset(
     spec = options.spec
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
 
-    def sync(
-        context: dg.AssetExecutionContext,
-        rows: Any,
-        omni: OmniScimResource,
-        launch: dict[str, Any],
-        tables: OutcomeTables,
-    ) -> dict[str, Any]:
-        run_options = options.replace(report_path=_report_path(report_path, context), **launch)
-        return omni.run_sync(rows, run_options, log=context.log, run_id=context.run_id, extra_sinks=[tables])
-
     attribute_names = ", ".join(spec.managed_attributes)
     return _sync_asset(
         name,
         source_key,
-        sync,
+        options,
+        OmniScimResource.run_sync,
         checked="Every row was applied, unchanged or planned",
         description=description
         or f"Omni user attributes ({attribute_names}) from {source_key.to_user_string()}",
@@ -190,22 +174,11 @@ def build_omni_group_membership_asset(
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
     shown = ", ".join(spec.groups) if spec.groups is not None else "the groups named in the input"
 
-    def sync(
-        context: dg.AssetExecutionContext,
-        rows: Any,
-        omni: OmniScimResource,
-        launch: dict[str, Any],
-        tables: OutcomeTables,
-    ) -> dict[str, Any]:
-        run_options = options.replace(report_path=_report_path(report_path, context), **launch)
-        return omni.run_group_sync(
-            rows, run_options, log=context.log, run_id=context.run_id, extra_sinks=[tables]
-        )
-
     return _sync_asset(
         name,
         source_key,
-        sync,
+        options,
+        OmniScimResource.run_group_sync,
         checked="Every membership was synced, unchanged or planned",
         description=description or f"Omni group membership ({shown}) from {source_key.to_user_string()}",
         group_name=group_name,
@@ -216,16 +189,18 @@ def build_omni_group_membership_asset(
 def _sync_asset(
     name: str,
     source_key: dg.AssetKey,
-    sync: SyncCall,
+    options: SyncOptions | GroupSyncOptions,
+    run: Callable[..., dict[str, Any]],
     *,
     checked: str,
     description: str,
     group_name: str | None,
     retry_policy: dg.RetryPolicy | None,
 ) -> dg.AssetsDefinition:
-    """The asset of one sync target: its rows from ``source_key``, the resource under ``"omni"``, the
-    launch's config (``OmniSyncRunConfig``), the ``no_failed_rows`` check, and ``sync``'s summary and rows
-    as the materialisation (``_materialise``)."""
+    """The asset of one sync target: its rows from ``source_key``, the resource under ``"omni"`` and its
+    ``run`` method (``run_sync``, ``run_group_sync``) with ``options`` as this launch's config
+    (``OmniSyncRunConfig``) changes them, the ``no_failed_rows`` check, and the run's summary and rows as
+    the materialisation (``_materialise``)."""
 
     @dg.asset(
         name=name,
@@ -240,7 +215,14 @@ def _sync_asset(
         context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource, config: OmniSyncRunConfig
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
         tables = OutcomeTables()
-        return _materialise(context, lambda: sync(context, rows, omni, config.changes(), tables), tables)
+
+        def sync() -> dict[str, Any]:
+            # A bad value in the launch's config is refused here, as a Failure, before any request.
+            report_path = _report_path(options.report_path, context)
+            launched = options.replace(report_path=report_path, **config.changes())
+            return run(omni, rows, launched, log=context.log, run_id=context.run_id, extra_sinks=[tables])
+
+        return _materialise(context, sync, tables)
 
     return _sync
 

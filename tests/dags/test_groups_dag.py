@@ -22,9 +22,8 @@ MEMBERSHIPS = [
 ]
 
 
-def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
-    omni_connection: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def use_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG's warehouse (``group_memberships`` holding ``MEMBERSHIPS``) and its report folder."""
     warehouse = tmp_path / "warehouse.db"
     with sqlite3.connect(warehouse) as db:
         db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
@@ -33,6 +32,12 @@ def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
         "AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
     )
     monkeypatch.setenv("OMNI_SYNC_REPORT_DIR", str(tmp_path / "reports"))
+
+
+def test_group_dag_mirrors_the_managed_groups_and_a_rerun_sends_nothing(
+    omni_connection: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_warehouse(tmp_path, monkeypatch)
     emu = omni_connection
     users = {u.user_name: u.id for u in emu.state.seed_users(6)}
     emu.state.groups.add_group("Sales", [users["user00002@example.com"], users["user00005@example.com"]])
@@ -71,14 +76,7 @@ def test_group_dag_trigger_form_previews_the_changes(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    warehouse = tmp_path / "warehouse.db"
-    with sqlite3.connect(warehouse) as db:
-        db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
-        db.executemany("INSERT INTO group_memberships VALUES (?, ?)", MEMBERSHIPS)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
-    )
-    monkeypatch.setenv("OMNI_SYNC_REPORT_DIR", str(tmp_path / "reports"))
+    use_warehouse(tmp_path, monkeypatch)
     emu = omni_connection
     users = {u.user_name: u.id for u in emu.state.seed_users(6)}
     emu.state.groups.add_group("Sales", [users["user00005@example.com"]])
