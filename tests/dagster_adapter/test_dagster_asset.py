@@ -355,3 +355,19 @@ def test_the_description_is_plain_and_explains_every_metadata_key() -> None:
     assert "[" not in description
     for key in ("planned", "complete", "diff_against", "changes", "not_synced", "report_path"):
         assert f"- `{key}`: " in description
+
+
+def test_a_bad_launch_config_fails_before_any_request(emu: EmulatorServer, omni: OmniScimResource) -> None:
+    emails = seed(emu, 1)
+    asset = build_omni_user_attributes_asset(ASSET, "warehouse_users", ATTRIBUTES, key_column="email")
+    before = requests(emu)
+    result = dg.materialize(
+        [source(rows(emails)), asset],
+        resources={"omni": omni},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {ASSET: {"config": {"max_changes": "many"}}}},
+        raise_on_error=False,
+    )
+    message, _ = failure_of(result)
+    assert "max_changes" in message and "'many'" in message
+    assert requests(emu) == before
