@@ -77,8 +77,9 @@ class ItemOutcome:
     never_sent: bool
 
     def change_lines(self) -> tuple[Change, ...]:
-        """What this item changed in Omni (or would, in a dry run); nothing for any other status."""
-        raise NotImplementedError
+        """What this item changed in Omni (or would, in a dry run), for the log's and the UIs' lines;
+        nothing for any other status. A target overrides it (nothing is shown for one that does not)."""
+        return ()
 
     @classmethod
     def from_item(
