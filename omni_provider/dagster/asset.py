@@ -284,6 +284,6 @@ def _check(summary: Mapping[str, Any], tables: OutcomeTables) -> dg.AssetCheckRe
         check_name=NO_FAILED_ROWS,
         passed=rejected == 0 and failed == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"rejected": rejected, "failed": failed, "not_synced": tables.metadata()["not_synced"]},
+        metadata={"rejected": rejected, "failed": failed, "not_synced": tables.not_synced_table()},
         description=tables.check_text(outcomes),
     )

@@ -117,6 +117,7 @@ class OutcomeTables:
         return any(change.status != "planned" for change in self.changes)
 
     def metadata(self) -> dict[str, Any]:
+        """The rows' metadata: ``changes``, ``changes_count`` and ``not_synced``."""
         changes = [
             dg.TableRecord(
                 {
@@ -129,12 +130,15 @@ class OutcomeTables:
             )
             for c in self.changes
         ]
-        rows = [dg.TableRecord({"key": k, "status": s, "reason": r}) for k, s, r in self.not_synced]
         return {
             "changes": dg.MetadataValue.table(changes, schema=_CHANGE_COLUMNS),
             "changes_count": dg.MetadataValue.int(self.change_count),
-            "not_synced": dg.MetadataValue.table(rows, schema=_NOT_SYNCED_COLUMNS),
+            "not_synced": self.not_synced_table(),
         }
+
+    def not_synced_table(self) -> dg.TableMetadataValue:
+        rows = [dg.TableRecord({"key": k, "status": s, "reason": r}) for k, s, r in self.not_synced]
+        return dg.MetadataValue.table(rows, schema=_NOT_SYNCED_COLUMNS)
 
     def check_text(self, outcomes: Mapping[str, int], shown: int = 5) -> str | None:
         """The asset check's text: each count that did not sync and its items ("1 rejected:

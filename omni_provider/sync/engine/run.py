@@ -263,8 +263,8 @@ class EngineRun:
         summary.update(self._report(outcomes, counters_before, started, complete=complete))
         if "report_error" not in summary:
             summary["stage"] = "done"
+        # Raises when the thresholds fail the run, or when the report was lost (SyncReportLostError).
         self._judge(rejected, total, summary)
-        summary["stage"] = "done"
         return summary
 
     def _log_plan(self, counts: Mapping[str, int]) -> None:
