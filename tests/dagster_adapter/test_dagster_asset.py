@@ -371,3 +371,16 @@ def test_a_bad_launch_config_fails_before_any_request(emu: EmulatorServer, omni:
     message, _ = failure_of(result)
     assert "max_changes" in message and "'many'" in message
     assert requests(emu) == before
+
+
+def test_the_run_log_names_each_change_and_each_rejected_row(
+    emu: EmulatorServer, omni: OmniScimResource, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emails = seed(emu, 1)
+    capfd.readouterr()
+    materialize(omni, rows([*emails, "nobody@example.com"]), max_failed_rows=1)
+    log = "".join(capfd.readouterr())  # Dagster's console logger: the run log as the UI shows it
+    assert f'\n  {emails[0]}: region "us-east" -> "eu-west"\n' in log
+    assert (
+        "Rejected before sending, 1 (nothing was sent for these):\n  nobody@example.com: no Omni user" in log
+    )
