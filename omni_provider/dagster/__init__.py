@@ -8,6 +8,7 @@ running the same engine as the Airflow operators.
 
 from omni_provider.dagster.asset import (
     NO_FAILED_ROWS,
+    OmniSyncRunConfig,
     build_omni_group_membership_asset,
     build_omni_user_attributes_asset,
 )
@@ -18,6 +19,7 @@ from omni_provider.dagster.resource import OmniScimResource
 __all__ = [
     "NO_FAILED_ROWS",
     "OmniScimResource",
+    "OmniSyncRunConfig",
     "OmniUserAttributesComponent",
     "build_omni_group_membership_asset",
     "build_omni_user_attributes_asset",

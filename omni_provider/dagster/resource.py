@@ -18,7 +18,7 @@ from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
 from omni_provider.sync.engine.log import RunLog
-from omni_provider.sync.engine.report import JsonlFileSink
+from omni_provider.sync.engine.report import JsonlFileSink, ReportSink
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
@@ -160,9 +160,11 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog | None = None,
         run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
     ) -> dict[str, Any]:
-        """``sync_user_attributes`` with its options already built (the asset builds them once, at load)."""
-        report = _report_options(options.report_path, run_id, log)
+        """``sync_user_attributes`` with its options already built (the asset builds them once, at load);
+        ``extra_sinks`` get every outcome too (the asset's metadata tables)."""
+        report = _report_options(options.report_path, run_id, log, extra_sinks)
         with self.get_client() as client:
             run = SyncRun.from_options(
                 client,
@@ -223,10 +225,11 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         *,
         log: RunLog | None = None,
         run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
     ) -> dict[str, Any]:
         """``sync_group_membership`` with its options already built (the asset builds them once, at
-        load)."""
-        report = _report_options(options.report_path, run_id, log)
+        load); ``extra_sinks`` as ``run_sync``'s."""
+        report = _report_options(options.report_path, run_id, log, extra_sinks)
         with self.get_client() as client:
             run = GroupSyncRun.from_options(
                 client,
@@ -239,11 +242,13 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             return run.run(rows_from(rows))
 
 
-def _report_options(report_path: str | None, run_id: str, log: RunLog | None) -> RunOptions:
+def _report_options(
+    report_path: str | None, run_id: str, log: RunLog | None, extra_sinks: Sequence[ReportSink] = ()
+) -> RunOptions:
     """Where a run of the resource reports: the report as JSON lines (never over an earlier attempt's),
-    a local fallback named by the run id, the log."""
+    a local fallback named by the run id, the log, and any ``extra_sinks``."""
     return {
-        "sinks": [JsonlFileSink(report_path)] if report_path else [],
+        "sinks": [*extra_sinks, *([JsonlFileSink(report_path)] if report_path else [])],
         "fallback_sink": JsonlFileSink(_fallback_path(run_id)),
         "log": log or _log,
         "run_id": run_id,

@@ -80,7 +80,7 @@ class GroupSyncRun(EngineRun):
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_group = tally_by_group(outcomes)  # type: ignore[arg-type]
-        self._log_table("Group sync outcome by group", by_group)
+        self._log_table("Group sync outcome by group", by_group, "group")
         return {"by_group": by_group, "by_action": tally_by_action(outcomes)}  # type: ignore[arg-type]
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class GroupSyncRun(EngineRun):
             create_missing_groups=spec.create_missing_groups,
         )
         self.plan = plan
-        self.log.info("Plan: %s", plan.counts())
+        self._log_plan(plan.counts())
         summary.update(
             managed_groups=len(plan.managed_groups),
             managed_memberships=plan.managed_memberships,
@@ -159,12 +159,15 @@ class GroupSyncRun(EngineRun):
                 "was sent after this answer.",
                 summary=summary,
             )
-        summary["stage"] = "reporting"
-        summary.update(self._report(applied.outcomes, counters_before, started, complete=not applied.stopped))
         rejected = sum(1 for o in applied.outcomes if o.status is MembershipStatus.REJECTED)
-        self._judge(rejected, len(plan.items), summary)
-        summary["stage"] = "done"
-        return summary
+        return self._finish(
+            applied.outcomes,
+            counters_before,
+            started,
+            complete=not applied.stopped,
+            rejected=rejected,
+            total=len(plan.items),
+        )
 
 
 def all_memberships(plan: GroupPlan, settled: Mapping[int, MembershipOutcome]) -> list[MembershipOutcome]:

@@ -67,6 +67,7 @@ class SyncRun(EngineRun):
     """
 
     statuses = RowStatus
+    noun = "rows"
 
     def __init__(
         self,
@@ -138,9 +139,9 @@ class SyncRun(EngineRun):
         rows = align_column_case(source, wanted)
         summary["rows"] = len(rows)
         self.log.info(
-            "Read %d input rows; managing attributes %s (%s mode)",
+            "Read %d input rows; managing the attributes %s (%s mode)",
             len(rows),
-            list(spec.managed_attributes),
+            ", ".join(spec.managed_attributes),
             spec.mode.value,
         )
         # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
@@ -162,8 +163,8 @@ class SyncRun(EngineRun):
                 summary["snapshot"]["lookups"] = view.lookups
             if view.drift is not None:
                 summary["drift"] = view.drift
-        self.log.info("Plan: %s", plan.counts())
         summary["plan"] = plan.counts()
+        self._log_plan(summary["plan"])
         self._guard(
             lambda: check_max_changes(
                 plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
@@ -218,11 +219,10 @@ class SyncRun(EngineRun):
                 "what is still different",
                 skipped,
             )
-        summary["stage"] = "reporting"
-        summary.update(self._report(applied, counters_before, started, complete=not skipped))
-        self._judge(*failure_base(plan.counts()), summary)
-        summary["stage"] = "done"
-        return summary
+        rejected, total = failure_base(plan.counts())
+        return self._finish(
+            applied, counters_before, started, complete=not skipped, rejected=rejected, total=total
+        )
 
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
         """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
