@@ -96,7 +96,7 @@ async def drop_connection(send: Send) -> None:
 def route_of(scope: Scope) -> str:
     """The request's route for the statistics: ids replaced by ``{id}``, a filtered list marked."""
     parts = scope["path"].removeprefix("/api").split("/")
-    route = "/".join("{id}" if i > 3 and part else part for i, part in enumerate(parts))
+    route = "/".join("{id}" if i > 3 and part and part != "bulk" else part for i, part in enumerate(parts))
     if b"filter=" in scope.get("query_string", b""):
         route += "?filter"
     return route
