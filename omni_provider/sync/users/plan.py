@@ -317,10 +317,12 @@ def _plan_row(
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
     what = "email" if spec.match_on == "userName" else "id"
     if len(users) > 1:
-        reason = f"ambiguous: {len(users)} Omni users have this {what} (case-insensitively); not guessing"
+        reason = (
+            f"ambiguous: {len(users)} {spec.item_noun}s have this {what} (case-insensitively); not guessing"
+        )
         return PlanItem(number, key, RowAction.REJECTED, reason=reason)
     if not users and spec.mode is not SyncMode.UPSERT:
-        return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
+        return PlanItem(number, key, RowAction.REJECTED, reason=f"no {spec.item_noun} with this {what}")
     return _create_item(number, key, row, spec, desired)
 
 
@@ -334,7 +336,7 @@ def _duplicate_reason(number: int, same_key: list[int]) -> str:
 def _create_item(
     number: int, key: str, row: Mapping[str, Any], spec: SyncSpec, desired: Mapping[str, AttributeValue]
 ) -> PlanItem:
-    display_name, problem = display_name_of(row, spec)
+    display_name, problem = display_name_of(row, spec) if spec.display_name_required else (None, None)
     if problem is not None:
         return PlanItem(number, key, RowAction.REJECTED, reason=problem)
     send: dict[str, AttributeValue] = {a: value for a, value in desired.items() if value is not None}

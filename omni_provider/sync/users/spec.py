@@ -38,6 +38,10 @@ class SyncSpec:
     display_name_column: str | None = None
     #: Column holding the match key; defaults to the ``match_on`` name ("userName" or "id").
     key_column: str | None = None
+    #: Whether creating needs a display name (SCIM users do; email-only recipients have none).
+    display_name_required: bool = True
+    #: What the rows are matched to, in rejection reasons ("no Omni user with this email").
+    item_noun: str = "Omni user"
     # Derived: attribute -> column, for the planner.
     columns_by_attribute: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
@@ -100,7 +104,7 @@ class SyncSpec:
                 raise OmniValidationError(
                     "mode 'upsert' needs match_on='userName': Omni assigns ids, so none can be created by id"
                 )
-            if self.display_name_column is None:
+            if self.display_name_column is None and self.display_name_required:
                 raise OmniValidationError(
                     "mode 'upsert' needs display_name_column: Omni requires a displayName to create a user"
                 )
@@ -114,6 +118,8 @@ class SyncSpec:
         mode: SyncMode | str = SyncMode.UPDATE,
         display_name_column: str | None = None,
         key_column: str | None = None,
+        display_name_required: bool = True,
+        item_noun: str = "Omni user",
     ) -> SyncSpec:
         """Build from operator arguments: a list of names means each column feeds the same-named attribute.
 
@@ -145,4 +151,6 @@ class SyncSpec:
             mode=parsed_mode,
             display_name_column=display_name_column,
             key_column=key_column,
+            display_name_required=display_name_required,
+            item_noun=item_noun,
         )

@@ -1,0 +1,26 @@
+"""Fixtures for the email-only recipients target: the shared emulator, reset per test, and a client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from omni_testkit import TEST_API_KEY
+from sync_testkit import fresh
+
+from omni_provider.client import OmniScimClient, RetryPolicy
+from omni_provider.emulator import EmulatorServer
+
+
+@pytest.fixture
+def emu(emulator_server: EmulatorServer) -> EmulatorServer:
+    return fresh(emulator_server)
+
+
+@pytest.fixture
+def client(emu: EmulatorServer) -> Iterator[OmniScimClient]:
+    """An unpaced client of the emulator with one quick retry."""
+    with OmniScimClient(
+        emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6, retry_policy=RetryPolicy(max_attempts=2)
+    ) as omni:
+        yield omni
