@@ -38,8 +38,9 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
         these attributes are ever changed.
     :param key_column: column holding the recipient's email (matched case-insensitively).
     :param mode: ``upsert`` (default: create missing recipients), ``update`` (a row whose email is no
-        recipient is rejected) or ``mirror`` (also unset the managed attributes of recipients absent from
-        the input; refused before any request when a key is unreadable, and over the blast-radius guard).
+        recipient is rejected) or ``mirror`` (as upsert, and also unset the managed attributes of recipients
+        absent from the input; refused before any request when a key is unreadable or the key column is
+        missing, and over the blast-radius guard).
     :param max_changes: refuse a plan writing more recipients than this: a count or ``"10%"`` of Omni's
         recipients. Without it, mirror mode refuses to unset values of more than 10% of them.
     :param allow_empty_input: in mirror mode, allow an empty input (which unsets every managed value).

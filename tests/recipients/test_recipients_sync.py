@@ -141,9 +141,11 @@ def test_mirror_unsets_absent_recipients_and_keeps_the_rest(
 ) -> None:
     emails = seed_recipients(emu, 20)
     rows = [{"email": e, "region": "eu", "cost_centre": 1} for e in emails[1:]]
+    rows.append({"email": "new@example.com", "region": "us", "cost_centre": 2})
     summary = run(client, rows, mode="mirror")
-    assert summary["plan"]["unset"] == 1
+    assert summary["plan"]["unset"] == 1 and summary["plan"]["create"] == 1  # mirror creates, as upsert
     assert recipient_state(emu)["r0001@example.com"] == {}
+    assert recipient_state(emu)["new@example.com"] == {"region": "us", "cost_centre": 2}
     emu.state.recipients.add("r0003@example.com", {"region": "eu", "cost_centre": 1, **UNMANAGED})
     run(client, rows[2:], mode="mirror", max_changes=2)
     assert recipient_state(emu)["r0003@example.com"] == UNMANAGED

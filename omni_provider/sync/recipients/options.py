@@ -42,6 +42,7 @@ def recipient_spec(
         key_column=key_column,
         display_name_required=False,
         item_noun="email-only recipient",
+        mirror_creates=True,
     )
 
 
@@ -54,7 +55,7 @@ class RecipientSyncOptions:
     #: Column holding the recipient's email (matched case-insensitively).
     key_column: str = "email"
     #: ``upsert`` (create missing recipients), ``update`` (a row whose email is no recipient is rejected)
-    #: or ``mirror`` (also unset the managed attributes of recipients absent from the input).
+    #: or ``mirror`` (as upsert, and also unset the managed attributes of recipients absent from the input).
     mode: str = "upsert"
     #: Refuse a plan writing more recipients than this: a count or a percentage like ``"10%"``.
     max_changes: int | str | None = None

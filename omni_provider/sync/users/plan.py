@@ -321,7 +321,7 @@ def _plan_row(
             f"ambiguous: {len(users)} {spec.item_noun}s have this {what} (case-insensitively); not guessing"
         )
         return PlanItem(number, key, RowAction.REJECTED, reason=reason)
-    if not users and spec.mode is not SyncMode.UPSERT:
+    if not users and not spec.creates_missing:
         return PlanItem(number, key, RowAction.REJECTED, reason=f"no {spec.item_noun} with this {what}")
     return _create_item(number, key, row, spec, desired)
 

@@ -42,6 +42,8 @@ class SyncSpec:
     display_name_required: bool = True
     #: What the rows are matched to, in rejection reasons ("no Omni user with this email").
     item_noun: str = "Omni user"
+    #: Mirror mode also creates what is missing (recipients: the table is the whole list); SCIM users: no.
+    mirror_creates: bool = False
     # Derived: attribute -> column, for the planner.
     columns_by_attribute: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
@@ -63,6 +65,11 @@ class SyncSpec:
     def key(self) -> str:
         """The row column holding the match key."""
         return self.key_column or self.match_on
+
+    @property
+    def creates_missing(self) -> bool:
+        """Whether a row matching nothing in Omni is created (else rejected)."""
+        return self.mode is SyncMode.UPSERT or (self.mode is SyncMode.MIRROR and self.mirror_creates)
 
     @property
     def managed_attributes(self) -> tuple[str, ...]:
@@ -120,6 +127,7 @@ class SyncSpec:
         key_column: str | None = None,
         display_name_required: bool = True,
         item_noun: str = "Omni user",
+        mirror_creates: bool = False,
     ) -> SyncSpec:
         """Build from operator arguments: a list of names means each column feeds the same-named attribute.
 
@@ -153,4 +161,5 @@ class SyncSpec:
             key_column=key_column,
             display_name_required=display_name_required,
             item_noun=item_noun,
+            mirror_creates=mirror_creates,
         )
