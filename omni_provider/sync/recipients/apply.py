@@ -147,7 +147,16 @@ def apply_recipient_plan(
             )
         before = bases.get(item.user_id or "") or recipient_user(user_id, email, {})
         changes = ChangeSet(attributes={c.attribute: (c.old, c.new) for c in item.changes})
-        judge_write(before, as_user(fresh, definitions), changes, definitions=definitions, form=FORM)
+        concurrent = judge_write(
+            before, as_user(fresh, definitions), changes, definitions=definitions, form=FORM
+        )
+        for change in concurrent:  # another writer between the listing and now: kept, said
+            log.warning(
+                "Recipient %s: attribute %r changed outside this run between the listing and the canary's "
+                "read (kept)",
+                email,
+                change.attribute,
+            )
 
     def write(indexes: list[int], run: WriteRun[RowOutcome]) -> None:
         pending = list(indexes)
