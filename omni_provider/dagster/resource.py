@@ -228,17 +228,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> dict[str, Any]:
         """``sync_group_membership`` with its options already built (the asset builds them once, at
         load)."""
-        report = _report_options(options.report_path, run_id, log)
-        with self.get_client() as client:
-            run = GroupSyncRun.from_options(
-                client,
-                options,
-                sinks=report["sinks"],
-                fallback_sink=report["fallback_sink"],
-                log=report["log"],
-                run_id=run_id,
-            )
-            return run.run(rows_from(rows))
+        return self._run_target(GroupSyncRun, rows, options, log=log, run_id=run_id)
 
     def sync_email_recipients(
         self,
@@ -292,9 +282,22 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> dict[str, Any]:
         """``sync_email_recipients`` with its options already built (the asset builds them once, at
         load)."""
+        return self._run_target(RecipientSyncRun, rows, options, log=log, run_id=run_id)
+
+    def _run_target(
+        self,
+        run_class: type[GroupSyncRun] | type[RecipientSyncRun],
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: Any,
+        *,
+        log: RunLog | None,
+        run_id: str,
+    ) -> dict[str, Any]:
+        """A target's run started from its options (``run_class.from_options``) with the resource's report
+        sinks, on a client closed afterwards."""
         report = _report_options(options.report_path, run_id, log)
         with self.get_client() as client:
-            run = RecipientSyncRun.from_options(
+            run = run_class.from_options(
                 client,
                 options,
                 sinks=report["sinks"],
