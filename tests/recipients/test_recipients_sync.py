@@ -215,3 +215,23 @@ def test_snapshot_diffing_is_refused_for_this_target() -> None:
         RecipientSyncOptions(attributes=MANAGED, diff_against="snapshot", snapshot_path="/tmp/x.json")
     with pytest.raises(OmniValidationError, match="mode must be one of"):
         RecipientSyncOptions(attributes=MANAGED, mode="add")
+
+
+def test_faults_on_the_writes_a_failed_row_and_a_rerun_that_fixes_it(
+    emu: EmulatorServer, client: OmniScimClient
+) -> None:
+    """A 503 then a lost answer on the same upsert (the client retries once here): that row fails, its
+    neighbours are applied, nothing is lost; the re-run sends what is left."""
+    emails = seed_recipients(emu, 50)
+    faults = [{"status": 503, "methods": ["POST"]}, {"fault": "lost_response", "methods": ["POST"]}]
+    emu.context.faults.set_fail_next(faults)
+    rows = [{"email": e, "region": "us", "cost_centre": 5} for e in emails]
+    with pytest.raises(SyncFailedError) as failed:
+        run(client, rows)
+    first = failed.value.summary
+    assert first["outcomes"]["failed"] >= 1 and first["retries"] >= 1
+    assert first["outcomes"]["applied"] + first["outcomes"]["failed"] == 50
+    again = run(client, rows)
+    assert again["outcomes"]["applied"] <= first["outcomes"]["failed"]
+    assert all(v["region"] == "us" and v["cost_centre"] == 5 for v in recipient_state(emu).values())
+    assert sum(1 for v in recipient_state(emu).values() if v.get("department") == "Sales") == 16
