@@ -205,6 +205,7 @@ def test_the_canary_stops_the_run_when_unmanaged_attributes_are_lost(
     with pytest.raises(SyncHaltedError, match="circuit breaker") as halted:
         run(client, rows)
     assert bulk_writes(emu) == 1
+    assert "vanished" in str(halted.value) and "did not keep what its body carried" in str(halted.value)
     summary = halted.value.summary
     assert summary["outcomes"]["applied"] == 0 and summary["outcomes"]["failed"] == 60
     assert sum(1 for v in recipient_state(emu).values() if v.get("region") == "us") == 1

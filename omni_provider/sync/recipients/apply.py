@@ -37,7 +37,10 @@ log = logging.getLogger("omni_provider.sync")
 KINDS = frozenset({"email-only-upsert"})
 #: Canaries refused one after the other before the run concludes Omni refuses the form of the writes.
 CANARY_REFUSALS = 3
-FORM = "email-only upsert"
+LOST_HINT = (
+    "Omni's email-only upsert did not keep what its body carried (the recipient's attributes plus the "
+    "managed changes). Restore this recipient from the report's old values; nothing else was sent"
+)
 
 
 @dataclass
@@ -147,9 +150,18 @@ def apply_recipient_plan(
             )
         before = bases.get(item.user_id or "") or recipient_user(user_id, email, {})
         changes = ChangeSet(attributes={c.attribute: (c.old, c.new) for c in item.changes})
-        concurrent = judge_write(
-            before, as_user(fresh, definitions), changes, definitions=definitions, form=FORM
-        )
+        try:
+            concurrent = judge_write(before, as_user(fresh, definitions), changes, definitions=definitions)
+        except OmniWriteSemanticsError as exc:
+            # The judge's hint speaks of SCIM PATCH forms; this write is an upsert carrying the whole state.
+            raise OmniWriteSemanticsError(
+                user=exc.user,
+                field=exc.field,
+                old=exc.old,
+                new=exc.new,
+                problem=exc.problem,
+                hint=LOST_HINT,
+            ) from None
         for change in concurrent:  # another writer between the listing and now: kept, said
             log.warning(
                 "Recipient %s: attribute %r changed outside this run between the listing and the canary's "
