@@ -184,6 +184,7 @@ def build_omni_email_recipients_asset(
     max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
     diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
     snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+    full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
     group_name: str | None = None,
     description: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
@@ -208,6 +209,7 @@ def build_omni_email_recipients_asset(
         max_workers=max_workers,
         diff_against=diff_against,
         snapshot_path=snapshot_path,
+        full_resync_every=full_resync_every,
     )
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
     managed = list(options.spec.managed_attributes)

@@ -246,6 +246,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
         diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
         snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
         log: RunLog | None = None,
         run_id: str = "",
     ) -> dict[str, Any]:
@@ -269,6 +270,7 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             max_workers=max_workers,
             diff_against=diff_against,
             snapshot_path=snapshot_path,
+            full_resync_every=full_resync_every,
         )
         return self.run_recipient_sync(rows, options, log=log, run_id=run_id)
 

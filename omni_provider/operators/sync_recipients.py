@@ -14,6 +14,7 @@ from typing import Any
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.airflow_support import lineage
 from omni_provider.airflow_support.row_sources import read_rows
+from omni_provider.airflow_support.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.airflow_support.templating import parse_attribute_mapping, parse_bool
 from omni_provider.hooks.omni import OmniScimHook
 from omni_provider.operators.common import execute_sync, prepare_sync
@@ -51,9 +52,15 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
     :param report_table: optional table to insert the per-row outcomes into, through ``report_conn_id``
         (default: ``sql_conn_id``).
     :param fallback_report_dir: local folder for the outcomes when the report cannot be written.
-    :param diff_against: ``"omni"`` only: ``"snapshot"`` is refused for this target (every run reads the
-        listing, which is where the unmanaged attributes a body must carry come from).
-    :param snapshot_path: accepted for parity with the attribute sync; only with ``diff_against="snapshot"``.
+    :param diff_against: ``"omni"`` (default: list every recipient each run, one request per 20) or
+        ``"snapshot"``: diff against what the last run left at ``snapshot_path`` (every attribute of each
+        recipient) and list no recipients; rows whose email the snapshot does not know are looked up, and
+        each recipient to be written is read again first (its body carries its current attributes), one
+        filtered read each. Omni is listed in full on every ``full_resync_every``-th run, or whenever the
+        snapshot is missing, unusable, or the reads would cost more than the listing.
+    :param snapshot_path: where the snapshot lives (a local path or any ObjectStoragePath URL); only with
+        ``diff_against="snapshot"``.
+    :param full_resync_every: in snapshot mode, list every recipient every this many runs (default 7).
     :param max_workers: threads sending writes (default: enough to keep every key's paced slots busy).
 
     The options' defaults and checks are ``RecipientSyncOptions``'s (``sync/recipients/options.py``), shared
@@ -100,6 +107,7 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
         max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
         diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
         snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +131,7 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
         self.max_workers = max_workers
         self.diff_against = diff_against
         self.snapshot_path = snapshot_path
+        self.full_resync_every = full_resync_every
         self._hook: OmniScimHook | None = None
         self._run: RecipientSyncRun | None = None
         self._lineage: lineage.SyncLineage | None = None
@@ -143,6 +152,7 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
             max_workers=self.max_workers,
             diff_against=str(self.diff_against),
             snapshot_path=str(self.snapshot_path) if self.snapshot_path else None,
+            full_resync_every=self.full_resync_every,
         )
 
     def _read_rows(self) -> list[Mapping[str, Any]]:
@@ -164,6 +174,7 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
             options,
             sinks=run["sinks"],
             fallback_sink=run["fallback_sink"],
+            make_snapshot_store=ObjectStorageSnapshotStore,
             log=self.log,
             run_id=run["run_id"],
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -354,6 +355,8 @@ def test_each_group_adapter_refuses_a_bad_value_before_any_request(
 RECIPIENT_SOURCE = "warehouse_recipients"
 RECIPIENT_ASSET = "omni_email_recipients"
 RECIPIENT_ATTRIBUTES = {"REGION": "region", "cost_centre": "cost_centre"}
+#: Stands for the test's own temporary snapshot path in a parameter.
+TMP = "<tmp_path>"
 
 
 @pytest.fixture
@@ -399,6 +402,10 @@ def via_recipient_asset(omni: OmniScimResource, rows: list[dict[str, Any]], args
             },
             id="options-set",
         ),
+        pytest.param(
+            {"dry_run": True, "diff_against": "snapshot", "snapshot_path": TMP, "full_resync_every": 3},
+            id="snapshot",
+        ),
     ],
 )
 def test_every_recipient_adapter_builds_the_same_options_and_plan(
@@ -406,9 +413,12 @@ def test_every_recipient_adapter_builds_the_same_options_and_plan(
     omni: OmniScimResource,
     started_recipients: list[RecipientSyncRun],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     args: dict[str, Any],
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+    if args.get("snapshot_path") == TMP:
+        args = {**args, "snapshot_path": str(tmp_path / "recipients-snapshot.json")}
     for i in range(1, 6):
         emu.state.recipients.add(f"r{i}@example.com", {"region": "eu", "department": "Sales"})
     column = args.get("key_column", "email")
@@ -460,7 +470,9 @@ RECIPIENT_BAD = [
     pytest.param({"mode": "add"}, "mode", id="mode"),
     pytest.param({"max_failed_pct": 120}, "max_failed_pct", id="max_failed_pct"),
     pytest.param({"key_column": ""}, "key_column", id="key_column"),
-    pytest.param({"diff_against": "snapshot", "snapshot_path": "/tmp/s.json"}, "snapshot", id="snapshot"),
+    pytest.param({"snapshot_path": "/tmp/s.json"}, "snapshot_path", id="snapshot_path"),
+    pytest.param({"diff_against": "snapshot"}, "snapshot_path", id="snapshot-without-path"),
+    pytest.param({"full_resync_every": 0}, "full_resync_every", id="full_resync_every"),
 ]
 
 

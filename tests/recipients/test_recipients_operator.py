@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from airflow_testkit import RecordingTI, capture_task_logs
-from recipients_testkit import UNMANAGED, bulk_writes, recipient_state, seed_recipients, writes
+from recipients_testkit import ROUTE, UNMANAGED, bulk_writes, recipient_state, seed_recipients, writes
 
 from omni_provider import SyncOmniEmailRecipientsOperator
 from omni_provider._compat import AirflowFailException
 from omni_provider.emulator import EmulatorServer
+
+#: Every request to the email-only endpoints, as the emulator's stats name them.
+EMAIL_ONLY_ROUTES = (f"GET {ROUTE}", f"GET {ROUTE}?email", f"POST {ROUTE}", f"POST {ROUTE}/bulk")
 
 
 def run_op(*, raises: type[BaseException] | None = None, **kwargs: Any) -> tuple[Any, RecordingTI]:
@@ -78,13 +81,38 @@ def test_mirror_refusals_fail_the_task_before_any_write(omni_connection: Emulato
     assert writes(emu) == 0
 
 
-def test_snapshot_diffing_is_refused_plainly(omni_connection: EmulatorServer) -> None:
+@pytest.mark.parametrize("meaning", ["merge", "replace"])
+def test_snapshot_runs_read_only_what_they_need(
+    omni_connection: EmulatorServer, tmp_path: Path, meaning: str
+) -> None:
+    emu = omni_connection
+    emu.config.apply_patch({"email_only_upsert": meaning})
+    emails = seed_recipients(emu, 40)
+    rows = [{"email": e, "region": "eu", "cost_centre": 1} for e in emails]
+    snapshot = tmp_path / "recipients-snapshot.json"
+    args: dict[str, Any] = {
+        "attributes": ["region", "cost_centre"],
+        "diff_against": "snapshot",
+        "snapshot_path": str(snapshot),
+    }
+    first, _ = run_op(rows=rows, **args)
+    assert first["diff_against"] == "omni" and snapshot.exists()
+    emu.stats.reset()
+    second, ti = run_op(rows=rows, **args)
+    assert second["diff_against"] == "snapshot" and second["outcomes"]["unchanged"] == 40
+    assert ti.pushed["recipient_sync_summary"]["snapshot"]["path"] == str(snapshot)
+    assert sum(emu.stats.snapshot()["requests_by_route"].get(r, 0) for r in EMAIL_ONLY_ROUTES) == 0
+    rows[2] = {"email": emails[2], "region": "us", "cost_centre": 1}  # r0003 holds unmanaged attributes
+    third, _ = run_op(rows=rows, **args)
+    assert third["diff_against"] == "snapshot" and third["outcomes"]["applied"] == 1
+    assert recipient_state(emu)["r0003@example.com"] == {"region": "us", "cost_centre": 1, **UNMANAGED}
+
+
+def test_snapshot_path_without_snapshot_mode_fails_before_any_request(
+    omni_connection: EmulatorServer,
+) -> None:
     error, _ = run_op(
-        raises=AirflowFailException,
-        rows=[],
-        attributes=["region"],
-        diff_against="snapshot",
-        snapshot_path="/tmp/recipients.json",
+        raises=AirflowFailException, rows=[], attributes=["region"], snapshot_path="/tmp/recipients.json"
     )
-    assert "not available for email-only recipients" in str(error)
+    assert "snapshot_path is only used with diff_against='snapshot'" in str(error)
     assert sum(omni_connection.stats.snapshot()["requests_by_method"].values()) == 0

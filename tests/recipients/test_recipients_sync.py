@@ -167,9 +167,11 @@ def test_mirror_refuses_broken_keys_before_any_request(
 ) -> None:
     seed_recipients(emu, 5)
     rows = [*rows, {"email": "r0001@example.com", "region": "eu", "cost_centre": 1}]
-    with pytest.raises(error):
+    with pytest.raises(error) as refused:
         run(client, rows, mode="mirror")
     assert sum(emu.stats.snapshot()["requests_by_method"].values()) == 0
+    if error is UnreadableKeysError:
+        assert "A recipient counts as absent" in str(refused.value) and "user" not in str(refused.value)
 
 
 def test_mirror_refuses_a_plan_over_the_blast_radius_before_any_write(
@@ -177,15 +179,20 @@ def test_mirror_refuses_a_plan_over_the_blast_radius_before_any_write(
 ) -> None:
     emails = seed_recipients(emu, 40)
     rows = [{"email": e, "region": "eu", "cost_centre": 1} for e in emails[:30]]  # 10 of 40 would lose values
-    with pytest.raises(PlanTooLargeError, match="default limit for mirror runs"):
+    with pytest.raises(PlanTooLargeError, match="default limit for mirror runs") as refused:
         run(client, rows, mode="mirror")
     assert writes(emu) == 0
-    with pytest.raises(PlanTooLargeError, match="max_changes=2"):
+    # The guards speak of recipients (the plan's noun), never of users.
+    assert "of 40 email-only recipients (region on 10 recipients" in str(refused.value)
+    assert "every recipient" in str(refused.value) and "user" not in str(refused.value)
+    with pytest.raises(PlanTooLargeError, match="max_changes=2") as refused:
         run(client, rows, mode="mirror", max_changes=2)
     assert writes(emu) == 0
-    with pytest.raises(PlanTooLargeError, match="the input has no rows"):
+    assert "the plan writes 10 recipients" in str(refused.value) and "user" not in str(refused.value)
+    with pytest.raises(PlanTooLargeError, match="the input has no rows") as refused:
         run(client, [], mode="mirror")
     assert writes(emu) == 0
+    assert "of 40 email-only recipients" in str(refused.value) and "user" not in str(refused.value)
 
 
 def test_the_canary_stops_the_run_when_unmanaged_attributes_are_lost(
@@ -213,9 +220,7 @@ def test_the_canary_stops_the_run_when_unmanaged_attributes_are_lost(
     assert sum(1 for v in recipient_state(emu).values() if v.get("region") == "us") == 1
 
 
-def test_snapshot_diffing_is_refused_for_this_target() -> None:
-    with pytest.raises(OmniValidationError, match="not available for email-only recipients"):
-        RecipientSyncOptions(attributes=MANAGED, diff_against="snapshot", snapshot_path="/tmp/x.json")
+def test_a_bad_mode_is_refused() -> None:
     with pytest.raises(OmniValidationError, match="mode must be one of"):
         RecipientSyncOptions(attributes=MANAGED, mode="add")
 

@@ -27,7 +27,7 @@ from omni_provider.domain.models import AttributeDefinition, OmniUser, is_unset
 from omni_provider.errors import OmniBadRequestError, OmniError, OmniWriteSemanticsError
 from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.pool import WriteRun, run_writes
-from omni_provider.sync.recipients.plan import as_user, recipient_user, upsert_attributes
+from omni_provider.sync.recipients.plan import as_user, recipient_user, upsert_attributes, written_state
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan
 
@@ -93,8 +93,11 @@ def apply_recipient_plan(
     stop: threading.Event | None = None,
     on_outcome: Callable[[int, RowOutcome], None] | None = None,
     gate: WriteGate | None = None,
+    confirmed: dict[str, OmniUser | None] | None = None,
 ) -> RecipientApplyResult:
-    """Send the plan's upserts; one outcome per plan item. ``bases``: the listed recipients by id."""
+    """Send the plan's upserts; one outcome per plan item. ``bases``: the listed recipients by id.
+    ``confirmed`` (a snapshot's) is filled with the state of each recipient Omni accepted: what its body
+    carried, the canary's as read back."""
     items = plan.items
     result = RecipientApplyResult(outcomes=[])
     lock = threading.Lock()
@@ -129,13 +132,19 @@ def apply_recipient_plan(
         applied: dict[int, str | None] = {}
         for i in indexes:
             item = items[i]
-            applied[i] = ids.get(email_key(item.user_name or item.key)) or item.user_id
+            email = item.user_name or item.key
+            user_id = applied[i] = ids.get(email_key(email)) or item.user_id
             if settle:
-                run.settle(i, RowOutcome.from_item(item, RowStatus.APPLIED, user_id=applied[i]))
+                if confirmed is not None and user_id:
+                    base = bases.get(item.user_id or "")
+                    sent = upsert_attributes(item, base, definitions)
+                    confirmed[user_id] = written_state(user_id, email, base, sent)
+                run.settle(i, RowOutcome.from_item(item, RowStatus.APPLIED, user_id=user_id))
         return applied
 
-    def judge(i: int, user_id: str) -> None:
-        """The canary on a fresh read: the managed values hold what was sent, nothing else was lost."""
+    def judge(i: int, user_id: str) -> OmniUser:
+        """The canary on a fresh read: the managed values hold what was sent, nothing else was lost; its
+        state as read."""
         item = items[i]
         email = item.user_name or item.key
         fresh = api.find_recipient(email)
@@ -150,8 +159,9 @@ def apply_recipient_plan(
             )
         before = bases.get(item.user_id or "") or recipient_user(user_id, email, {})
         changes = ChangeSet(attributes={c.attribute: (c.old, c.new) for c in item.changes})
+        after = as_user(fresh, definitions)
         try:
-            concurrent = judge_write(before, as_user(fresh, definitions), changes, definitions=definitions)
+            concurrent = judge_write(before, after, changes, definitions=definitions)
         except OmniWriteSemanticsError as exc:
             # The judge's hint speaks of SCIM PATCH forms; this write is an upsert carrying the whole state.
             raise OmniWriteSemanticsError(
@@ -169,6 +179,7 @@ def apply_recipient_plan(
                 email,
                 change.attribute,
             )
+        return after
 
     def write(indexes: list[int], run: WriteRun[RowOutcome]) -> None:
         pending = list(indexes)
@@ -186,11 +197,13 @@ def apply_recipient_plan(
                     continue
                 user_id = applied[first] or ""
                 try:
-                    judge(first, user_id)
+                    after = judge(first, user_id)
                 except OmniWriteSemanticsError as exc:
                     run.gate.trip(f"recipient {exc.user}: Omni reports {exc.problem}", exc)
                     run.settle(first, RowOutcome.failed(items[first], str(exc)))
                     raise
+                if confirmed is not None:
+                    confirmed[after.id] = after
                 run.settle(first, RowOutcome.from_item(items[first], RowStatus.APPLIED, user_id=user_id))
                 run.gate.verified(KINDS)
                 log.info("Canary upsert verified on a fresh read; continuing in bulk")

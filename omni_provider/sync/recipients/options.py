@@ -12,21 +12,22 @@ the engine (``check_run_options``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from omni_provider.errors import OmniValidationError
 from omni_provider.sync.engine.checks import check_flag, check_run_options
 from omni_provider.sync.engine.run import RunOptions
-from omni_provider.sync.snapshot.format import DEFAULT_FULL_RESYNC_EVERY, check_snapshot_args
-from omni_provider.sync.users.spec import SyncMode, SyncSpec
-
-SNAPSHOT_REFUSED = (
-    "diff_against='snapshot' is not available for email-only recipients: every run reads Omni's listing "
-    "(ceil(recipients / 20) requests), which is also where each written recipient's unmanaged attributes "
-    "come from. Use diff_against='omni'"
+from omni_provider.sync.snapshot.format import (
+    DEFAULT_FULL_RESYNC_EVERY,
+    FileSnapshotStore,
+    SnapshotSettings,
+    SnapshotStore,
+    check_snapshot_args,
+    snapshot_settings,
 )
+from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
 
 def recipient_spec(
@@ -71,9 +72,13 @@ class RecipientSyncOptions:
     report_path: str | None = None
     #: Threads sending writes; None: enough to keep every key's paced slots busy.
     max_workers: int | None = None
-    #: ``"omni"`` only: a snapshot diff is refused for this target (``SNAPSHOT_REFUSED``).
+    #: ``"omni"`` (list every recipient each run) or ``"snapshot"`` (diff against the last run's snapshot,
+    #: reading only the recipients it does not know and those it writes: ``sync.recipients.view``).
     diff_against: str = "omni"
+    #: Where the snapshot lives (local path or fsspec/ObjectStoragePath URL); only with ``"snapshot"``.
     snapshot_path: str | None = None
+    #: In snapshot mode, list every recipient every this many runs.
+    full_resync_every: int = DEFAULT_FULL_RESYNC_EVERY
     #: What the sync manages (attributes, key column, mode), derived and checked by ``recipient_spec``.
     spec: SyncSpec = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -91,9 +96,13 @@ class RecipientSyncOptions:
             max_workers=self.max_workers,
             report_path=self.report_path,
         )
-        if self.diff_against == "snapshot":
-            raise OmniValidationError(SNAPSHOT_REFUSED)
-        check_snapshot_args(self.diff_against, self.snapshot_path, DEFAULT_FULL_RESYNC_EVERY)
+        check_snapshot_args(self.diff_against, self.snapshot_path, self.full_resync_every)
+
+    def snapshot(
+        self, make_store: Callable[[str], SnapshotStore] = FileSnapshotStore
+    ) -> SnapshotSettings | None:
+        """The snapshot settings (None for a live diff), the store made by the adapter's ``make_store``."""
+        return snapshot_settings(self.diff_against, self.snapshot_path, self.full_resync_every, make_store)
 
     def run_options(self) -> RunOptions:
         """The options the engine's run takes from these (the adapter adds its sinks, log and run id)."""

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeDefinition, AttributeValue, OmniUser
+from omni_provider.domain.models import (
+    USER_ATTRIBUTES_URN,
+    AttributeDefinition,
+    AttributeValue,
+    OmniUser,
+    is_unset,
+)
 from omni_provider.domain.recipients import EmailOnlyUser, is_system_attribute
 from omni_provider.domain.values import WRITABLE_SYSTEM_ATTRIBUTES, conform_value
 from omni_provider.errors import AttributeValueError
@@ -67,3 +73,17 @@ def upsert_attributes(
                 body[name] = _sendable(name, value, definitions)
     body.update(item.attributes)
     return body
+
+
+def written_state(
+    user_id: str, email: str, base: OmniUser | None, sent: Mapping[str, AttributeValue]
+) -> OmniUser:
+    """The recipient after an upsert Omni accepted, the same under either meaning (the body carried its
+    whole state): what the body set, and ``omni_user_timezone`` as it was when the body did not carry it (a
+    system attribute, never sent from the base; kept only to describe the recipient)."""
+    held: dict[str, Any] = {name: value for name, value in sent.items() if not is_unset(value)}
+    if base is not None:
+        for name in WRITABLE_SYSTEM_ATTRIBUTES:
+            if name not in sent and not is_unset(base.attributes.get(name)):
+                held[name] = base.attributes[name]
+    return recipient_user(user_id, email, held)

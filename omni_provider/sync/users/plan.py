@@ -21,7 +21,7 @@ from omni_provider.domain.values import WRITABLE_SYSTEM_ATTRIBUTES, unknown_attr
 from omni_provider.errors import InvalidAttributesError
 from omni_provider.sync.users.keys import KeyProblem, UserIndex, read_keys
 from omni_provider.sync.users.rows import RowReader, display_name_of
-from omni_provider.sync.users.spec import SyncMode, SyncSpec
+from omni_provider.sync.users.spec import SyncMode, SyncSpec, item_nouns
 
 #: Rejected-row reasons repeated in a summary (XCom): enough to act on, small enough to keep XCom light.
 SUMMARY_SAMPLE_SIZE = 20
@@ -137,6 +137,13 @@ class SyncPlan:
     empty_input: bool = False
     #: Distinct current Omni users the plan was built against (the base of a "10%" max_changes).
     user_count: int = 0
+    #: What the plan's items are (``SyncSpec.item_noun``), for the guards' messages.
+    item_noun: str = "Omni user"
+
+    @property
+    def nouns(self) -> tuple[str, str]:
+        """The items' plural, long and short (``item_nouns``)."""
+        return item_nouns(self.item_noun)
 
     def counts(self) -> dict[str, int]:
         """Items per action, every action present (zeros included) so reports have a stable shape."""
@@ -273,6 +280,7 @@ def _build_plan(
         row_count=len(keys),
         empty_input=spec.mode is SyncMode.MIRROR and not keys,
         user_count=index.user_count,
+        item_noun=spec.item_noun,
     )
 
 

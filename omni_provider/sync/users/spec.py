@@ -27,6 +27,12 @@ class SyncMode(StrEnum):
     MIRROR = "mirror"
 
 
+def item_nouns(item_noun: str) -> tuple[str, str]:
+    """The plural of what a sync's items are, long and short, for messages: "Omni user" -> ("Omni users",
+    "users"), "email-only recipient" -> ("email-only recipients", "recipients")."""
+    return f"{item_noun}s", f"{item_noun.split()[-1]}s"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncSpec:
     """Configuration of one sync. ``attributes`` maps row column -> Omni attribute reference name."""
