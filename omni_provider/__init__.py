@@ -19,11 +19,13 @@ _LAZY = {
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
     "SyncOmniGroupMembershipOperator": "omni_provider.operators.sync_groups",
+    "SyncOmniEmailRecipientsOperator": "omni_provider.operators.sync_recipients",
 }
 
 __all__ = [
     "OmniScimClient",
     "OmniScimHook",
+    "SyncOmniEmailRecipientsOperator",
     "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
     "SyncRun",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from omni_provider.hooks.omni import OmniScimHook
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
+    from omni_provider.operators.sync_recipients import SyncOmniEmailRecipientsOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
     from omni_provider.sync.users.run import SyncRun
     from omni_provider.sync.users.single import update_one_user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.emulator.config import PATCHABLE_FIELDS
 
@@ -19,6 +20,13 @@ MANAGED = ["region", "cost_centre"]
 #: Set on every seeded user and never managed here: every run must leave it alone.
 UNMANAGED = {"department": "Sales"}
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def unpaced_client(emu: EmulatorServer, key: str) -> OmniScimClient:
+    """An unpaced client of the emulator with one quick retry (close it, or use it as a context manager)."""
+    return OmniScimClient(
+        emu.api_url, key, rate_limit_per_minute=1e6, retry_policy=RetryPolicy(max_attempts=2)
+    )
 
 
 def fresh(emu: EmulatorServer) -> EmulatorServer:

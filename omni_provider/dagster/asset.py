@@ -15,6 +15,7 @@ from omni_provider.dagster.metadata import OutcomeTables, metadata_legend, summa
 from omni_provider.dagster.resource import OmniScimResource
 from omni_provider.errors import PlanTooLargeError, SyncRunError, rerun_may_help
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
+from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.outcome import RowStatus
 
@@ -186,10 +187,68 @@ def build_omni_group_membership_asset(
     )
 
 
+def build_omni_email_recipients_asset(
+    name: str,
+    source: str | Sequence[str] | dg.AssetKey,
+    attributes: Mapping[str, str] | Sequence[str],
+    *,
+    key_column: str = RECIPIENT_SYNC_DEFAULTS["key_column"],
+    mode: str = RECIPIENT_SYNC_DEFAULTS["mode"],
+    max_changes: int | str | None = RECIPIENT_SYNC_DEFAULTS["max_changes"],
+    allow_empty_input: bool = RECIPIENT_SYNC_DEFAULTS["allow_empty_input"],
+    max_failed_rows: int | None = RECIPIENT_SYNC_DEFAULTS["max_failed_rows"],
+    max_failed_pct: float | str | None = RECIPIENT_SYNC_DEFAULTS["max_failed_pct"],
+    dry_run: bool = RECIPIENT_SYNC_DEFAULTS["dry_run"],
+    report_path: str | None = RECIPIENT_SYNC_DEFAULTS["report_path"],
+    max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
+    diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
+    snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+    full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
+    group_name: str | None = None,
+    description: str | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """An asset named ``name`` that makes the attributes of Omni's email-only recipients match the rows of
+    the asset ``source`` (a list of dicts or a pandas DataFrame, one row per email), through
+    ``OmniScimResource.run_recipient_sync`` (resource key ``"omni"``; the arguments are
+    ``sync_email_recipients``'s). Its materialisation and its ``no_failed_rows`` check are the attribute
+    asset's. The options are ``SyncOmniEmailRecipientsOperator``'s, with the same defaults
+    (``RecipientSyncOptions``), checked here, when the definitions load.
+    """
+    options = RecipientSyncOptions(
+        attributes=attributes,
+        key_column=key_column,
+        mode=mode,
+        max_changes=max_changes,
+        allow_empty_input=allow_empty_input,
+        max_failed_rows=max_failed_rows,
+        max_failed_pct=max_failed_pct,
+        dry_run=dry_run,
+        report_path=report_path,
+        max_workers=max_workers,
+        diff_against=diff_against,
+        snapshot_path=snapshot_path,
+        full_resync_every=full_resync_every,
+    )
+    source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
+    managed = ", ".join(options.spec.managed_attributes)
+    return _sync_asset(
+        name,
+        source_key,
+        options,
+        OmniScimResource.run_recipient_sync,
+        checked="Every recipient row was synced, unchanged or planned",
+        description=description
+        or f"Omni email-only recipients' attributes ({managed}) from {source_key.to_user_string()}",
+        group_name=group_name,
+        retry_policy=retry_policy,
+    )
+
+
 def _sync_asset(
     name: str,
     source_key: dg.AssetKey,
-    options: SyncOptions | GroupSyncOptions,
+    options: SyncOptions | GroupSyncOptions | RecipientSyncOptions,
     run: Callable[..., dict[str, Any]],
     *,
     checked: str,

@@ -22,6 +22,8 @@ from omni_provider.sync.engine.report import JsonlFileSink, ReportSink
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
+from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
+from omni_provider.sync.recipients.run import RecipientSyncRun
 from omni_provider.sync.users.apply import Progress
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
@@ -229,9 +231,82 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> dict[str, Any]:
         """``sync_group_membership`` with its options already built (the asset builds them once, at
         load); ``extra_sinks`` as ``run_sync``'s."""
+        return self._run_target(GroupSyncRun, rows, options, log=log, run_id=run_id, extra_sinks=extra_sinks)
+
+    def sync_email_recipients(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        attributes: Mapping[str, str] | Sequence[str],
+        key_column: str = RECIPIENT_SYNC_DEFAULTS["key_column"],
+        mode: str = RECIPIENT_SYNC_DEFAULTS["mode"],
+        max_changes: int | str | None = RECIPIENT_SYNC_DEFAULTS["max_changes"],
+        allow_empty_input: bool = RECIPIENT_SYNC_DEFAULTS["allow_empty_input"],
+        max_failed_rows: int | None = RECIPIENT_SYNC_DEFAULTS["max_failed_rows"],
+        max_failed_pct: float | str | None = RECIPIENT_SYNC_DEFAULTS["max_failed_pct"],
+        dry_run: bool = RECIPIENT_SYNC_DEFAULTS["dry_run"],
+        report_path: str | None = RECIPIENT_SYNC_DEFAULTS["report_path"],
+        max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
+        diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
+        snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """Make the attributes of Omni's email-only recipients match ``rows`` (dicts or a pandas DataFrame,
+        one row per email); the same summary as ``SyncOmniEmailRecipientsOperator``, whose parameters these
+        are (defaults and checks from ``RecipientSyncOptions``). Raises ``SyncFailedError`` (with the
+        summary) over ``max_failed_rows`` / ``max_failed_pct`` (rows Omni refused count as rejected),
+        ``SyncHaltedError`` when the canary or the circuit breaker stopped the writes, and
+        ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more than 10% of the
+        recipients losing values)."""
+        options = RecipientSyncOptions(
+            attributes=attributes,
+            key_column=key_column,
+            mode=mode,
+            max_changes=max_changes,
+            allow_empty_input=allow_empty_input,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            dry_run=dry_run,
+            report_path=report_path,
+            max_workers=max_workers,
+            diff_against=diff_against,
+            snapshot_path=snapshot_path,
+            full_resync_every=full_resync_every,
+        )
+        return self.run_recipient_sync(rows, options, log=log, run_id=run_id)
+
+    def run_recipient_sync(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: RecipientSyncOptions,
+        *,
+        log: RunLog | None = None,
+        run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
+    ) -> dict[str, Any]:
+        """``sync_email_recipients`` with its options already built (the asset builds them once, at
+        load); ``extra_sinks`` as ``run_sync``'s."""
+        return self._run_target(
+            RecipientSyncRun, rows, options, log=log, run_id=run_id, extra_sinks=extra_sinks
+        )
+
+    def _run_target(
+        self,
+        run_class: type[GroupSyncRun] | type[RecipientSyncRun],
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: Any,
+        *,
+        log: RunLog | None,
+        run_id: str,
+        extra_sinks: Sequence[ReportSink] = (),
+    ) -> dict[str, Any]:
+        """A target's run started from its options (``run_class.from_options``) with the resource's report
+        sinks, on a client closed afterwards."""
         report = _report_options(options.report_path, run_id, log, extra_sinks)
         with self.get_client() as client:
-            run = GroupSyncRun.from_options(
+            run = run_class.from_options(
                 client,
                 options,
                 sinks=report["sinks"],

@@ -44,6 +44,7 @@ def test_example_dags_import_cleanly() -> None:
         "omni_after_attribute_sync",
         "omni_warehouse_groups",
         "omni_snapshot_sync",
+        "omni_email_recipients",
     } <= set(bag.dag_ids)
 
 

@@ -54,7 +54,7 @@ def test_operators_hold_no_http_code() -> None:
 
 
 #: The operator modules; each is an adapter over the engine and imports only shared helpers, never another.
-OPERATOR_MODULES = ("update_user", "sync_attributes", "sync_groups")
+OPERATOR_MODULES = ("update_user", "sync_attributes", "sync_groups", "sync_recipients")
 
 
 def test_operators_do_not_import_each_other() -> None:

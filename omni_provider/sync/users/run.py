@@ -24,10 +24,9 @@ from omni_provider.sync.engine.run import (
     collect_rows,
     default_log,
     every_outcome,
-    short,
 )
 from omni_provider.sync.snapshot.format import FileSnapshotStore, SnapshotSettings, SnapshotStore
-from omni_provider.sync.snapshot.keeper import SnapshotKeeper
+from omni_provider.sync.snapshot.keeper import SnapshotKeeper, keep_snapshot
 from omni_provider.sync.users.apply import (
     NOT_ATTEMPTED,
     Progress,
@@ -37,7 +36,7 @@ from omni_provider.sync.users.apply import (
 from omni_provider.sync.users.definitions import load_definitions
 from omni_provider.sync.users.guards import check_max_changes, failure_base
 from omni_provider.sync.users.keys import read_keys
-from omni_provider.sync.users.omni_view import read_omni_view
+from omni_provider.sync.users.omni_view import describe_view, read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan
@@ -155,14 +154,7 @@ class SyncRun(EngineRun):
         self.plan = plan
         summary["stage"] = "planning"
         summary["omni_users"] = len(users)
-        summary["diff_against"] = view.source
-        if self.snapshot is not None:
-            summary["diff_reason"] = view.reason
-            summary["snapshot"] = {"path": self.snapshot.store.path}
-            if view.source == "snapshot":
-                summary["snapshot"]["lookups"] = view.lookups
-            if view.drift is not None:
-                summary["drift"] = view.drift
+        describe_view(summary, view, self.snapshot)
         summary["plan"] = plan.counts()
         self._log_plan(summary["plan"])
         self._guard(
@@ -225,20 +217,8 @@ class SyncRun(EngineRun):
         )
 
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
-        """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
-        written before the writes marks their users uncertain, so the next run reads them again."""
-        if keeper is None:
-            return
-        try:
-            self.summary["snapshot"].update(keeper.after_writes(outcomes))
-        except Exception as exc:
-            self.summary["snapshot"]["error"] = short(exc)
-            self.log.error(
-                "Could not update the snapshot at %s (%s); the next run reads the users written now from "
-                "Omni again",
-                keeper.settings.store.label,
-                short(exc),
-            )
+        """The snapshot with every state Omni confirmed (``keep_snapshot``)."""
+        keep_snapshot(keeper, outcomes, self.summary, self.log)
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
