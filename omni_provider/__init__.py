@@ -19,11 +19,17 @@ _LAZY = {
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
     "SyncOmniGroupMembershipOperator": "omni_provider.operators.sync_groups",
+    "PlanOmniUserAttributesOperator": "omni_provider.operators.plan",
+    "PlanOmniGroupMembershipOperator": "omni_provider.operators.plan",
+    "ApplyOmniPlanOperator": "omni_provider.operators.apply_plan",
 }
 
 __all__ = [
+    "ApplyOmniPlanOperator",
     "OmniScimClient",
     "OmniScimHook",
+    "PlanOmniGroupMembershipOperator",
+    "PlanOmniUserAttributesOperator",
     "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
     "SyncRun",
@@ -35,6 +41,8 @@ __all__ = [
 if TYPE_CHECKING:
     from omni_provider.client import OmniScimClient
     from omni_provider.hooks.omni import OmniScimHook
+    from omni_provider.operators.apply_plan import ApplyOmniPlanOperator
+    from omni_provider.operators.plan import PlanOmniGroupMembershipOperator, PlanOmniUserAttributesOperator
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
