@@ -248,6 +248,10 @@ def main() -> None:
             )[-1:]:
                 sent = value["requests_by_method"]
                 print(f"Re-run (XCom, {task_id}): outcomes {value['outcomes']}, requests {sent}")
+        if (ROOT / "dags" / "omni_reviewed_sync.py").exists():
+            from demo_reviewed import run_reviewed_sync
+
+            run_reviewed_sync(AIRFLOW, env, DEMO, base_url, warehouse, free_port())
         print("\nDemo finished: every DAG run succeeded.")
     finally:
         emulator.terminate()
