@@ -47,7 +47,7 @@ class _PlanInsteadOfSync:
 
     def _plan_arguments(self, plan_path: str, review_rows: int) -> None:
         """The plan task's own arguments (each operator's ``__init__`` calls this: Airflow's metaclass
-        wraps the ``__init__`` of operator classes only, so a mixin must not define one)."""
+        wraps the ``__init__`` and ``execute`` of operator classes only, so the mixin defines neither)."""
         self.plan_path = plan_path
         self.review_rows = review_rows
         # Shadows BaseOperator.dry_run() as the sync operators do: a plan task never writes.
@@ -59,8 +59,8 @@ class _PlanInsteadOfSync:
         run.plan_only = True
         return run
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        summary = super().execute(context)  # type: ignore[misc]
+    def _publish(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """After the sync's ``execute`` stopped at its plan: store it and push its XCom."""
         run = self._run
         assert run is not None and run.plan is not None
         artifact, text = self._artifact(run)
@@ -83,6 +83,9 @@ class PlanOmniUserAttributesOperator(_PlanInsteadOfSync, SyncOmniUserAttributesO
         super().__init__(**kwargs)
         self._plan_arguments(plan_path, review_rows)
 
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._publish(context, super().execute(context))
+
     def _artifact(self, run: SyncRun) -> tuple[PlanArtifact, str]:
         assert run.plan is not None
         artifact = plan_artifact(run.plan, run.spec, omni=run.client.base_url, run_id=run.run_id)
@@ -100,6 +103,9 @@ class PlanOmniGroupMembershipOperator(_PlanInsteadOfSync, SyncOmniGroupMembershi
     def __init__(self, *, plan_path: str, review_rows: int = REVIEW_ROWS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._plan_arguments(plan_path, review_rows)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._publish(context, super().execute(context))
 
     def _artifact(self, run: GroupSyncRun) -> tuple[PlanArtifact, str]:
         assert run.plan is not None
