@@ -2,7 +2,8 @@
 
 ``OmniScimResource`` (the client, one user, a whole table, group membership),
 ``build_omni_user_attributes_asset`` and ``build_omni_group_membership_asset`` (assets syncing an upstream
-asset's rows) and ``OmniUserAttributesComponent`` (the same from a ``defs.yaml``), all
+asset's rows), their ``..._plan_assets`` pairs (plan for review, apply by hand) and
+``OmniUserAttributesComponent`` (the same from a ``defs.yaml``), all
 running the same engine as the Airflow operators.
 """
 
@@ -13,13 +14,21 @@ from omni_provider.dagster.asset import (
 )
 from omni_provider.dagster.component import OmniUserAttributesComponent
 from omni_provider.dagster.metadata import summary_metadata
+from omni_provider.dagster.plan_assets import (
+    ApplyPlanConfig,
+    build_omni_group_membership_plan_assets,
+    build_omni_user_attributes_plan_assets,
+)
 from omni_provider.dagster.resource import OmniScimResource
 
 __all__ = [
     "NO_FAILED_ROWS",
+    "ApplyPlanConfig",
     "OmniScimResource",
     "OmniUserAttributesComponent",
     "build_omni_group_membership_asset",
+    "build_omni_group_membership_plan_assets",
     "build_omni_user_attributes_asset",
+    "build_omni_user_attributes_plan_assets",
     "summary_metadata",
 ]

@@ -19,12 +19,8 @@ from omni_provider._compat import Context
 from omni_provider.airflow_support.plan_files import plan_store, publish_plan
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
-from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.review import REVIEW_ROWS
-from omni_provider.sync.groups.plan_file import group_plan_artifact, group_review
-from omni_provider.sync.groups.run import GroupSyncRun
-from omni_provider.sync.users.plan_file import plan_artifact, review
-from omni_provider.sync.users.run import SyncRun
+from omni_provider.sync.planned import review_of
 
 _PLAN_DOC = """
     :param plan_path: where the plan goes: a local path or any ObjectStoragePath URL (templated, e.g.
@@ -61,14 +57,9 @@ class _PlanInsteadOfSync:
 
     def _publish(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
         """After the sync's ``execute`` stopped at its plan: store it and push its XCom."""
-        run = self._run
-        assert run is not None and run.plan is not None
-        artifact, text = self._artifact(run)
+        artifact = self._run.plan_artifact()
+        text = review_of(artifact, limit=self.review_rows)
         return publish_plan(context, self._plan_store, artifact, text, summary)
-
-    def _artifact(self, run: Any) -> tuple[PlanArtifact, str]:
-        """The stored plan and its review."""
-        raise NotImplementedError
 
 
 class PlanOmniUserAttributesOperator(_PlanInsteadOfSync, SyncOmniUserAttributesOperator):
@@ -86,11 +77,6 @@ class PlanOmniUserAttributesOperator(_PlanInsteadOfSync, SyncOmniUserAttributesO
     def execute(self, context: Context) -> dict[str, Any]:
         return self._publish(context, super().execute(context))
 
-    def _artifact(self, run: SyncRun) -> tuple[PlanArtifact, str]:
-        assert run.plan is not None
-        artifact = plan_artifact(run.plan, run.spec, omni=run.client.base_url, run_id=run.run_id)
-        return artifact, review(artifact, limit=self.review_rows)
-
 
 class PlanOmniGroupMembershipOperator(_PlanInsteadOfSync, SyncOmniGroupMembershipOperator):
     """Plan a group-membership sync for review: read, plan and check the guards exactly like
@@ -106,8 +92,3 @@ class PlanOmniGroupMembershipOperator(_PlanInsteadOfSync, SyncOmniGroupMembershi
 
     def execute(self, context: Context) -> dict[str, Any]:
         return self._publish(context, super().execute(context))
-
-    def _artifact(self, run: GroupSyncRun) -> tuple[PlanArtifact, str]:
-        assert run.plan is not None
-        artifact = group_plan_artifact(run.plan, omni=run.client.base_url, run_id=run.run_id)
-        return artifact, group_review(artifact, limit=self.review_rows)

@@ -23,6 +23,7 @@ from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.guards import judge_failures
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import format_table, tally
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 
 #: How many rejected or failed items the summary quotes (the report file has them all).
@@ -141,6 +142,10 @@ class EngineRun:
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         """The summary's tables of outcomes (e.g. ``by_action``), logged as well."""
+        raise NotImplementedError
+
+    def plan_artifact(self) -> PlanArtifact:
+        """The plan made (after ``run``), as the stored plan file (``plan_artifact``) an apply reads."""
         raise NotImplementedError
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from omni_provider.domain.models import AttributeDefinition
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import (
     ERROR_SAMPLE_SIZE,
@@ -42,6 +43,7 @@ from omni_provider.sync.users.omni_view import OmniView, read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan
+from omni_provider.sync.users.plan_file import plan_artifact
 from omni_provider.sync.users.rows import align_column_case
 from omni_provider.sync.users.spec import SyncSpec
 
@@ -101,6 +103,7 @@ class SyncRun(EngineRun):
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog = default_log,
         run_id: str = "",
+        plan_only: bool = False,
     ) -> SyncRun:
         """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
         adapter knows (its report sinks, its snapshot store, its log and run id)."""
@@ -120,6 +123,7 @@ class SyncRun(EngineRun):
             log=log,
             run_id=run_id,
             snapshot=options.snapshot(make_snapshot_store),
+            plan_only=plan_only,
         )
 
     def _log_progress(self, progress: Progress) -> None:
@@ -257,6 +261,11 @@ class SyncRun(EngineRun):
                 keeper.settings.store.label,
                 short(exc),
             )
+
+    def plan_artifact(self) -> PlanArtifact:
+        if self.plan is None:
+            raise RuntimeError("no plan yet: run() makes it")
+        return plan_artifact(self.plan, self.spec, omni=self.client.base_url, run_id=self.run_id)
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
