@@ -6,6 +6,8 @@
    ``omni_warehouse_attributes`` (a task per user), then of ``omni_warehouse_sync`` (one diffing, paced
    task), twice of ``omni_snapshot_sync`` (the same sync diffed against a snapshot: the second run lists
    no users), and of ``omni_warehouse_groups``; the users' attributes before and after, and the summaries.
+4. ``omni_reviewed_sync`` (plan -> approval -> apply, ``scripts/demo_reviewed.py``): rejected, then approved,
+   the answers given through the REST API of an ``airflow api-server`` sharing the metadata DB.
 
 The API key is random for each run and is never printed.
 """

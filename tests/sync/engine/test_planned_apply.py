@@ -86,8 +86,12 @@ def test_plan_then_apply_exactly_the_plan(
     # Write requests: exactly the 28; the rest are reads (the listing for the check, the canary's read).
     by_method = emu.stats.snapshot()["requests_by_method"]
     assert writes(emu) == CHANGES - 2 == by_method["PATCH"]
-    assert set(by_method) == {"GET", "PATCH"}
-    assert requests(emu) - writes(emu) <= 5  # definitions, the listing page(s), the canary's fresh read
+    assert emu.stats.snapshot()["requests_by_route"] == {
+        "GET /v1/user-attributes": 1,  # the attribute definitions
+        "GET /scim/v2/users": 3,  # the check against Omni: one listing (200 users, drift-checked pages)
+        "GET /scim/v2/users/{id}": 1,  # the canary's fresh read
+        "PATCH /scim/v2/users/{id}": CHANGES - 2,
+    }
 
 
 def test_a_plan_whose_users_all_hold_what_it_saw_applies_cleanly(
