@@ -33,6 +33,8 @@ STATE_DIR = os.environ.get("OMNI_SYNC_STATE_DIR", "/tmp/omni-sync-state")  # noq
 REPORT_DIR = os.environ.get("OMNI_SYNC_REPORT_DIR", "/tmp/omni-sync-reports")  # noqa: S108 - a default
 ATTRIBUTES = ["region", "department", "seat_tier", "cost_centre"]
 SQL = "SELECT email, region, department, seat_tier, cost_centre FROM user_attributes WHERE active = 1"
+#: What every DAG of this file shares: started by hand (or by the warehouse's own schedule upstream).
+COMMON: dict[str, object] = {"schedule": None, "catchup": False, "tags": ["omni", "example", "review"]}
 
 
 def plan_task(**kwargs: object) -> PlanOmniUserAttributesOperator:
@@ -64,9 +66,7 @@ if ApprovalOperator is not None:
     with DAG(
         dag_id="omni_reviewed_sync",
         description="Warehouse -> Omni user attributes: plan, approve in the UI, apply exactly the plan",
-        schedule=None,
-        catchup=False,
-        tags=["omni", "example", "review"],
+        **COMMON,
     ) as reviewed:
         plan = plan_task()
         approve = ApprovalOperator(
@@ -86,18 +86,14 @@ else:
     with DAG(
         dag_id="omni_reviewed_sync_plan",
         description="Warehouse -> Omni user attributes: the plan to review (then trigger ..._apply)",
-        schedule=None,
-        catchup=False,
-        tags=["omni", "example", "review"],
+        **COMMON,
     ) as plan_dag:
         plan_task()
 
     with DAG(
         dag_id="omni_reviewed_sync_apply",
         description="Apply a reviewed Omni plan: its path and approved digest as Params",
-        schedule=None,
-        catchup=False,
-        tags=["omni", "example", "review"],
+        **COMMON,
         params={
             "plan_path": Param("", type="string", description="plan_path from the plan task's XCom"),
             "plan_digest": Param("", type="string", description="plan_digest from the plan task's XCom"),

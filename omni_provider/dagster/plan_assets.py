@@ -11,7 +11,8 @@ it writes, in Dagster. Each returns two assets:
 """
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations.
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -48,14 +49,9 @@ def build_omni_user_attributes_plan_assets(
     """The plan and apply assets of a user attribute sync (``options``: ``build_omni_user_attributes_asset``'s
     sync options, checked here, when the definitions load)."""
     sync_options = SyncOptions(attributes=attributes, **{**options, "dry_run": True})
-
-    def plan(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
-        return omni.run_plan(
-            rows, sync_options, plan_path, review_rows=review_rows, log=context.log, run_id=context.run_id
-        )
-
-    shown = list(sync_options.spec.managed_attributes)
-    return _plan_assets(name, source, plan, f"Omni user attributes {shown}", max_age, report_path, group_name)
+    what = f"Omni user attributes {list(sync_options.spec.managed_attributes)}"
+    planned = _Planned(sync_options, plan_path, review_rows, max_age, report_path)
+    return _plan_assets(name, source, planned, what, group_name)
 
 
 def build_omni_group_membership_plan_assets(
@@ -72,22 +68,27 @@ def build_omni_group_membership_plan_assets(
     """The plan and apply assets of a group-membership sync (``options``: the sync options of
     ``build_omni_group_membership_asset``, checked here, when the definitions load)."""
     group_options = GroupSyncOptions(**{**options, "dry_run": True})
+    planned = _Planned(group_options, plan_path, review_rows, max_age, report_path)
+    return _plan_assets(name, source, planned, "Omni group membership", group_name)
 
-    def plan(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dict[str, Any]:
-        return omni.run_plan(
-            rows, group_options, plan_path, review_rows=review_rows, log=context.log, run_id=context.run_id
-        )
 
-    return _plan_assets(name, source, plan, "Omni group membership", max_age, report_path, group_name)
+@dataclass(frozen=True)
+class _Planned:
+    """What the pair of assets is built from: the sync's options (checked), where the plan goes, the apply's
+    settings."""
+
+    options: SyncOptions | GroupSyncOptions
+    plan_path: str
+    review_rows: int
+    max_age: timedelta | None
+    report_path: str | None
 
 
 def _plan_assets(
     name: str,
     source: str | Sequence[str] | dg.AssetKey,
-    plan: Callable[[dg.AssetExecutionContext, Any, OmniScimResource], dict[str, Any]],
+    planned: _Planned,
     what: str,
-    max_age: timedelta | None,
-    report_path: str | None,
     group_name: str | None,
 ) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     source_key = dg.AssetKey.from_coercible(source) if not isinstance(source, dg.AssetKey) else source
@@ -102,7 +103,14 @@ def _plan_assets(
     )
     def _plan(context: dg.AssetExecutionContext, rows: Any, omni: OmniScimResource) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster reads the bare class
         try:
-            result = plan(context, rows, omni)
+            result = omni.run_plan(
+                rows,
+                planned.options,
+                planned.plan_path,
+                review_rows=planned.review_rows,
+                log=context.log,
+                run_id=context.run_id,
+            )
         except OmniError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         metadata = summary_metadata(result["summary"])
@@ -138,8 +146,8 @@ def _plan_assets(
             lambda: omni.apply_plan(
                 path,
                 plan_digest=digest,
-                max_age=max_age,
-                report_path=_report_path(report_path, context),
+                max_age=planned.max_age,
+                report_path=_report_path(planned.report_path, context),
                 log=context.log,
                 run_id=context.run_id,
             )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from airflow_testkit import RecordingTI, capture_task_logs
 from omni_testkit import TEST_API_KEY
+from sync_testkit import rewrite_plan
 
 from omni_provider import (
     ApplyOmniPlanOperator,
@@ -22,7 +23,7 @@ from omni_provider import (
 from omni_provider._compat import AirflowFailException
 from omni_provider.client import OmniScimClient
 from omni_provider.emulator import EmulatorServer
-from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanArtifact, PlanStore
+from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanStore
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 N, CHANGES = 200, 30
@@ -129,36 +130,17 @@ def spoil_edited(path: str) -> None:
 
 
 def spoil_reauthored(path: str) -> None:
-    artifact = PlanStore(path).load()
-    items = [dict(item) for item in artifact.items]
+    items = [dict(item) for item in PlanStore(path).load().items]
     items[0]["changes"] = [{"attribute": "region", "old": "us-east", "new": "cn-north"}]
-    rewrite(path, artifact, items=items)
+    rewrite_plan(path, items=items)
 
 
 def spoil_expired(path: str) -> str:
-    artifact = PlanStore(path).load()
-    return rewrite(path, artifact, created_at=datetime.now(UTC) - timedelta(hours=25))
+    return rewrite_plan(path, created_at=datetime.now(UTC) - timedelta(hours=25))
 
 
 def spoil_foreign(path: str) -> str:
-    return rewrite(path, PlanStore(path).load(), omni="https://acme.omniapp.co")
-
-
-def rewrite(path: str, artifact: PlanArtifact, **changes: Any) -> str:
-    header = artifact.header
-    arguments: dict[str, Any] = {
-        "target": header.target,
-        "omni": header.omni,
-        "managed": header.managed,
-        "mode": header.mode,
-        "items": artifact.items,
-        "rows": header.rows,
-        "counts": header.counts,
-        "options": header.options,
-        "created_at": artifact.created,
-        **changes,
-    }
-    return PlanStore(path).save(PlanArtifact.build(**arguments))
+    return rewrite_plan(path, omni="https://acme.omniapp.co")
 
 
 @pytest.mark.parametrize(

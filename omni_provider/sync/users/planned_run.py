@@ -15,11 +15,11 @@ from typing import Any, Unpack
 
 from omni_provider.client import OmniScimClient, OmniUser
 from omni_provider.domain.identity import identity_key
-from omni_provider.sync.engine.fresh_read import LISTING_FROM, read_each
 from omni_provider.sync.engine.plan_artifact import PlanArtifact
+from omni_provider.sync.engine.planned import LISTING_FROM, AppliesPlan, read_each
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.users.definitions import load_definitions
-from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, applicable_plan, spec_of
+from omni_provider.sync.users.plan_file import applicable_plan, spec_of
 from omni_provider.sync.users.run import SyncRun
 
 
@@ -52,7 +52,7 @@ def read_planned_users(
     return current, existing
 
 
-class PlannedSyncRun(SyncRun):
+class PlannedSyncRun(AppliesPlan, SyncRun):
     """Apply ``artifact`` (checked by ``sync.planned.load_planned_run``) with the sync's apply, report and
     verdict."""
 
@@ -61,37 +61,13 @@ class PlannedSyncRun(SyncRun):
         self.artifact = artifact
 
     def _run(self, source: Sequence[Mapping[str, Any]], started: float) -> dict[str, Any]:
-        summary = self.summary
-        header = self.artifact.header
-        summary.update(
-            plan_digest=self.artifact.digest,
-            planned_at=header.created_at,
-            rows=header.rows,
-            applying_plan=True,
-        )
-        self.log.info(
-            "Applying plan %s (made %s, %d users to write)",
-            self.artifact.digest,
-            header.created_at,
-            len(self.artifact.items),
-        )
-        counters_before = self.client.stats.snapshot()
+        counters_before = self._start_applying()
         definitions = load_definitions(self.client, self.log)
         current, existing = read_planned_users(self.client, self.artifact)
-        summary["stage"] = "planning"
+        self.summary["stage"] = "planning"
         plan = applicable_plan(self.artifact, current, existing)
         self.plan = plan
-        changed = plan.rejected()
-        summary["plan"] = plan.counts()
-        summary["changed_since_plan"] = len(changed)
-        for item in changed:
-            self.log.warning("%s: %s; not written", item.user_name or item.key, item.reason)
-        if changed:
-            self.log.warning(
-                "%d of %d planned users %s; the rest goes on",
-                len(changed),
-                len(plan.items),
-                CHANGED_SINCE_PLAN,
-            )
+        self.summary["plan"] = plan.counts()
+        self._report_changed([(i.user_name or i.key, i.reason) for i in plan.rejected()], len(plan.items))
         users = [user for user in current.values() if user is not None]
         return self._apply(plan, users, definitions, counters_before, started)

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from omni_testkit import TEST_API_KEY
-from sync_testkit import UNMANAGED, attrs, requests, seed, state_of, writes
+from sync_testkit import UNMANAGED, attrs, requests, rewrite_plan, seed, state_of, writes
 
 from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import PlanTooLargeError, SyncFailedError
-from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, PlanStore
+from omni_provider.sync.engine.plan_artifact import PlanRefusedError, PlanStore
 from omni_provider.sync.planned import load_planned_run
 from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, plan_artifact, review
 from omni_provider.sync.users.run import SyncRun
@@ -126,44 +126,18 @@ def edited(path: Path) -> None:
     path.write_text(json.dumps(document))
 
 
-def reauthored(path: Path) -> None:
-    """Edited and its digest recomputed: a valid file, but not the reviewed one."""
-    artifact = PlanStore(path).load()
-    items = [dict(item) for item in artifact.items]
-    items[0] = {**items[0], "changes": [{"attribute": "region", "old": "us-east", "new": "cn-north"}]}
-    header = artifact.header
-    PlanStore(path).save(
-        PlanArtifact.build(
-            target=header.target,
-            omni=header.omni,
-            managed=header.managed,
-            mode=header.mode,
-            items=items,
-            rows=header.rows,
-            counts=header.counts,
-            options=header.options,
-            created_at=artifact.created,
-        )
-    )
+def reauthored(path: Path) -> str:
+    """Edited and its digest recomputed: a valid file, but not the reviewed one (the approved digest is
+    the original's)."""
+    items = [dict(item) for item in PlanStore(path).load().items]
+    items[0]["changes"] = [{"attribute": "region", "old": "us-east", "new": "cn-north"}]
+    rewrite_plan(path, items=items)
+    return ""
 
 
 def expired(path: Path) -> str:
     """Made 25 hours ago (and approved: the digest given is this plan's)."""
-    artifact = PlanStore(path).load()
-    header = artifact.header
-    return PlanStore(path).save(
-        PlanArtifact.build(
-            target=header.target,
-            omni=header.omni,
-            managed=header.managed,
-            mode=header.mode,
-            items=artifact.items,
-            rows=header.rows,
-            counts=header.counts,
-            options=header.options,
-            created_at=datetime.now(UTC) - timedelta(hours=25),
-        )
-    )
+    return rewrite_plan(path, created_at=datetime.now(UTC) - timedelta(hours=25))
 
 
 @pytest.mark.parametrize(
