@@ -16,9 +16,9 @@ from sync_testkit import UNMANAGED, attrs, requests, rewrite_plan, seed, state_o
 from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import PlanTooLargeError, SyncFailedError
-from omni_provider.sync.engine.plan_artifact import PlanRefusedError, PlanStore
+from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanRefusedError, PlanStore
 from omni_provider.sync.planned import load_planned_run
-from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, plan_artifact, review
+from omni_provider.sync.users.plan_file import plan_artifact, review
 from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
@@ -202,3 +202,28 @@ def test_the_review_says_what_mirror_would_unset(
     text = review(plan_artifact(run.plan, spec, omni=client.base_url))
     assert "Mirror: 2 user(s) absent from the input get their managed attributes unset" in text
     assert "user003@example.com" in text
+
+
+def test_a_planned_create_is_sent_unless_the_user_exists_by_then(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    seed(emu, 2)
+    spec = SyncSpec(attributes={"region": "region"}, mode=SyncMode.UPSERT, display_name_column="name")
+    new = [
+        {"userName": "new1@example.com", "name": "New One", "region": "eu-west"},
+        {"userName": "new2@example.com", "name": "New Two", "region": "eu-west"},
+    ]
+    run = SyncRun(client, spec, plan_only=True)
+    run.run(new)
+    path = tmp_path / "plan.json"
+    digest = PlanStore(path).save(run.plan_artifact())
+    assert [item["action"] for item in PlanStore(path).load().items] == ["create", "create"]
+    # Someone creates new2 by hand after the review.
+    emu.state.add_user("New2@example.com", "By Hand", {"region": "us-east"})
+    with pytest.raises(SyncFailedError) as failed:
+        load_planned_run(client, PlanStore(path), plan_digest=digest, max_age=None).run()
+    summary = failed.value.summary
+    assert summary["outcomes"]["applied"] == 1
+    assert summary["errors_sample"][0]["error"] == f"{CHANGED_SINCE_PLAN}: the user exists now"
+    assert attrs(emu, "new1@example.com") == {"region": "eu-west"}
+    assert attrs(emu, "new2@example.com") == {"region": "us-east"}

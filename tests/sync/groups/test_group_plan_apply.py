@@ -83,3 +83,25 @@ def test_plan_then_apply_the_group_plan(omni_emulator: EmulatorServer, client: A
     by_route = emu.stats.snapshot()["requests_by_route"]
     assert sum(n for route, n in by_route.items() if route.startswith("PATCH")) == 2
     assert "GET /scim/v2/users" not in by_route
+
+
+def test_a_group_to_create_is_created_unless_it_exists_by_then(
+    omni_emulator: EmulatorServer, client: Any, tmp_path: Path
+) -> None:
+    emu = omni_emulator
+    users = emu.state.seed_users(2)
+    rows = [{"email": users[0].user_name, "group": "Ops"}, {"email": users[1].user_name, "group": "Audit"}]
+    spec = GroupSyncSpec(groups=("Ops", "Audit"), create_missing_groups=True)
+    run = GroupSyncRun(client, spec, plan_only=True)
+    run.run(rows)
+    store = PlanStore(tmp_path / "plan.json")
+    digest = store.save(run.plan_artifact())
+    assert {item["group"]: item["group_id"] for item in store.load().items} == {"Ops": None, "Audit": None}
+    emu.state.groups.add_group("Audit", [])  # created by hand after the review
+    with pytest.raises(SyncFailedError) as failed:
+        load_planned_run(client, store, plan_digest=digest).run()
+    summary = failed.value.summary
+    assert summary["outcomes"]["added"] == 1
+    assert summary["errors_sample"][0]["error"] == f"{CHANGED_SINCE_PLAN}: the group exists now"
+    assert members(emu, "Ops") == {users[0].user_name}
+    assert members(emu, "Audit") == set()
