@@ -25,21 +25,21 @@ from omni_provider.sync.groups.run import GroupSyncRun
 
 def read_planned_groups(
     api: GroupsApi, artifact: PlanArtifact
-) -> tuple[dict[str, OmniGroup | None], set[str]]:
-    """The planned groups as Omni holds them now (by id; None: gone), and the identity keys of the names
-    of the groups to create that exist now."""
+) -> tuple[dict[str, OmniGroup | None], dict[str, OmniGroup]]:
+    """The planned groups as Omni holds them now (by id; None: gone), and the groups that exist now for the
+    planned creates (by identity key of their name)."""
     ids = [str(e["group_id"]) for e in artifact.items if e["group_id"]]
     creates = {group_key(str(e["group"])) for e in artifact.items if not e["group_id"]}
     if not creates and len(ids) < LISTING_FROM:
-        return read_each(ids, api.get_group), set()
+        return read_each(ids, api.get_group), {}
     wanted = set(ids)
     current: dict[str, OmniGroup | None] = {}
-    existing: set[str] = set()
+    existing: dict[str, OmniGroup] = {}
     for group in api.list_groups():
         if group.id in wanted:
             current[group.id] = group
-        if group_key(group.display_name) in creates:
-            existing.add(group_key(group.display_name))
+        elif group_key(group.display_name) in creates:
+            existing[group_key(group.display_name)] = group
     return current, existing
 
 

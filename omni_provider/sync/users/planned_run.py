@@ -25,30 +25,21 @@ from omni_provider.sync.users.run import SyncRun
 
 def read_planned_users(
     client: OmniScimClient, artifact: PlanArtifact
-) -> tuple[dict[str, OmniUser | None], set[str]]:
-    """The planned users as Omni holds them now (by id; None: gone), and the identity keys of the creates'
-    emails that exist now. A listing when many users are planned (or any create is), else one GET each;
-    a listed user without its attribute map is read on its own."""
+) -> tuple[dict[str, OmniUser | None], dict[str, OmniUser]]:
+    """The planned users as Omni holds them now (by id; None: gone), and the users that exist now for the
+    planned creates (by identity key of their email). A listing when many users are planned (or any create
+    is), else one GET each; a listed user without its attribute map is read on its own."""
     ids = [str(e["user_id"]) for e in artifact.items if e["user_id"]]
     creates = {identity_key(str(e["userName"])) for e in artifact.items if not e["user_id"]}
-    if not ids and not creates:
-        return {}, set()
-    current: dict[str, OmniUser | None] = {}
-    existing: set[str] = set()
-    if creates or len(ids) >= LISTING_FROM:
-        wanted = set(ids)
-        for user in client.list_users():
-            if user.id in wanted:
-                current[user.id] = user
-            if creates and identity_key(user.user_name) in creates:
-                existing.add(identity_key(user.user_name))
-        bare = [
-            user_id for user_id, user in current.items() if user is not None and not user.attributes_present
-        ]
-    else:
-        bare = ids
-
-    current.update(read_each(bare, client.get_user))
+    if not creates and len(ids) < LISTING_FROM:
+        return read_each(ids, client.get_user), {}
+    wanted = set(ids)
+    listed = [u for u in client.list_users() if u.id in wanted or identity_key(u.user_name) in creates]
+    bare = [user.id for user in listed if not user.attributes_present]
+    fresh = read_each(bare, client.get_user)
+    complete = [fresh.get(user.id) if user.id in fresh else user for user in listed]
+    current: dict[str, OmniUser | None] = {u.id: u for u in complete if u is not None and u.id in wanted}
+    existing = {identity_key(u.user_name): u for u in complete if u is not None and u.id not in wanted}
     return current, existing
 
 
@@ -65,7 +56,7 @@ class PlannedSyncRun(AppliesPlan, SyncRun):
         definitions = load_definitions(self.client, self.log)
         current, existing = read_planned_users(self.client, self.artifact)
         self.summary["stage"] = "planning"
-        plan = applicable_plan(self.artifact, current, existing)
+        plan = applicable_plan(self.artifact, current, existing, definitions)
         self.plan = plan
         self.summary["plan"] = plan.counts()
         self._report_changed([(i.user_name or i.key, i.reason) for i in plan.rejected()], len(plan.items))

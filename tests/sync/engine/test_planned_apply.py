@@ -227,3 +227,23 @@ def test_a_planned_create_is_sent_unless_the_user_exists_by_then(
     assert summary["errors_sample"][0]["error"] == f"{CHANGED_SINCE_PLAN}: the user exists now"
     assert attrs(emu, "new1@example.com") == {"region": "eu-west"}
     assert attrs(emu, "new2@example.com") == {"region": "us-east"}
+
+
+def test_an_apply_run_again_finds_what_it_wrote_unchanged(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    emails = seed(emu, 6)
+    path = tmp_path / "plan.json"
+    digest = make_plan(client, rows_with_changes(emails, 4), path)
+    # Another writer set one user exactly as planned: nothing left to do for it.
+    with OmniScimClient(emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6) as other:
+        user = other.find_user_by_email(emails[0])
+        assert user is not None
+        other.update_user(user, attributes={"region": "eu-west"})
+    first = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
+    assert first["outcomes"]["applied"] == 3 and first["outcomes"]["unchanged"] == 1
+    # A retry of the same apply (e.g. after a crash) rejects nothing and sends nothing.
+    emu.stats.reset()
+    again = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
+    assert again["outcomes"]["unchanged"] == 4 and again["outcomes"]["rejected"] == 0
+    assert writes(emu) == 0
