@@ -39,6 +39,13 @@ def make_plan(client: OmniScimClient, rows: list[dict[str, Any]], path: Path, **
     return PlanStore(path).save(plan_artifact(run.plan, SPEC, omni=client.base_url))
 
 
+@pytest.fixture
+def small_plan(emu: EmulatorServer, client: OmniScimClient, tmp_path: Path) -> tuple[Path, str]:
+    """5 users, a stored plan moving 3 of them: its path and digest."""
+    path = tmp_path / "plan.json"
+    return path, make_plan(client, rows_with_changes(seed(emu, 5), 3), path)
+
+
 def test_plan_then_apply_exactly_the_plan(
     emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
 ) -> None:
@@ -95,11 +102,9 @@ def test_plan_then_apply_exactly_the_plan(
 
 
 def test_a_plan_whose_users_all_hold_what_it_saw_applies_cleanly(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str]
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     emu.stats.reset()
     summary = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
     assert summary["outcomes"]["applied"] == 3
@@ -149,11 +154,9 @@ def expired(path: Path) -> str:
     ],
 )
 def test_a_spoiled_plan_is_refused_before_any_request(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path, spoil: Any, message: str
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str], spoil: Any, message: str
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     digest = spoil(path) or digest
     emu.stats.reset()
     with pytest.raises(PlanRefusedError, match=message):
@@ -162,11 +165,9 @@ def test_a_spoiled_plan_is_refused_before_any_request(
 
 
 def test_a_plan_for_another_omni_is_refused_before_any_request(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str]
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     emu.stats.reset()
     # The same emulator reached under another name is another Omni as far as the plan knows.
     other_host = emu.api_url.replace("127.0.0.1", "localhost")
