@@ -20,11 +20,17 @@ _LAZY = {
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
     "SyncOmniGroupMembershipOperator": "omni_provider.operators.sync_groups",
     "SyncOmniEmailRecipientsOperator": "omni_provider.operators.sync_recipients",
+    "PlanOmniUserAttributesOperator": "omni_provider.operators.plan",
+    "PlanOmniGroupMembershipOperator": "omni_provider.operators.plan",
+    "ApplyOmniPlanOperator": "omni_provider.operators.apply_plan",
 }
 
 __all__ = [
+    "ApplyOmniPlanOperator",
     "OmniScimClient",
     "OmniScimHook",
+    "PlanOmniGroupMembershipOperator",
+    "PlanOmniUserAttributesOperator",
     "SyncOmniEmailRecipientsOperator",
     "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
@@ -37,6 +43,8 @@ __all__ = [
 if TYPE_CHECKING:
     from omni_provider.client import OmniScimClient
     from omni_provider.hooks.omni import OmniScimHook
+    from omni_provider.operators.apply_plan import ApplyOmniPlanOperator
+    from omni_provider.operators.plan import PlanOmniGroupMembershipOperator, PlanOmniUserAttributesOperator
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
     from omni_provider.operators.sync_recipients import SyncOmniEmailRecipientsOperator

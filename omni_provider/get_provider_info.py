@@ -79,6 +79,8 @@ def get_provider_info() -> dict[str, Any]:
                     "omni_provider.operators.sync_attributes",
                     "omni_provider.operators.sync_groups",
                     "omni_provider.operators.sync_recipients",
+                    "omni_provider.operators.plan",
+                    "omni_provider.operators.apply_plan",
                 ],
             }
         ],

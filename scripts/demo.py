@@ -7,6 +7,8 @@
    task), twice of ``omni_snapshot_sync`` (the same sync diffed against a snapshot: the second run lists
    no users), of ``omni_warehouse_groups`` and twice of ``omni_email_recipients`` (email-only recipients in
    bulk); the users' attributes before and after, and the summaries.
+4. ``omni_reviewed_sync`` (plan -> approval -> apply, ``scripts/demo_reviewed.py``): rejected, then approved,
+   the answers given through the REST API of an ``airflow api-server`` sharing the metadata DB.
 
 The API key is random for each run and is never printed.
 """
@@ -281,6 +283,10 @@ def main() -> None:
                 print(f"Re-run (XCom, {task_id}): outcomes {value['outcomes']}, requests {sent}")
         if (ROOT / "dags" / "omni_email_recipients.py").exists():
             show_recipients_run(base_url, api_key, env, airflow_home)
+        if (ROOT / "dags" / "omni_reviewed_sync.py").exists():
+            from demo_reviewed import run_reviewed_sync
+
+            run_reviewed_sync(AIRFLOW, env, DEMO, base_url, warehouse, free_port())
         print("\nDemo finished: every DAG run succeeded.")
     finally:
         emulator.terminate()

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from omni_provider.client import OmniError
 from omni_provider.dagster.metadata import OutcomeTables, metadata_legend, summary_metadata
-from omni_provider.dagster.resource import OmniScimResource
+from omni_provider.dagster.resource import RUN_ID_PLACEHOLDER, OmniScimResource
 from omni_provider.errors import PlanTooLargeError, SyncRunError, rerun_may_help
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
@@ -21,8 +21,6 @@ from omni_provider.sync.users.outcome import RowStatus
 
 #: The asset check every Omni sync asset carries.
 NO_FAILED_ROWS = "no_failed_rows"
-#: ``report_path`` may hold this placeholder, replaced by the Dagster run id (one report per run).
-RUN_ID_PLACEHOLDER = "{run_id}"
 
 
 class OmniSyncRunConfig(dg.Config):  # type: ignore[misc]  # Dagster's Config is untyped for mypy

@@ -8,6 +8,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,15 @@ from pydantic import Field
 from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
+from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.plan_artifact import DEFAULT_MAX_AGE, PlanStore
 from omni_provider.sync.engine.report import JsonlFileSink, ReportSink
-from omni_provider.sync.engine.run import RunOptions
+from omni_provider.sync.engine.review import REVIEW_ROWS
+from omni_provider.sync.engine.run import EngineRun, RunOptions
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
+from omni_provider.sync.planned import load_planned_run, review_of
 from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
 from omni_provider.sync.recipients.run import RecipientSyncRun
 from omni_provider.sync.users.apply import Progress
@@ -30,6 +35,8 @@ from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.single import update_one_user
 
 _log = logging.getLogger("omni_provider.dagster")
+#: ``report_path`` and ``plan_path`` may hold this placeholder, replaced by the Dagster run id.
+RUN_ID_PLACEHOLDER = "{run_id}"
 #: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.
 FALLBACK_REPORT_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
 
@@ -315,6 +322,105 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 run_id=run_id,
             )
             return run.run(rows_from(rows))
+
+    # -- review before it writes: plan, then apply exactly the plan ---------------------------------------
+
+    def plan_user_attributes(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        plan_path: str,
+        attributes: Mapping[str, str] | Sequence[str],
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Read, plan and check the guards exactly like ``sync_user_attributes`` (whose keyword arguments
+        ``options`` are: ``key_column``, ``match_on``, ``mode``, ``max_changes``, ...), send nothing, and
+        store the plan at ``plan_path`` (local path or fsspec URL; ``{run_id}`` is replaced). Returns
+        ``{"summary", "plan_path", "plan_digest", "review"}``; apply it with ``apply_plan``."""
+        sync_options = SyncOptions(attributes=attributes, **{**options, "dry_run": True})
+        return self.run_plan(rows, sync_options, plan_path, review_rows=review_rows, log=log, run_id=run_id)
+
+    def plan_group_membership(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        plan_path: str,
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """``plan_user_attributes`` for group membership (``options``: ``sync_group_membership``'s)."""
+        group_options = GroupSyncOptions(**{**options, "dry_run": True})
+        return self.run_plan(rows, group_options, plan_path, review_rows=review_rows, log=log, run_id=run_id)
+
+    def run_plan(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: SyncOptions | GroupSyncOptions,
+        plan_path: str,
+        *,
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """A plan-only run of the target of ``options``; the plan stored at ``plan_path`` (checked before
+        any request)."""
+        store = PlanStore(plan_path.replace(RUN_ID_PLACEHOLDER, run_id))
+        store.check()
+        with self.get_client() as client:
+            run: EngineRun
+            if isinstance(options, SyncOptions):
+                run = SyncRun.from_options(client, options, log=log or _log, run_id=run_id, plan_only=True)
+            else:
+                run = GroupSyncRun.from_options(
+                    client, options, log=log or _log, run_id=run_id, plan_only=True
+                )
+            summary = run.run(rows_from(rows))
+            artifact = run.plan_artifact()
+        digest = store.save(artifact)
+        review = review_of(artifact, limit=review_rows)
+        return {"summary": summary, "plan_path": store.path, "plan_digest": digest, "review": review}
+
+    def apply_plan(
+        self,
+        plan_path: str,
+        *,
+        plan_digest: str | None = None,
+        max_age: timedelta | None = DEFAULT_MAX_AGE,
+        report_path: str | None = None,
+        max_failed_rows: int | None = 0,
+        max_failed_pct: float | str | None = None,
+        max_workers: int | None = None,
+        log: RunLog | None = None,
+        run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
+    ) -> dict[str, Any]:
+        """Apply exactly the plan at ``plan_path`` (of any target), like ``ApplyOmniPlanOperator``:
+        ``PlanRefusedError`` before any request when its digest is not ``plan_digest``, it is older than
+        ``max_age`` or it was made for another Omni; users changed in Omni since the plan are rejected, not
+        written. Returns the sync's summary; ``SyncFailedError`` over ``max_failed_rows``. ``extra_sinks`` as
+        ``run_sync``'s."""
+        check_run_options(
+            dry_run=False,
+            max_changes=None,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            max_workers=max_workers,
+            report_path=report_path,
+        )
+        run_options = _report_options(report_path, run_id, log, extra_sinks)
+        run_options.update(
+            {"max_failed_rows": max_failed_rows, "max_failed_pct": max_failed_pct, "max_workers": max_workers}
+        )
+        with self.get_client() as client:
+            run = load_planned_run(
+                client, PlanStore(plan_path), plan_digest=plan_digest, max_age=max_age, **run_options
+            )
+            return run.run()
 
 
 def _report_options(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, ClassVar
 
 from omni_provider.errors import OmniValidationError
 
@@ -136,3 +137,56 @@ def write_beside(
             fill(opened)
         return candidate, attempt > 0
     raise FileExistsError(f"{target!r} and {MAX_NAME_ATTEMPTS} fresh names beside it all exist")
+
+
+class StoredFile:
+    """One file replaced whole (a snapshot, a plan): at a local path, or through fsspec at a URL such as
+    ``s3://bucket/omni/plan.json`` (written to a temporary name beside it, then moved over it: an object
+    store's copy is all-or-nothing). ``option`` names the argument in messages; ``noun`` in labels."""
+
+    option: ClassVar[str] = "path"
+    noun: ClassVar[str] = "file"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.label = f"{self.noun} {self.path}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def check(self) -> None:
+        check_file_location(self.path, self.option)
+
+    def _filesystem(self) -> tuple[Any, str]:
+        """The fsspec filesystem and the path in it, for a URL."""
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(self.path)
+        return fs, path
+
+    def read(self) -> bytes | None:
+        """The file's bytes; None when there is none yet."""
+        if is_url(self.path):
+            fs, path = self._filesystem()
+            if not fs.exists(path):
+                return None
+            data: bytes = fs.cat_file(path)
+            return data
+        try:
+            return local_path(self.path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, data: str) -> None:
+        """Replace the file atomically: a reader sees the old one or the new one, never a mix."""
+        if is_url(self.path):
+            fs, path = self._filesystem()
+            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+            fs.pipe_file(temporary, data.encode("utf-8"))
+            try:
+                fs.mv(temporary, path)
+            finally:
+                if fs.exists(temporary):
+                    fs.rm(temporary)
+            return
+        replace_atomically(local_path(self.path), lambda stream: stream.write(data))

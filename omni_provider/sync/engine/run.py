@@ -23,6 +23,7 @@ from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.guards import judge_failures
 from omni_provider.sync.engine.log import RunLog, count_lines, count_phrase, log_outcomes
 from omni_provider.sync.engine.outcome import Change, format_table, tally
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 
 #: How many rejected or failed items the summary quotes (the report file has them all).
@@ -91,6 +92,9 @@ class RunOptions(TypedDict, total=False):
 
     #: Plan and report without writing.
     dry_run: bool
+    #: Read, plan and check the guards like a real run (a refused plan raises), then stop: nothing is
+    #: written and nothing reported; the plan (``run.plan``) is the output (a plan to review and apply).
+    plan_only: bool
     #: Refuse a plan changing more than this: a count or a percentage ("10%") of the target's base.
     max_changes: int | str | None
     #: The run fails when rejected plus failed items exceed this (None: not checked).
@@ -119,6 +123,7 @@ class EngineRun:
     def __init__(self, client: OmniScimClient, **options: Unpack[RunOptions]) -> None:
         self.client = client
         self.dry_run = options.get("dry_run", False)
+        self.plan_only = options.get("plan_only", False)
         self.max_changes = options.get("max_changes")
         self.max_failed_rows = options.get("max_failed_rows", 0)
         self.max_failed_pct = options.get("max_failed_pct")
@@ -143,6 +148,10 @@ class EngineRun:
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         """The summary's tables of outcomes (e.g. ``by_action``), logged as well."""
+        raise NotImplementedError
+
+    def plan_artifact(self) -> PlanArtifact:
+        """The plan made (after ``run``), as the stored plan file (``plan_artifact``) an apply reads."""
         raise NotImplementedError
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:
@@ -173,7 +182,7 @@ class EngineRun:
         # Writes waiting in a retry back-off give up now instead of after it.
         self.client.cancel()
 
-    def run(self, rows: RowSource) -> dict[str, Any]:
+    def run(self, rows: RowSource = ()) -> dict[str, Any]:
         """The whole sync; returns ``self.summary``. ``rows`` is an iterable of row mappings, or a callable
         returning one (called in the "reading" stage, after the configuration checks)."""
         try:
@@ -189,14 +198,21 @@ class EngineRun:
 
     def _guard(self, check: Callable[[], None]) -> None:
         """The plan's blast-radius guard: a plan it refuses (``PlanTooLargeError``) stops the run before
-        any write; a dry run reports the refusal (``refused``) and goes on without writing."""
+        any write; a dry run reports the refusal (``refused``) and goes on without writing. A plan-only run
+        refuses like a real one: its plan is meant to be applied."""
         try:
             check()
         except PlanTooLargeError as exc:
-            if not self.dry_run:
+            if not self.dry_run or self.plan_only:
                 raise
             self.log.error("Dry run: this plan would be refused: %s", exc)
             self.summary["refused"] = str(exc)
+
+    def _planned(self, started: float) -> dict[str, Any]:
+        """The end of a ``plan_only`` run, after its guards: nothing written, nothing reported."""
+        self.summary.update(stage="planned", seconds=round(time.monotonic() - started, 3))
+        self.log.info("Planned only: nothing was sent to Omni")
+        return self.summary
 
     def _read_source(self, source: RowSource) -> list[Mapping[str, Any]]:
         return collect_rows(source() if callable(source) else source)

@@ -12,17 +12,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
 from omni_provider.client import GroupsApi, OmniScimClient
+from omni_provider.domain.groups import OmniGroup
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED
 from omni_provider.sync.engine.checks import check_count
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import EngineRun, Outcome, RunOptions, default_log, every_outcome
 from omni_provider.sync.groups.apply import apply_group_plan
 from omni_provider.sync.groups.options import GroupSyncOptions, GroupSyncSpec
 from omni_provider.sync.groups.outcome import MembershipOutcome, MembershipStatus, tally_by_group
 from omni_provider.sync.groups.plan import GroupPlan, build_group_plan, check_group_plan, read_memberships
+from omni_provider.sync.groups.plan_file import group_plan_artifact
 from omni_provider.sync.users.rows import align_column_case
 
 __all__ = ["GroupSyncOptions", "GroupSyncRun", "GroupSyncSpec", "all_memberships"]
@@ -67,11 +70,20 @@ class GroupSyncRun(EngineRun):
         fallback_sink: ReportSink | None = None,
         log: RunLog = default_log,
         run_id: str = "",
+        plan_only: bool = False,
     ) -> GroupSyncRun:
         """The run the adapters start: the options (checked once, in ``GroupSyncOptions``), plus what only
         the adapter knows (its report sinks, its log and run id)."""
         run_options = options.run_options()
-        run_options.update({"sinks": sinks, "fallback_sink": fallback_sink, "log": log, "run_id": run_id})
+        run_options.update(
+            {
+                "sinks": sinks,
+                "fallback_sink": fallback_sink,
+                "log": log,
+                "run_id": run_id,
+                "plan_only": plan_only,
+            }
+        )
         return cls(client, options.spec, max_members_per_write=options.max_members_per_write, **run_options)
 
     def check(self) -> None:
@@ -82,6 +94,11 @@ class GroupSyncRun(EngineRun):
         by_group = tally_by_group(outcomes)  # type: ignore[arg-type]
         self._log_table("Group sync outcome by group", by_group, "group")
         return {"by_group": by_group, "by_action": tally_by_action(outcomes)}  # type: ignore[arg-type]
+
+    def plan_artifact(self) -> PlanArtifact:
+        if self.plan is None:
+            raise RuntimeError("no plan yet: run() makes it")
+        return group_plan_artifact(self.plan, omni=self.client.base_url, run_id=self.run_id)
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:
         assert isinstance(outcome, MembershipOutcome)
@@ -121,7 +138,20 @@ class GroupSyncRun(EngineRun):
             plan=plan.counts(),
         )
         self._guard(lambda: check_group_plan(plan, self.max_changes))
+        if self.plan_only:
+            return self._planned(started)
+        return self._apply(api, plan, groups, counters_before, started)
 
+    def _apply(
+        self,
+        api: GroupsApi,
+        plan: GroupPlan,
+        groups: Sequence[OmniGroup],
+        counters_before: Mapping[str, Any],
+        started: float,
+    ) -> dict[str, Any]:
+        """The stages after the plan: one write per changed group (canary, breaker), report, judge."""
+        summary = self.summary
         summary["stage"] = "applying"
         settled: dict[int, MembershipOutcome] = {}
         try:

@@ -18,8 +18,6 @@ reader sees the previous snapshot or the new one, never a mix.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from omni_provider.domain.identity import user_id_problem
 from omni_provider.domain.models import USER_ATTRIBUTES_URN, AttributeValue, OmniUser, is_unset
 from omni_provider.errors import OmniValidationError
-from omni_provider.sync.engine.files import check_file_location, is_url, local_path, replace_atomically
+from omni_provider.sync.engine.files import StoredFile
 
 SNAPSHOT_FORMAT = "omni-provider/user-attribute-snapshot"
 SNAPSHOT_VERSION = 1
@@ -235,52 +233,12 @@ class SnapshotStore(Protocol):
         """Replace the snapshot atomically: a reader sees the old one or the new one, never a mix."""
 
 
-class FileSnapshotStore:
+class FileSnapshotStore(StoredFile):
     """A snapshot at a local path, or, through fsspec when it is installed, at a URL such as
-    ``s3://bucket/omni/snapshot.json`` (written to a temporary name beside it, then moved over it: an
-    object store's copy is all-or-nothing)."""
+    ``s3://bucket/omni/snapshot.json`` (replaced atomically: ``StoredFile``)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.label = f"snapshot {self.path}"
-
-    def __repr__(self) -> str:
-        return f"FileSnapshotStore({self.path!r})"
-
-    def check(self) -> None:
-        check_file_location(self.path, "snapshot_path")
-
-    def _filesystem(self) -> tuple[Any, str]:
-        """The fsspec filesystem and the path in it, for a URL."""
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(self.path)
-        return fs, path
-
-    def read(self) -> bytes | None:
-        if is_url(self.path):
-            fs, path = self._filesystem()
-            if not fs.exists(path):
-                return None
-            data: bytes = fs.cat_file(path)
-            return data
-        try:
-            return local_path(self.path).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write(self, data: str) -> None:
-        if is_url(self.path):
-            fs, path = self._filesystem()
-            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-            fs.pipe_file(temporary, data.encode("utf-8"))
-            try:
-                fs.mv(temporary, path)
-            finally:
-                if fs.exists(temporary):
-                    fs.rm(temporary)
-            return
-        replace_atomically(local_path(self.path), lambda stream: stream.write(data))
+    option = "snapshot_path"
+    noun = "snapshot"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Unpack
 
-from omni_provider.client import OmniScimClient, OmniWrongUserError
+from omni_provider.client import OmniScimClient, OmniUser, OmniWrongUserError
+from omni_provider.domain.models import AttributeDefinition
 from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.run import (
     ERROR_SAMPLE_SIZE,
@@ -36,10 +38,11 @@ from omni_provider.sync.users.apply import (
 from omni_provider.sync.users.definitions import load_definitions
 from omni_provider.sync.users.guards import check_max_changes, failure_base
 from omni_provider.sync.users.keys import read_keys
-from omni_provider.sync.users.omni_view import describe_view, read_omni_view
+from omni_provider.sync.users.omni_view import OmniView, describe_view, read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import SyncPlan
+from omni_provider.sync.users.plan_file import plan_artifact
 from omni_provider.sync.users.rows import align_column_case
 from omni_provider.sync.users.spec import SyncSpec
 
@@ -100,6 +103,7 @@ class SyncRun(EngineRun):
         on_progress: Callable[[Progress], None] | None = None,
         log: RunLog = default_log,
         run_id: str = "",
+        plan_only: bool = False,
     ) -> SyncRun:
         """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
         adapter knows (its report sinks, its snapshot store, its log and run id)."""
@@ -119,6 +123,7 @@ class SyncRun(EngineRun):
             log=log,
             run_id=run_id,
             snapshot=options.snapshot(make_snapshot_store),
+            plan_only=plan_only,
         )
 
     def _log_progress(self, progress: Progress) -> None:
@@ -162,12 +167,29 @@ class SyncRun(EngineRun):
                 plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
             )
         )
+        if self.plan_only:
+            return self._planned(started)
+        return self._apply(plan, users, definitions, counters_before, started, view=view)
 
+    def _apply(
+        self,
+        plan: SyncPlan,
+        users: Sequence[OmniUser],
+        definitions: Mapping[str, AttributeDefinition] | None,
+        counters_before: Mapping[str, Any],
+        started: float,
+        *,
+        view: OmniView | None = None,
+    ) -> dict[str, Any]:
+        """The stages after the plan: apply (paced, canary, breaker), keep the snapshot, report, judge.
+        ``users``: the Omni states the writes are based on; ``view``: how they were read (snapshot runs)."""
+        summary = self.summary
+        spec = self.spec
         summary["stage"] = "applying"
         settled: dict[int, RowOutcome] = {}
         dry_run = self.dry_run or "refused" in summary
         keeper = None
-        if self.snapshot is not None and not dry_run:
+        if self.snapshot is not None and view is not None and not dry_run:
             keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
             # Before any write: a crash from here on leaves the users about to be written uncertain.
             keeper.before_writes(plan)
@@ -183,7 +205,7 @@ class SyncRun(EngineRun):
                 on_outcome=settled.__setitem__,
                 on_progress=self.on_progress,
                 progress_every=self.progress_every,
-                stale_bases=view.stale_ids,
+                stale_bases=view.stale_ids if view is not None else frozenset(),
                 confirmed=keeper.confirmed if keeper is not None else None,
             )
         except WritesHaltedError as halted:
@@ -219,6 +241,11 @@ class SyncRun(EngineRun):
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
         """The snapshot with every state Omni confirmed (``keep_snapshot``)."""
         keep_snapshot(keeper, outcomes, self.summary, self.log)
+
+    def plan_artifact(self) -> PlanArtifact:
+        if self.plan is None:
+            raise RuntimeError("no plan yet: run() makes it")
+        return plan_artifact(self.plan, self.spec, omni=self.client.base_url, run_id=self.run_id)
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_action = tally_by_action(outcomes)  # type: ignore[arg-type]
