@@ -119,7 +119,7 @@ def test_changed_users_fail_the_apply_by_default_without_a_retry(
         ),
         raises=AirflowFailException,
     )
-    assert "1 of 2 items failed (1 rejected, 0 failed writes)" in str(error)
+    assert "1 of 2 rows did not sync (1 rejected, 0 failed writes)" in str(error)
     assert ti.pushed["apply_summary"]["outcomes"]["applied"] == 1
 
 

@@ -80,7 +80,7 @@ def test_plan_then_apply_exactly_the_plan(
     assert summary["changed_since_plan"] == 2
     assert all(CHANGED_SINCE_PLAN in s["error"] for s in summary["errors_sample"])
     # The run's verdict is the sync's: rejected items over max_failed_rows fail it, and no retry helps.
-    assert "2 of 30 items failed (2 rejected, 0 failed writes)" in str(failed.value)
+    assert "2 of 30 rows did not sync (2 rejected, 0 failed writes)" in str(failed.value)
     assert not failed.value.retryable
     for email in emails[:2]:
         assert attrs(emu, email) == {"region": "ap-south", **UNMANAGED}
