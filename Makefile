@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-stamp
 VENV2 := .venv-af2
 BIN2 := $(VENV2)/bin
 STAMP2 := $(VENV2)/.installed-stamp
-AIRFLOW2_TESTS := tests/hooks tests/operators tests/airflow_support tests/dags tests/layers tests/security \
+AIRFLOW2_TESTS := tests/hooks tests/operators tests/airflow_support tests/dags tests/layers tests/security tests/recipients \
 	tests/reliability/test_interrupt.py tests/reliability/test_bad_input_matrix.py tests/ui/test_browser_airflow2.py
 # `make test-latest`: the same suites in throwaway venvs resolved from pyproject.toml's ranges, unpinned.
 LATEST := .venv-latest

@@ -41,6 +41,17 @@ Cases:
   meant for Omni's one-minute window, so they are scaled by window/60 like everything else. Skipped with a
   message when it cannot be installed.
 
+A second table, email-only recipients (``/api/v1/users/email-only``): R recipients seeded (region, seat
+tier, and a department the sync does not manage on a third of them), rows changing k regions and adding m
+new recipients. Cases, each on the same freshly seeded recipients:
+
+* sync (recipients): ``SyncOmniEmailRecipientsOperator.execute`` (upsert mode): the listing (20 per page),
+  one canary upsert and its fresh read, then bulk upserts of 20.
+* upsert/changed recipient, paced: the same listing and diff by hand, then one single upsert
+  (``POST /v1/users/email-only``) per changed or new recipient, paced as above: the baseline the bulk
+  writes are measured against ("requests vs one upsert per recipient").
+* upsert/row, paced: one single upsert per row, no listing and no diff (what an HTTP operator does).
+
 Every figure but wall time comes from the emulator: requests and 429s from its request log, "changes
 lost" from its final state (rows whose wanted value is not in Omni afterwards). "Use of the limit" is the
 mean number of requests the emulator accepted per full window (windows counted from the first accepted
@@ -179,8 +190,10 @@ def timed(
     rows: list[dict[str, Any]],
     args: argparse.Namespace,
     run: Callable[[], str],
+    lost: Callable[[], int] | None = None,
 ) -> Result:
-    """Run once from the emulator's current state and read the figures from its request log and state."""
+    """Run once from the emulator's current state and read the figures from its request log and state
+    (``lost``: the case's own count of rows not as wanted; default: users' attributes)."""
     # A full collection owed to what earlier cases left (about 0.1-0.2 s with Airflow loaded) is not this
     # case's cost: without this, it lands on whichever run crosses the threshold.
     gc.collect()
@@ -193,7 +206,7 @@ def timed(
         label=label,
         requests=len(log),
         rate_limited=sum(r.status == 429 for r in log),
-        lost=changes_lost(emu, rows),
+        lost=lost() if lost is not None else changes_lost(emu, rows),
         wall=wall,
         use_pct=use,
         peak=peak,
@@ -534,6 +547,158 @@ def run_workload(
     return results
 
 
+# -- email-only recipients -----------------------------------------------------------------------------
+
+RECIPIENT_ROUTE = "/v1/users/email-only"
+RECIPIENT_ATTRIBUTES = ("region", "seat_tier")
+RECIPIENT_WORKLOADS = ((400, 0.25, 100),)
+QUICK_RECIPIENT_WORKLOADS = ((60, 0.25, 15),)
+BULK, PER_CHANGED, PER_ROW = "sync (recipients)", "upsert/changed recipient, paced", "upsert/row, paced"
+
+
+@dataclass
+class RecipientWorld:
+    recipients: int
+    changed: int
+    new: int
+    #: email + wanted region/seat_tier.
+    rows: list[dict[str, Any]]
+    #: The unmanaged department of the seeded recipients holding one (must survive every case).
+    unmanaged: dict[str, str]
+
+
+def seed_recipients(emu: EmulatorServer, world: RecipientWorld) -> None:
+    emu.reset()
+    for i in range(world.recipients):
+        extra = {"department": world.unmanaged[f"r{i:05d}@example.com"]} if i % 3 == 0 else {}
+        emu.state.recipients.add(f"r{i:05d}@example.com", {"region": "EMEA", "seat_tier": "gold", **extra})
+    emu.context.reset(keep_users=True)  # counters and rate windows cleared, recipients kept
+
+
+def build_recipient_world(recipients: int, share: float, new: int) -> RecipientWorld:
+    changed = round(recipients * share)
+    step = recipients / changed if changed else 0.0
+    chosen = {int(i * step) for i in range(changed)}
+    rows = [
+        {"email": f"r{i:05d}@example.com", "region": "AMER" if i in chosen else "EMEA", "seat_tier": "gold"}
+        for i in range(recipients)
+    ]
+    rows += [
+        {"email": f"new{i:05d}@example.com", "region": "APAC", "seat_tier": "silver"} for i in range(new)
+    ]
+    unmanaged = {f"r{i:05d}@example.com": f"dept-{i}" for i in range(0, recipients, 3)}
+    return RecipientWorld(recipients, len(chosen), new, rows, unmanaged)
+
+
+def recipients_lost(emu: EmulatorServer, world: RecipientWorld) -> int:
+    """Rows whose wanted values are not held, and recipients that lost their unmanaged department."""
+    held = {r.email: dict(r.attributes) for r in emu.state.recipients.all()}
+    wrong = sum(
+        1
+        for row in world.rows
+        if any(held.get(row["email"], {}).get(a) != row[a] for a in RECIPIENT_ATTRIBUTES)
+    )
+    return wrong + sum(1 for email, dept in world.unmanaged.items() if held[email].get("department") != dept)
+
+
+def run_recipient_sync(emu: EmulatorServer, world: RecipientWorld, args: argparse.Namespace) -> str:
+    from omni_provider.operators.sync_recipients import SyncOmniEmailRecipientsOperator
+
+    ti = RecordingTI()
+    quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    with omni_connection(emu, args), quiet[0], quiet[1], engine_log_at(logging.WARNING):
+        SyncOmniEmailRecipientsOperator(
+            task_id="bench_recipients",
+            rows=world.rows,
+            attributes=list(RECIPIENT_ATTRIBUTES),
+            omni_conn_id=CONN_ID,
+        ).execute({"ti": ti, "run_id": "bench"})
+    summary = ti.pushed["recipient_sync_summary"]
+    return f"applied {summary['outcomes']['applied']}, {summary['write_requests']} bulk upserts"
+
+
+def run_single_upserts(emu: EmulatorServer, world: RecipientWorld, pause: float, *, diffed: bool) -> str:
+    """One ``POST /v1/users/email-only`` per changed recipient (``diffed``: after listing them all, each body
+    carrying the recipient's other attributes) or per row; ``pause`` before each request, no retry."""
+    failed = 0
+    with httpx.Client(base_url=emu.api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
+        held: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        while diffed:
+            time.sleep(pause)
+            params: dict[str, Any] = {"pageSize": 20, **({"cursor": cursor} if cursor else {})}
+            page = http.get(RECIPIENT_ROUTE, params=params).json()
+            for record in page["records"]:
+                held[record["email"]] = {
+                    k: v for k, v in record["user_attributes"].items() if not k.startswith("omni_")
+                }
+            cursor = page["pageInfo"]["nextCursor"]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+        for row in world.rows:
+            current = held.get(row["email"], {})
+            wanted = {a: row[a] for a in RECIPIENT_ATTRIBUTES}
+            if diffed and all(current.get(a) == v for a, v in wanted.items()):
+                continue
+            time.sleep(pause)
+            body = {"email": row["email"], "userAttributes": {**current, **wanted}}
+            if http.post(RECIPIENT_ROUTE, json=body).status_code >= 400:
+                failed += 1
+    return f"{failed} upserts failed"
+
+
+def run_recipient_workload(
+    emu: EmulatorServer, world: RecipientWorld, args: argparse.Namespace
+) -> list[Result]:
+    pause = args.window / args.limit
+    cases: list[tuple[str, Callable[[], str]]] = [
+        (BULK, lambda: run_recipient_sync(emu, world, args)),
+        (PER_CHANGED, lambda: run_single_upserts(emu, world, pause, diffed=True)),
+        (PER_ROW, lambda: run_single_upserts(emu, world, pause, diffed=False)),
+    ]
+    results = []
+    for label, run in cases:
+        seed_recipients(emu, world)
+        results.append(timed(label, emu, world.rows, args, run, lost=lambda: recipients_lost(emu, world)))
+    return results
+
+
+def print_recipient_table(world: RecipientWorld, results: list[Result], args: argparse.Namespace) -> None:
+    sent = world.changed + world.new
+    pages = max(1, -(-world.recipients // 20))
+    print()
+    print(
+        f"R={world.recipients} email-only recipients, k={world.changed} changed, m={world.new} new; the "
+        f"least the sync can send: 1 definitions read + {pages} pages + ceil({sent}/20) = "
+        f"{-(-sent // 20)} bulk upserts + the canary (1 upsert, 1 read)"
+    )
+    header = f"{'case':<34}{'requests':>9}{'429s':>7}{'lost':>6}{'wall s':>9}{'x60/W min':>11}   note"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        assert r.wall is not None
+        print(
+            f"{r.label:<34}{r.requests:>9}{fmt(r.rate_limited, 'd'):>7}{fmt(r.lost, 'd'):>6}"
+            f"{r.wall:>9.2f}{r.wall / args.window:>11.1f}   {r.note}"
+        )
+    bulk, per_changed, per_row = (find(results, label) for label in (BULK, PER_CHANGED, PER_ROW))
+    if bulk is not None and bulk.routes is not None:
+        by_route = ", ".join(f"{route} {n}" for route, n in sorted(bulk.routes.items()))
+        print(f"requests by route, {bulk.label}: {by_route}")
+    for base in (per_changed, per_row):
+        if bulk is not None and base is not None:
+            print(f"{bulk.label} / {base.label}: {ratio(bulk, base)}")
+
+
+def recipients_missed(world: RecipientWorld, results: list[Result]) -> list[str]:
+    sent = world.changed + world.new
+    bound = 1 + max(1, -(-world.recipients // 20)) + -(-sent // 20) + 2
+    bulk = find(results, BULK)
+    if bulk is None or bulk.rate_limited or bulk.lost or (bulk.requests or 0) > bound:
+        return [f"R={world.recipients}: {BULK} sent {bulk and bulk.requests} requests (bound {bound})"]
+    return []
+
+
 def warm_up(emu: EmulatorServer, args: argparse.Namespace) -> None:
     """One untimed sync of each kind on a few users: the first run in a process pays about 0.8 s of one-off
     set-up (connection, hook, lazy imports) that would otherwise be charged to whichever case runs first."""
@@ -593,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     peer = peer_venv(args)
     # Imported before any timing: loading Airflow takes seconds and is not part of a sync.
-    import omni_provider.operators.sync_attributes  # noqa: F401
+    import omni_provider.operators.sync_attributes
+    import omni_provider.operators.sync_recipients  # noqa: F401
 
     config = EmulatorConfig(
         api_keys=[KEY], rate_limit=args.limit, rate_window=args.window, rate_window_mode=args.mode
@@ -607,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
             print_table(world, results, args)
             print_ratios(results)
             failures += missed(world, results)
+        for recipients, share, new in QUICK_RECIPIENT_WORKLOADS if args.quick else RECIPIENT_WORKLOADS:
+            recipient_world = build_recipient_world(recipients, share, new)
+            recipient_results = run_recipient_workload(emu, recipient_world, args)
+            print_recipient_table(recipient_world, recipient_results, args)
+            failures += recipients_missed(recipient_world, recipient_results)
     if peer is not None and not args.peer_venv:
         shutil.rmtree(peer.parent.parent, ignore_errors=True)
     for failure in failures:

@@ -19,11 +19,19 @@ _LAZY = {
     "UpdateOmniUserOperator": "omni_provider.operators.update_user",
     "SyncOmniUserAttributesOperator": "omni_provider.operators.sync_attributes",
     "SyncOmniGroupMembershipOperator": "omni_provider.operators.sync_groups",
+    "SyncOmniEmailRecipientsOperator": "omni_provider.operators.sync_recipients",
+    "PlanOmniUserAttributesOperator": "omni_provider.operators.plan",
+    "PlanOmniGroupMembershipOperator": "omni_provider.operators.plan",
+    "ApplyOmniPlanOperator": "omni_provider.operators.apply_plan",
 }
 
 __all__ = [
+    "ApplyOmniPlanOperator",
     "OmniScimClient",
     "OmniScimHook",
+    "PlanOmniGroupMembershipOperator",
+    "PlanOmniUserAttributesOperator",
+    "SyncOmniEmailRecipientsOperator",
     "SyncOmniGroupMembershipOperator",
     "SyncOmniUserAttributesOperator",
     "SyncRun",
@@ -35,8 +43,11 @@ __all__ = [
 if TYPE_CHECKING:
     from omni_provider.client import OmniScimClient
     from omni_provider.hooks.omni import OmniScimHook
+    from omni_provider.operators.apply_plan import ApplyOmniPlanOperator
+    from omni_provider.operators.plan import PlanOmniGroupMembershipOperator, PlanOmniUserAttributesOperator
     from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
     from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
+    from omni_provider.operators.sync_recipients import SyncOmniEmailRecipientsOperator
     from omni_provider.operators.update_user import UpdateOmniUserOperator
     from omni_provider.sync.users.run import SyncRun
     from omni_provider.sync.users.single import update_one_user

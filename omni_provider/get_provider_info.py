@@ -78,6 +78,9 @@ def get_provider_info() -> dict[str, Any]:
                     "omni_provider.operators.update_user",
                     "omni_provider.operators.sync_attributes",
                     "omni_provider.operators.sync_groups",
+                    "omni_provider.operators.sync_recipients",
+                    "omni_provider.operators.plan",
+                    "omni_provider.operators.apply_plan",
                 ],
             }
         ],

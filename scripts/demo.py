@@ -5,8 +5,11 @@
 3. ``airflow dags test`` of ``omni_update_user`` (what the UI trigger form does, for one user), of
    ``omni_warehouse_attributes`` (a task per user), then of ``omni_warehouse_sync`` (one diffing, paced
    task), twice of ``omni_snapshot_sync`` (the same sync diffed against a snapshot: the second run lists
-   no users), and of ``omni_warehouse_groups``; the users' attributes before and after, and the summaries.
-4. ``omni_deferrable_sync`` (``deferrable=True``) in a real ``airflow standalone`` (scheduler, triggerer,
+   no users), of ``omni_warehouse_groups`` and twice of ``omni_email_recipients`` (email-only recipients in
+   bulk); the users' attributes before and after, and the summaries.
+4. ``omni_reviewed_sync`` (plan -> approval -> apply, ``scripts/demo_reviewed.py``): rejected, then approved,
+   the answers given through the REST API of an ``airflow api-server`` sharing the metadata DB.
+5. ``omni_deferrable_sync`` (``deferrable=True``) in a real ``airflow standalone`` (scheduler, triggerer,
    dag-processor, api-server), after the emulator's users are reset: the task defers while its rate window
    (5 requests per 20 s, this DAG's connection) is full, the triggerer wakes it, and the run succeeds.
 
@@ -68,6 +71,36 @@ def show_groups(title: str, base_url: str) -> None:
     for group in httpx.get(f"{base_url}/_emulator/groups", timeout=10).json()["groups"]:
         emails = sorted(m["display"] for m in group["members"])
         print(f"  {group['displayName']:<12} {', '.join(emails) or '-'}")
+
+
+def show_recipients_run(base_url: str, api_key: str, env: dict[str, str], airflow_home: Path) -> None:
+    """``omni_email_recipients`` twice: 12 of the 45 partners exist already (some with attributes the DAG
+    does not manage, which it keeps); the second run sends no write."""
+    existing = [
+        {
+            "email": f"partner{i:03d}@partners.example.com",
+            "userAttributes": {"region": "AMER", **({"department": "Partners"} if i % 3 == 0 else {})},
+        }
+        for i in range(1, 13)
+    ]
+    with httpx.Client(base_url=base_url + "/api", headers={"Authorization": f"Bearer {api_key}"}) as api:
+        api.post("/v1/users/email-only/bulk", json={"users": existing}).raise_for_status()
+    print("\nomni_email_recipients (45 partners, 12 already recipients), run twice:")
+    for attempt in ("first", "second"):
+        run([AIRFLOW, "dags", "test", "omni_email_recipients"], env, f"omni_email_recipients_{attempt}.log")
+        for _task_id, _map_index, value in task_summaries(
+            airflow_home / "airflow.db", "omni_email_recipients"
+        )[-1:]:
+            print(
+                f"  {attempt} run: plan {value['plan']}, outcomes {value['outcomes']}, "
+                f"requests {value['requests_by_method']} (one upsert per recipient would be "
+                f"{value['plan']['create'] + value['plan']['update'] + value['plan']['unset']} POSTs)"
+            )
+    with httpx.Client(base_url=base_url + "/api", headers={"Authorization": f"Bearer {api_key}"}) as api:
+        page = api.get("/v1/users/email-only", params={"email": "partner003@", "pageSize": 1}).json()
+    for record in page["records"]:
+        kept = {k: v for k, v in record["user_attributes"].items() if not k.startswith("omni_")}
+        print(f"  {record['email']}: {kept} (department set by hand in Omni: kept)")
 
 
 def wait_until_up(base_url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -341,6 +374,12 @@ def main() -> None:
             )[-1:]:
                 sent = value["requests_by_method"]
                 print(f"Re-run (XCom, {task_id}): outcomes {value['outcomes']}, requests {sent}")
+        if (ROOT / "dags" / "omni_email_recipients.py").exists():
+            show_recipients_run(base_url, api_key, env, airflow_home)
+        if (ROOT / "dags" / "omni_reviewed_sync.py").exists():
+            from demo_reviewed import run_reviewed_sync
+
+            run_reviewed_sync(AIRFLOW, env, DEMO, base_url, warehouse, free_port())
         if (ROOT / "dags" / "omni_deferrable_sync.py").exists():
             run_deferrable_sync(env, airflow_home, base_url)
         print("\nDemo finished: every DAG run succeeded.")

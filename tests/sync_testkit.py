@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 from omni_provider.emulator.config import PATCHABLE_FIELDS
+from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanStore
 
 #: What every test starts from: every setting a test may change at runtime, back to the emulator's
 #: defaults (the shared emulator may have been changed by an earlier test), with no rate limit.
@@ -19,6 +22,13 @@ MANAGED = ["region", "cost_centre"]
 #: Set on every seeded user and never managed here: every run must leave it alone.
 UNMANAGED = {"department": "Sales"}
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def unpaced_client(emu: EmulatorServer, key: str) -> OmniScimClient:
+    """An unpaced client of the emulator with one quick retry (close it, or use it as a context manager)."""
+    return OmniScimClient(
+        emu.api_url, key, rate_limit_per_minute=1e6, retry_policy=RetryPolicy(max_attempts=2)
+    )
 
 
 def fresh(emu: EmulatorServer) -> EmulatorServer:
@@ -55,3 +65,25 @@ def writes(emu: EmulatorServer) -> int:
 
 def requests(emu: EmulatorServer) -> int:
     return sum(emu.stats.snapshot()["requests_by_method"].values())
+
+
+def rewrite_plan(path: str | os.PathLike[str], **changes: Any) -> str:
+    """The plan file at ``path`` written again with ``changes`` (``items``, or ``PlanArtifact.build``'s
+    header arguments such as ``created_at`` or ``omni``) and a digest of its own: a valid plan, but not
+    the one reviewed. Returns its digest."""
+    store = PlanStore(path)
+    artifact = store.load()
+    header = artifact.header
+    arguments: dict[str, Any] = {
+        "target": header.target,
+        "omni": header.omni,
+        "managed": header.managed,
+        "mode": header.mode,
+        "items": artifact.items,
+        "rows": header.rows,
+        "counts": header.counts,
+        "options": header.options,
+        "created_at": artifact.created,
+        **changes,
+    }
+    return store.save(PlanArtifact.build(**arguments))

@@ -10,6 +10,9 @@ the same rule to Omni connections only. On an Airflow that has the fix it makes 
 The same middleware also hands the connection id typed in the form to ``OmniScimHook.test_connection``
 (``hooks/tested_connection.py``): Airflow tests under a temporary id, which the Test message must not name.
 
+On Airflow 3 the plugin also serves the Omni report tab of a task instance (``report_view``: a FastAPI
+app under ``/omni-provider`` shown by the UI as an external view); Airflow 2.11 has no such view.
+
 It is registered through the ``airflow.plugins`` entry point, so it is listed under Admin > Plugins.
 """
 
@@ -21,6 +24,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from omni_provider._compat import AIRFLOW_V_3_0_PLUS
+from omni_provider.airflow_support.report_link import APP_PREFIX, VIEW_HREF, VIEW_ROUTE
 from omni_provider.get_provider_info import CONNECTION_TYPE
 from omni_provider.hooks.tested_connection import connection_id_of, typed_id
 
@@ -105,8 +110,35 @@ class OmniConnectionTestPortMiddleware:
             typed_id.reset(token)
 
 
+class ReportViewApp:
+    """The report view's ASGI app, imported on its first request: every Airflow process loads plugins (a
+    task, to read their macros), and only the API server needs the view and its API-server imports."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from omni_provider.airflow_support.report_view import app
+
+        await app(scope, receive, send)
+
+
+def report_view_parts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The report view's app and its task-instance tab (Airflow 3; none on 2.11)."""
+    if not AIRFLOW_V_3_0_PLUS:
+        return [], []
+    apps = [{"app": ReportViewApp(), "url_prefix": APP_PREFIX, "name": "Omni report view"}]
+    views = [
+        {
+            "name": "Omni report",
+            "href": VIEW_HREF,
+            "destination": "task_instance",
+            "url_route": VIEW_ROUTE,
+        }
+    ]
+    return apps, views
+
+
 class OmniProviderPlugin(AirflowPlugin):
     name = "omni_provider"
     fastapi_root_middlewares = [
         {"name": "omni-connection-test-port", "middleware": OmniConnectionTestPortMiddleware}
     ]
+    fastapi_apps, external_views = report_view_parts()

@@ -67,21 +67,22 @@ class ReportNaming:
             map_index=map_index if isinstance(map_index, int) else -1,
         )
 
-    def file_name(self) -> str:
-        """``<dag>.<task>[.map<i>].<run id>.try<n>.jsonl``; characters unsafe in a path become ``_``."""
+    def file_name(self, suffix: str = ".jsonl") -> str:
+        """``<dag>.<task>[.map<i>].<run id>.try<n>.jsonl`` (or another ``suffix``); characters unsafe in a
+        path become ``_``."""
         parts = [self.dag_id, self.task_id]
         if self.map_index >= 0:
             parts.append(f"map{self.map_index}")
         parts.append(self.run_id)
         if self.try_number is not None:
             parts.append(f"try{self.try_number}")
-        return ".".join(_UNSAFE_NAME_CHARS.sub("_", part) for part in parts) + ".jsonl"
+        return ".".join(_UNSAFE_NAME_CHARS.sub("_", part) for part in parts) + suffix
 
 
-def report_target(report_path: str, naming: ReportNaming) -> str:
+def report_target(report_path: str, naming: ReportNaming, suffix: str = ".jsonl") -> str:
     """The file to write: ``report_path`` itself, or the default name inside it when it ends with ``/``."""
     if report_path.endswith("/") or (not is_url(report_path) and local_path(report_path).is_dir()):
-        return report_path.rstrip("/") + "/" + naming.file_name()
+        return report_path.rstrip("/") + "/" + naming.file_name(suffix)
     return report_path
 
 

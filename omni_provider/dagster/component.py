@@ -80,13 +80,23 @@ class OmniUserAttributesComponent(dg.Component, dg.Model, dg.Resolvable):
         default=SYNC_DEFAULTS["snapshot_path"], description="Local path or fsspec URL of the snapshot"
     )
     full_resync_every: int = SYNC_DEFAULTS["full_resync_every"]
+    state_path: str | None = Field(
+        default=None,
+        description="Local path or fsspec URL of the run's resumable state (a step retry continues from it); "
+        "may hold {run_id}",
+    )
     connection: OmniConnection
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         # Every sync option the component has (all but progress_every), under its own name.
         options = {name: getattr(self, name) for name in SYNC_DEFAULTS if name in type(self).model_fields}
         asset = build_omni_user_attributes_asset(
-            self.asset_name, self.source.split("/"), self.attributes, group_name=self.group_name, **options
+            self.asset_name,
+            self.source.split("/"),
+            self.attributes,
+            group_name=self.group_name,
+            state_path=self.state_path,
+            **options,
         )
         return dg.Definitions(assets=[asset], resources={"omni": self.resource()})
 

@@ -8,9 +8,10 @@ import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -18,20 +19,28 @@ from pydantic import Field
 from omni_provider.client import OmniScimClient
 from omni_provider.client.settings import ClientSettings, setting_field, validate_settings
 from omni_provider.dagster.rows import rows_from
+from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.pause import Deferral
-from omni_provider.sync.engine.report import JsonlFileSink
-from omni_provider.sync.engine.run import RunOptions
+from omni_provider.sync.engine.plan_artifact import DEFAULT_MAX_AGE, PlanStore
+from omni_provider.sync.engine.report import JsonlFileSink, ReportSink
+from omni_provider.sync.engine.review import REVIEW_ROWS
+from omni_provider.sync.engine.run import EngineRun, RunOptions
 from omni_provider.sync.engine.state import RunStateStore
 from omni_provider.sync.engine.steps import run_in_steps
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
+from omni_provider.sync.planned import load_planned_run, review_of
+from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
+from omni_provider.sync.recipients.run import RecipientSyncRun
 from omni_provider.sync.users.apply import Progress
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.single import update_one_user
 
 _log = logging.getLogger("omni_provider.dagster")
+#: ``report_path`` and ``plan_path`` may hold this placeholder, replaced by the Dagster run id.
+RUN_ID_PLACEHOLDER = "{run_id}"
 #: Where the per-row outcomes go when ``report_path`` cannot be written after the writes.
 FALLBACK_REPORT_DIR = Path(tempfile.gettempdir()) / "omni-sync-reports"
 
@@ -171,25 +180,25 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         log: RunLog | None = None,
         run_id: str = "",
         state_path: str | None = None,
+        extra_sinks: Sequence[ReportSink] = (),
     ) -> dict[str, Any]:
-        """``sync_user_attributes`` with its options already built (the asset builds them once, at load)."""
-        report = _report_options(options.report_path, run_id, log)
-
-        @contextmanager
-        def start() -> Iterator[SyncRun]:
-            with self.get_client() as client:
-                yield SyncRun.from_options(
-                    client,
-                    options,
-                    sinks=report["sinks"],
-                    fallback_sink=report["fallback_sink"],
-                    on_progress=on_progress,
-                    log=report["log"],
-                    run_id=run_id,
-                    deferral=_deferral(state_path),
-                )
-
-        return run_resumable(start, rows, state_path)
+        """``sync_user_attributes`` with its options already built (the asset builds them once, at load);
+        ``extra_sinks`` get every outcome too (the asset's metadata tables)."""
+        return self._run_target(
+            lambda client, report: SyncRun.from_options(
+                client,
+                options,
+                sinks=report["sinks"],
+                fallback_sink=report["fallback_sink"],
+                on_progress=on_progress,
+                log=report["log"],
+                run_id=run_id,
+                deferral=_deferral(state_path),
+            ),
+            rows,
+            _report_options(options.report_path, run_id, log, extra_sinks),
+            state_path,
+        )
 
     def sync_group_membership(
         self,
@@ -241,25 +250,212 @@ class OmniScimResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         log: RunLog | None = None,
         run_id: str = "",
         state_path: str | None = None,
+        extra_sinks: Sequence[ReportSink] = (),
     ) -> dict[str, Any]:
         """``sync_group_membership`` with its options already built (the asset builds them once, at
-        load)."""
-        report = _report_options(options.report_path, run_id, log)
+        load); ``state_path`` and ``extra_sinks`` as ``run_sync``'s."""
+        return self._run_target(
+            lambda client, report: GroupSyncRun.from_options(
+                client,
+                options,
+                sinks=report["sinks"],
+                fallback_sink=report["fallback_sink"],
+                log=report["log"],
+                run_id=run_id,
+                deferral=_deferral(state_path),
+            ),
+            rows,
+            _report_options(options.report_path, run_id, log, extra_sinks),
+            state_path,
+        )
+
+    def sync_email_recipients(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        attributes: Mapping[str, str] | Sequence[str],
+        key_column: str = RECIPIENT_SYNC_DEFAULTS["key_column"],
+        mode: str = RECIPIENT_SYNC_DEFAULTS["mode"],
+        max_changes: int | str | None = RECIPIENT_SYNC_DEFAULTS["max_changes"],
+        allow_empty_input: bool = RECIPIENT_SYNC_DEFAULTS["allow_empty_input"],
+        max_failed_rows: int | None = RECIPIENT_SYNC_DEFAULTS["max_failed_rows"],
+        max_failed_pct: float | str | None = RECIPIENT_SYNC_DEFAULTS["max_failed_pct"],
+        dry_run: bool = RECIPIENT_SYNC_DEFAULTS["dry_run"],
+        report_path: str | None = RECIPIENT_SYNC_DEFAULTS["report_path"],
+        max_workers: int | None = RECIPIENT_SYNC_DEFAULTS["max_workers"],
+        diff_against: str = RECIPIENT_SYNC_DEFAULTS["diff_against"],
+        snapshot_path: str | None = RECIPIENT_SYNC_DEFAULTS["snapshot_path"],
+        full_resync_every: int = RECIPIENT_SYNC_DEFAULTS["full_resync_every"],
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """Make the attributes of Omni's email-only recipients match ``rows`` (dicts or a pandas DataFrame,
+        one row per email); the same summary as ``SyncOmniEmailRecipientsOperator``, whose parameters these
+        are (defaults and checks from ``RecipientSyncOptions``). Raises ``SyncFailedError`` (with the
+        summary) over ``max_failed_rows`` / ``max_failed_pct`` (rows Omni refused count as rejected),
+        ``SyncHaltedError`` when the canary or the circuit breaker stopped the writes, and
+        ``PlanTooLargeError`` over ``max_changes`` (in mirror mode, by default, more than 10% of the
+        recipients losing values)."""
+        options = RecipientSyncOptions(
+            attributes=attributes,
+            key_column=key_column,
+            mode=mode,
+            max_changes=max_changes,
+            allow_empty_input=allow_empty_input,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            dry_run=dry_run,
+            report_path=report_path,
+            max_workers=max_workers,
+            diff_against=diff_against,
+            snapshot_path=snapshot_path,
+            full_resync_every=full_resync_every,
+        )
+        return self.run_recipient_sync(rows, options, log=log, run_id=run_id)
+
+    def run_recipient_sync(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: RecipientSyncOptions,
+        *,
+        log: RunLog | None = None,
+        run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
+    ) -> dict[str, Any]:
+        """``sync_email_recipients`` with its options already built (the asset builds them once, at
+        load); ``extra_sinks`` as ``run_sync``'s."""
+        return self._run_target(
+            lambda client, report: RecipientSyncRun.from_options(
+                client,
+                options,
+                sinks=report["sinks"],
+                fallback_sink=report["fallback_sink"],
+                log=report["log"],
+                run_id=run_id,
+            ),
+            rows,
+            _report_options(options.report_path, run_id, log, extra_sinks),
+        )
+
+    def _run_target(
+        self,
+        make_run: Callable[[OmniScimClient, RunOptions], EngineRun],
+        rows: Iterable[Mapping[str, Any]] | Any,
+        report: RunOptions,
+        state_path: str | None = None,
+    ) -> dict[str, Any]:
+        """A target's run (``make_run`` from a client and the resource's report options) on a client closed
+        afterwards: in one go, or (``state_path``) in resumable steps (``steps.run_in_steps``), each step
+        a fresh run on a fresh client."""
 
         @contextmanager
-        def start() -> Iterator[GroupSyncRun]:
+        def start() -> Iterator[EngineRun]:
             with self.get_client() as client:
-                yield GroupSyncRun.from_options(
-                    client,
-                    options,
-                    sinks=report["sinks"],
-                    fallback_sink=report["fallback_sink"],
-                    log=report["log"],
-                    run_id=run_id,
-                    deferral=_deferral(state_path),
-                )
+                yield make_run(client, report)
 
-        return run_resumable(start, rows, state_path)
+        if state_path is None:
+            with start() as run:
+                return run.run(rows_from(rows))
+        return run_in_steps(start, lambda run: run.run(rows_from(rows)))
+
+    # -- review before it writes: plan, then apply exactly the plan ---------------------------------------
+
+    def plan_user_attributes(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        plan_path: str,
+        attributes: Mapping[str, str] | Sequence[str],
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Read, plan and check the guards exactly like ``sync_user_attributes`` (whose keyword arguments
+        ``options`` are: ``key_column``, ``match_on``, ``mode``, ``max_changes``, ...), send nothing, and
+        store the plan at ``plan_path`` (local path or fsspec URL; ``{run_id}`` is replaced). Returns
+        ``{"summary", "plan_path", "plan_digest", "review"}``; apply it with ``apply_plan``."""
+        sync_options = SyncOptions(attributes=attributes, **{**options, "dry_run": True})
+        return self.run_plan(rows, sync_options, plan_path, review_rows=review_rows, log=log, run_id=run_id)
+
+    def plan_group_membership(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        *,
+        plan_path: str,
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """``plan_user_attributes`` for group membership (``options``: ``sync_group_membership``'s)."""
+        group_options = GroupSyncOptions(**{**options, "dry_run": True})
+        return self.run_plan(rows, group_options, plan_path, review_rows=review_rows, log=log, run_id=run_id)
+
+    def run_plan(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Any,
+        options: SyncOptions | GroupSyncOptions,
+        plan_path: str,
+        *,
+        review_rows: int = REVIEW_ROWS,
+        log: RunLog | None = None,
+        run_id: str = "",
+    ) -> dict[str, Any]:
+        """A plan-only run of the target of ``options``; the plan stored at ``plan_path`` (checked before
+        any request)."""
+        store = PlanStore(plan_path.replace(RUN_ID_PLACEHOLDER, run_id))
+        store.check()
+        with self.get_client() as client:
+            run: EngineRun
+            if isinstance(options, SyncOptions):
+                run = SyncRun.from_options(client, options, log=log or _log, run_id=run_id, plan_only=True)
+            else:
+                run = GroupSyncRun.from_options(
+                    client, options, log=log or _log, run_id=run_id, plan_only=True
+                )
+            summary = run.run(rows_from(rows))
+            artifact = run.plan_artifact()
+        digest = store.save(artifact)
+        review = review_of(artifact, limit=review_rows)
+        return {"summary": summary, "plan_path": store.path, "plan_digest": digest, "review": review}
+
+    def apply_plan(
+        self,
+        plan_path: str,
+        *,
+        plan_digest: str | None = None,
+        max_age: timedelta | None = DEFAULT_MAX_AGE,
+        report_path: str | None = None,
+        max_failed_rows: int | None = 0,
+        max_failed_pct: float | str | None = None,
+        max_workers: int | None = None,
+        log: RunLog | None = None,
+        run_id: str = "",
+        extra_sinks: Sequence[ReportSink] = (),
+    ) -> dict[str, Any]:
+        """Apply exactly the plan at ``plan_path`` (of any target), like ``ApplyOmniPlanOperator``:
+        ``PlanRefusedError`` before any request when its digest is not ``plan_digest``, it is older than
+        ``max_age`` or it was made for another Omni; users changed in Omni since the plan are rejected, not
+        written. Returns the sync's summary; ``SyncFailedError`` over ``max_failed_rows``. ``extra_sinks`` as
+        ``run_sync``'s."""
+        check_run_options(
+            dry_run=False,
+            max_changes=None,
+            max_failed_rows=max_failed_rows,
+            max_failed_pct=max_failed_pct,
+            max_workers=max_workers,
+            report_path=report_path,
+        )
+        run_options = _report_options(report_path, run_id, log, extra_sinks)
+        run_options.update(
+            {"max_failed_rows": max_failed_rows, "max_failed_pct": max_failed_pct, "max_workers": max_workers}
+        )
+        with self.get_client() as client:
+            run = load_planned_run(
+                client, PlanStore(plan_path), plan_digest=plan_digest, max_age=max_age, **run_options
+            )
+            return run.run()
 
 
 def _deferral(state_path: str | None) -> Deferral | None:
@@ -268,26 +464,13 @@ def _deferral(state_path: str | None) -> Deferral | None:
     return None if state_path is None else Deferral(RunStateStore(state_path), min_defer_seconds=0.0)
 
 
-RunT = TypeVar("RunT", SyncRun, GroupSyncRun)
-
-
-def run_resumable(
-    start: Callable[[], AbstractContextManager[RunT]],
-    rows: Iterable[Mapping[str, Any]] | Any,
-    state_path: str | None,
-) -> dict[str, Any]:
-    """A run of the resource: in one go, or (``state_path``) in resumable steps (``steps.run_in_steps``)."""
-    if state_path is None:
-        with start() as run:
-            return run.run(rows_from(rows))
-    return run_in_steps(start, lambda run: run.run(rows_from(rows)))
-
-
-def _report_options(report_path: str | None, run_id: str, log: RunLog | None) -> RunOptions:
+def _report_options(
+    report_path: str | None, run_id: str, log: RunLog | None, extra_sinks: Sequence[ReportSink] = ()
+) -> RunOptions:
     """Where a run of the resource reports: the report as JSON lines (never over an earlier attempt's),
-    a local fallback named by the run id, the log."""
+    a local fallback named by the run id, the log, and any ``extra_sinks``."""
     return {
-        "sinks": [JsonlFileSink(report_path)] if report_path else [],
+        "sinks": [*extra_sinks, *([JsonlFileSink(report_path)] if report_path else [])],
         "fallback_sink": JsonlFileSink(_fallback_path(run_id)),
         "log": log or _log,
         "run_id": run_id,

@@ -18,6 +18,7 @@ from .errors import ApiError
 from .gateway import ApiGateway
 from .routes_admin import AdminRoutes
 from .routes_api import ApiRoutes
+from .routes_email_only import EmailOnlyRoutes
 from .routes_groups import GroupRoutes
 from .state import EmulatorState
 
@@ -55,7 +56,12 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
                 context.saver.stop()
 
     app = Starlette(
-        routes=[*ApiRoutes(context).routes(), *GroupRoutes(context).routes(), *AdminRoutes(context).routes()],
+        routes=[
+            *ApiRoutes(context).routes(),
+            *GroupRoutes(context).routes(),
+            *EmailOnlyRoutes(context).routes(),
+            *AdminRoutes(context).routes(),
+        ],
         middleware=[Middleware(ApiGateway, context=context)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,

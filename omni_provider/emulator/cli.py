@@ -19,6 +19,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from .config import FAULT_KINDS, PATCH_SEMANTICS, PUT_MODES, EmulatorConfig
 from .ratelimit import RATE_WINDOW_MODES
+from .recipient_store import UPSERT_MODES
 from .server import EmulatorServer, is_loopback
 from .state import EmulatorState, UserRecord
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-file", type=Path)
     serve.add_argument("--persist-interval", type=float, default=0.5)
     serve.add_argument("--put-mode", choices=PUT_MODES, default="replace")
+    serve.add_argument("--email-only-upsert", choices=UPSERT_MODES, default="merge")
     serve.add_argument(
         "--patch-semantics",
         choices=PATCH_SEMANTICS,
@@ -86,6 +88,7 @@ def _config_from_args(args: argparse.Namespace, api_keys: list[str]) -> Emulator
         api_keys=api_keys,
         personal_tokens=list(args.personal_token),
         put_mode=args.put_mode,
+        email_only_upsert=args.email_only_upsert,
         patch_semantics=args.patch_semantics,
         list_attribute_maps=not args.no_list_attribute_maps,
         max_page_size=args.max_page_size,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from .ratelimit import RATE_WINDOW_MODES, RateWindowMode
+from .recipient_store import UPSERT_MODES, UpsertMode
 
 PutMode = Literal["merge", "replace"]
 PUT_MODES: tuple[PutMode, ...] = ("merge", "replace")
@@ -60,6 +61,7 @@ PATCHABLE_FIELDS = frozenset(
         "concurrent_writer",
         "group_patch_mode",
         "patch_answer",
+        "email_only_upsert",
     }
 )
 
@@ -112,6 +114,9 @@ class EmulatorConfig:
     #: "body": a PATCH (user or group) answers 200 with the resource; "no_content": 204 and no body (SCIM
     #: allows it), after applying the change.
     patch_answer: Literal["body", "no_content"] = "body"
+    #: What an email-only upsert does to an existing recipient's attributes (undocumented): "merge" or
+    #: "replace" (see ``recipient_store.UpsertMode``), like ``put_mode`` for the SCIM PUT.
+    email_only_upsert: UpsertMode = "merge"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,6 +131,8 @@ class EmulatorConfig:
             raise ValueError("a token cannot be both an API key and a personal token")
         if self.put_mode not in PUT_MODES:
             raise ValueError(f"put_mode must be one of {PUT_MODES}")
+        if self.email_only_upsert not in UPSERT_MODES:
+            raise ValueError(f"email_only_upsert must be one of {UPSERT_MODES}")
         if self.rate_window_mode not in RATE_WINDOW_MODES:
             raise ValueError(f"rate_window_mode must be one of {RATE_WINDOW_MODES}")
         if self.patch_answer not in ("body", "no_content"):

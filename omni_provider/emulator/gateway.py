@@ -96,9 +96,12 @@ async def drop_connection(send: Send) -> None:
 def route_of(scope: Scope) -> str:
     """The request's route for the statistics: ids replaced by ``{id}``, a filtered list marked."""
     parts = scope["path"].removeprefix("/api").split("/")
-    route = "/".join("{id}" if i > 3 and part else part for i, part in enumerate(parts))
-    if b"filter=" in scope.get("query_string", b""):
+    route = "/".join("{id}" if i > 3 and part and part != "bulk" else part for i, part in enumerate(parts))
+    query = scope.get("query_string", b"")
+    if b"filter=" in query:
         route += "?filter"
+    elif query.startswith(b"email=") or b"&email=" in query:  # the email-only listing's filter
+        route += "?email"
     return route
 
 

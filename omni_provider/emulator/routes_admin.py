@@ -96,6 +96,7 @@ class AdminRoutes:
         body = self.ctx.stats.snapshot()
         body["users"] = self.ctx.state.user_count()
         body["embed_users"] = len(self.ctx.state.embed_users())
+        body["email_only_users"] = len(self.ctx.state.recipients.all())
         body["fail_next_pending"] = self.ctx.faults.pending_fail_next()
         body["state_saves"] = self.ctx.saver.saves if self.ctx.saver else 0
         return JSONResponse(body)

@@ -21,6 +21,7 @@ from typing import Any
 
 from .attributes import AttributeDefinition, default_catalogue
 from .group_store import GroupRecord, GroupStore
+from .recipient_store import RecipientRecord, RecipientStore
 
 STATE_FORMAT = "omni-emulator-state"
 STATE_VERSION = 1
@@ -116,6 +117,8 @@ class EmulatorState:
         defs = default_catalogue() if attribute_definitions is None else attribute_definitions
         self._definitions: dict[str, AttributeDefinition] = {d.name: d for d in defs}
         self.groups = GroupStore(self.lock)
+        #: Email-only users (``/api/v1/users/email-only``).
+        self.recipients = RecipientStore(self.lock)
 
     # ----------------------------------------------------------------- reads
     @property
@@ -268,6 +271,7 @@ class EmulatorState:
             self._by_email.clear()
             self._embed_users.clear()
             self.groups.clear()
+            self.recipients.clear()
             self.version += 1
 
     # ----------------------------------------------------------- persistence
@@ -281,6 +285,7 @@ class EmulatorState:
             "users": [u.to_json() for u in users],
             "embed_users": [u.to_json() for u in embed],
             "groups": [g.to_json() for g in self.groups.groups()],
+            "email_only_users": [r.to_json() for r in self.recipients.all()],
         }
 
     def _snapshot(self) -> tuple[list[UserRecord], list[UserRecord], list[AttributeDefinition]]:
@@ -301,6 +306,8 @@ class EmulatorState:
             state._embed_users[record.id] = record
         for raw in data.get("groups", []):
             state.groups.insert(GroupRecord.from_json(raw))
+        for raw in data.get("email_only_users", []):
+            state.recipients.insert(RecipientRecord.from_json(raw))
         state.version = 0
         return state
 
@@ -315,6 +322,7 @@ class EmulatorState:
             version = self.version
             users, embed, defs = self._snapshot()
             groups = self.groups.groups()
+            recipients = self.recipients.all()
         header = json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION})[:-1]
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
         try:
@@ -324,6 +332,7 @@ class EmulatorState:
                 _write_list(fh, "users", (u.to_json() for u in users))
                 _write_list(fh, "embed_users", (u.to_json() for u in embed))
                 _write_list(fh, "groups", (g.to_json() for g in groups))
+                _write_list(fh, "email_only_users", (r.to_json() for r in recipients))
                 fh.write("}\n")
                 fh.flush()
                 os.fsync(fh.fileno())

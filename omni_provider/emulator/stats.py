@@ -49,6 +49,7 @@ class EmulatorStats:
         self.writes_applied = 0
         self.users_created = 0
         self.users_deleted = 0
+        self.recipients_created = 0
         self.auth_failures = 0
         self.log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
 
@@ -98,5 +99,6 @@ class EmulatorStats:
                 "writes_applied": self.writes_applied,
                 "users_created": self.users_created,
                 "users_deleted": self.users_deleted,
+                "recipients_created": self.recipients_created,
                 "auth_failures": self.auth_failures,
             }

@@ -11,6 +11,7 @@ from typing import Any
 
 from omni_provider._compat import AirflowException, AirflowFailException, Context
 from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.report_link import log_report_view_link
 from omni_provider.airflow_support.report_sinks import (
     FallbackReportSink,
     ReportFileSink,
@@ -109,6 +110,7 @@ def execute_sync(
     finally:
         if not deferred:
             push_summary(context, summary, task.log, key=key)
+            log_report_view_link(context, summary, task.log)
         if task._hook is not None:
             task._hook.close()
 

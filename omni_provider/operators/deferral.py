@@ -67,7 +67,8 @@ def _seconds(value: Any, what: str) -> float:
 def deferral_for(task: Any, naming: ReportNaming, state_path: str | None = None) -> Deferral | None:
     """The run's deferral settings (None unless ``deferrable``), checked before any request. The deadline
     is this try's ``execution_timeout`` from now; a resumed step takes the one saved in the state."""
-    if not task.deferrable:
+    # The recipients operator offers no ``deferrable`` (its target keeps no run state): never deferred.
+    if not getattr(task, "deferrable", False):
         return None
     check_count("max_workers", task.max_workers)
     timeout = task.execution_timeout

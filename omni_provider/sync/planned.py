@@ -8,7 +8,6 @@ is edited, replaced, expired or made for another Omni, and returns the target's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol, Unpack
 
@@ -20,6 +19,7 @@ from omni_provider.sync.engine.plan_artifact import (
     check_plan_for_apply,
     parse_plan,
 )
+from omni_provider.sync.engine.review import REVIEW_ROWS
 from omni_provider.sync.engine.run import EngineRun, RunOptions
 from omni_provider.sync.groups import plan_file as group_plan_file
 from omni_provider.sync.groups.planned_run import PlannedGroupSyncRun
@@ -60,13 +60,17 @@ def load_planned_run(
     return PLANNED_RUNS[artifact.header.target](client, artifact, **options)
 
 
+class Review(Protocol):
+    def __call__(self, artifact: PlanArtifact, *, limit: int = ...) -> str: ...
+
+
 #: The review (markdown) of each target's plans.
-REVIEWS: dict[str, Callable[[PlanArtifact], str]] = {
+REVIEWS: dict[str, Review] = {
     user_plan_file.TARGET: user_plan_file.review,
     group_plan_file.TARGET: group_plan_file.group_review,
 }
 
 
-def review_of(artifact: PlanArtifact) -> str:
-    """The plan's review (markdown), whatever its target."""
-    return REVIEWS[artifact.header.target](artifact)
+def review_of(artifact: PlanArtifact, *, limit: int = REVIEW_ROWS) -> str:
+    """The plan's review (markdown), whatever its target: counts, the first ``limit`` changes."""
+    return REVIEWS[artifact.header.target](artifact, limit=limit)

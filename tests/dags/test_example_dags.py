@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ def test_example_dags_import_cleanly() -> None:
         "omni_warehouse_groups",
         "omni_snapshot_sync",
         "omni_deferrable_sync",
+        "omni_email_recipients",
     } <= set(bag.dag_ids)
 
 
@@ -252,17 +254,26 @@ def test_expand_kwargs_route(omni_connection: EmulatorServer) -> None:
     assert attributes_of(omni_connection, "second@example.com") == {"region": "mapped-2"}
 
 
+@pytest.fixture
+def task_log(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
+    """What dag.test() logged since the last call (printed or captured, depending on the logging set-up)."""
+    caplog.set_level("INFO")
+
+    def since_last_call() -> str:
+        text = "".join(capfd.readouterr()) + caplog.text
+        caplog.clear()
+        return text
+
+    return since_last_call
+
+
 def test_dag_run_output_never_contains_the_key(
-    omni_connection: EmulatorServer,
-    warehouse: Path,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    omni_connection: EmulatorServer, warehouse: Path, task_log: Callable[[], str]
 ) -> None:
     seed(omni_connection)
     for dag_id in ("omni_warehouse_attributes", "omni_warehouse_sync"):
         assert load_dag(dag_id, ROOT / "dags").test().state == "success"
-    out, err = capfd.readouterr()
-    everything = out + err + caplog.text
+    everything = task_log()
     assert "DAG TEST" in everything  # the run's output was captured (where depends on logging set-up)
     assert TEST_API_KEY not in everything
 
@@ -302,3 +313,35 @@ def test_only_the_asset_follower_starts_unpaused(airflow_db: Path) -> None:
     paused = json.loads(done.stdout.strip().splitlines()[-1])
     assert paused.pop("omni_after_attribute_sync") is False
     assert paused and all(paused.values()), paused
+
+
+def test_warehouse_sync_trigger_form_previews_and_limits(
+    omni_connection: EmulatorServer, warehouse: Path, task_log: Callable[[], str]
+) -> None:
+    seed(omni_connection)
+    before = {
+        f"user{i:05d}@example.com": attributes_of(omni_connection, f"user{i:05d}@example.com")
+        for i in (1, 2, 3)
+    }
+    dag = load_dag("omni_warehouse_sync", ROOT / "dags")
+    # The form: a dry-run toggle (off: unattended runs sync) and the write limit, both rendered into the task.
+    params = {name: dag.params[name] for name in ("dry_run", "max_changes")}
+    assert params == {"dry_run": False, "max_changes": "50%"}
+    task = dag.get_task("sync_attributes")
+    assert (task.dry_run, task.max_changes) == ("{{ params.dry_run }}", "{{ params.max_changes }}")
+    assert {"dry_run", "max_changes"} <= set(task.template_fields)
+
+    task_log()
+    preview = dag.test(run_conf={"dry_run": True})
+    assert preview.state == "success"
+    assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == 0
+    assert {email: attributes_of(omni_connection, email) for email in before} == before
+    log = task_log()
+    assert "Planned changes (dry run: nothing was written), 12:" in log
+    assert '\n  user00001@example.com: region "eu-west" -> "EMEA"\n' in log
+    assert "\n  user00003@example.com: cost_centre (unset) -> 4300" in log
+
+    # The limit from the form refuses the plan (3 users to write, at most 1): nothing is written.
+    # (dry_run given again: dag.test() keeps the last run's conf as the DAG's params.)
+    assert dag.test(run_conf={"dry_run": False, "max_changes": "1"}).state == "failed"
+    assert omni_connection.stats.snapshot()["requests_by_method"].get("PATCH", 0) == 0

@@ -30,7 +30,12 @@ def source(rows: Any) -> dg.AssetsDefinition:
 
 
 def materialize(
-    omni: OmniScimResource, rows: Any, *, raise_on_error: bool = True, **asset_kwargs: Any
+    omni: OmniScimResource,
+    rows: Any,
+    *,
+    raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    **asset_kwargs: Any,
 ) -> dg.ExecuteInProcessResult:
     asset_kwargs.setdefault("attributes", ATTRIBUTES)
     asset_kwargs.setdefault("key_column", "email")
@@ -38,7 +43,7 @@ def materialize(
     return dg.materialize(
         [source(rows), asset],
         resources={"omni": omni},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=raise_on_error,
     )
 
@@ -136,7 +141,7 @@ def test_rows_over_the_threshold_fail_the_run_with_the_summary(
     retry = dg.RetryPolicy(max_retries=2)
     result = materialize(omni, data, max_failed_rows=1, retry_policy=retry, raise_on_error=False)
     message, metadata = failure_of(result)
-    assert "2 of 4 items failed (2 rejected" in message and "max_failed_rows=1" in message
+    assert "2 of 4 rows did not sync (2 rejected" in message and "max_failed_rows=1" in message
     assert metadata["rejected"] == 2 and metadata["applied"] == 2
     assert result.retry_attempts_for_node(ASSET) == 0  # rejected rows need a fix in the input, not a retry
     assert [e["error"] for e in metadata["errors_sample"]] == ["no Omni user with this email"] * 2
@@ -231,3 +236,151 @@ def test_bad_snapshot_arguments_fail_when_definitions_load() -> None:
             snapshot_path="s.json",
             full_resync_every=0,
         )
+
+
+# -- the rows in the metadata: changes, items that did not sync, a failed run that wrote ------------------
+
+
+def table_rows(value: Any) -> list[dict[str, Any]]:
+    """A ``MetadataValue.table``'s records as dicts."""
+    return [dict(record.data) for record in value.records]
+
+
+def test_the_materialization_lists_each_change_and_each_rejected_row(
+    emu: EmulatorServer, omni: OmniScimResource
+) -> None:
+    emails = seed(emu, 2)
+    data = [*rows(emails[:1]), {"email": emails[1], "region": "us-east", "cost_centre": None}]
+    result = materialize(omni, [*data, *rows(["nobody@example.com"])], max_failed_rows=1)
+    assert result.success
+    metadata = metadata_of(result)
+    assert table_rows(metadata["changes"]) == [
+        {
+            "key": emails[0],
+            "attribute": "region",
+            "old": '"us-east"',
+            "new": '"eu-west"',
+            "status": "applied",
+        },
+        {"key": emails[0], "attribute": "cost_centre", "old": "(unset)", "new": "4100", "status": "applied"},
+    ]
+    assert metadata["changes_count"] == 2
+    assert table_rows(metadata["not_synced"]) == [
+        {"key": "nobody@example.com", "status": "rejected", "reason": "no Omni user with this email"}
+    ]
+    assert [e["key"] for e in metadata["errors_sample"]] == ["nobody@example.com"]
+    # Every column says what it holds; the check names the count and the row.
+    columns = metadata["changes"].schema.columns
+    assert [c.name for c in columns] == ["key", "attribute", "old", "new", "status"]
+    assert all(c.description for c in columns)
+    check = check_of(result)
+    assert not check.passed
+    assert check.description == "1 rejected: nobody@example.com: no Omni user with this email"
+
+
+def events_of(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, kind: Any) -> list[Any]:
+    """What the instance's event log (the UI's) holds of ``kind`` for the run."""
+    return [
+        record.dagster_event.event_specific_data
+        for record in instance.all_logs(result.run_id, of_type=kind)
+        if record.dagster_event is not None
+    ]
+
+
+def failed_run_events(
+    omni: OmniScimResource, data: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any], list[dict[str, Any]], dg.AssetCheckEvaluation]:
+    """A run failing its threshold: the failure's message and metadata, the metadata of each
+    materialization the UI shows, and the check's evaluation."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(omni, data, raise_on_error=False, instance=instance)
+    message, failure = failure_of(result)
+    materialized = [
+        {k: v.value for k, v in data.materialization.metadata.items()}
+        for data in events_of(instance, result, dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if data.materialization.asset_key == dg.AssetKey(ASSET)
+    ]
+    (check,) = events_of(instance, result, dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert check.check_name == NO_FAILED_ROWS
+    return message, failure, materialized, check
+
+
+def test_a_failed_run_that_wrote_records_what_it_wrote(emu: EmulatorServer, omni: OmniScimResource) -> None:
+    emails = seed(emu, 1)
+    message, failure, materialized, check = failed_run_events(omni, rows([*emails, "nobody@example.com"]))
+    assert "1 of 2 rows did not sync" in message
+    assert attrs(emu, emails[0])["region"] == "eu-west"  # written before the verdict
+    # The step failed, but the asset has a materialization with the changes Omni now holds.
+    (metadata,) = materialized
+    assert metadata["applied"] == 1 and metadata["rejected"] == 1 and metadata["verdict"] == "failed"
+    assert [(r["key"], r["attribute"], r["new"]) for r in table_rows(metadata["changes"])] == [
+        (emails[0], "region", '"eu-west"'),
+        (emails[0], "cost_centre", "4100"),
+    ]
+    assert table_rows(failure["not_synced"])[0]["key"] == "nobody@example.com"
+    assert not check.passed  # evaluated, not "Execution failed"
+    assert check.description == "1 rejected: nobody@example.com: no Omni user with this email"
+
+
+def test_a_failed_run_that_wrote_nothing_records_no_materialization(
+    emu: EmulatorServer, omni: OmniScimResource
+) -> None:
+    seed(emu, 1)
+    _, _, materialized, check = failed_run_events(omni, rows(["nobody@example.com"]))
+    assert materialized == []  # Omni did not change
+    assert check.description == "1 rejected: nobody@example.com: no Omni user with this email"
+
+
+def test_a_launch_config_previews_the_sync(emu: EmulatorServer, omni: OmniScimResource) -> None:
+    emails = seed(emu, 2)
+    before = state_of(emu)
+    asset = build_omni_user_attributes_asset(ASSET, "warehouse_users", ATTRIBUTES, key_column="email")
+    result = dg.materialize(
+        [source(rows(emails)), asset],
+        resources={"omni": omni},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {ASSET: {"config": {"dry_run": True, "max_changes": "1"}}}},
+    )
+    metadata = metadata_of(result)
+    assert writes(emu) == 0 and state_of(emu) == before
+    assert metadata["dry_run"] is True and metadata["planned"] == 2
+    assert {r["status"] for r in table_rows(metadata["changes"])} == {"planned"}
+    assert "max_changes='1'" in metadata["refused"]  # the launch's limit, reported by the preview
+
+
+def test_the_description_is_plain_and_explains_every_metadata_key() -> None:
+    asset = build_omni_user_attributes_asset(ASSET, "warehouse_users", ATTRIBUTES, key_column="email")
+    description = asset.descriptions_by_key[dg.AssetKey(ASSET)]
+    assert description.startswith("Omni user attributes (region, cost_centre) from warehouse_users")
+    assert "[" not in description
+    for key in ("planned", "complete", "diff_against", "changes", "not_synced", "report_path"):
+        assert f"- `{key}`: " in description
+
+
+def test_a_bad_launch_config_fails_before_any_request(emu: EmulatorServer, omni: OmniScimResource) -> None:
+    emails = seed(emu, 1)
+    asset = build_omni_user_attributes_asset(ASSET, "warehouse_users", ATTRIBUTES, key_column="email")
+    before = requests(emu)
+    result = dg.materialize(
+        [source(rows(emails)), asset],
+        resources={"omni": omni},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {ASSET: {"config": {"max_changes": "many"}}}},
+        raise_on_error=False,
+    )
+    message, _ = failure_of(result)
+    assert "max_changes" in message and "'many'" in message
+    assert requests(emu) == before
+
+
+def test_the_run_log_names_each_change_and_each_rejected_row(
+    emu: EmulatorServer, omni: OmniScimResource, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emails = seed(emu, 1)
+    capfd.readouterr()
+    materialize(omni, rows([*emails, "nobody@example.com"]), max_failed_rows=1)
+    log = "".join(capfd.readouterr())  # Dagster's console logger: the run log as the UI shows it
+    assert f'\n  {emails[0]}: region "us-east" -> "eu-west"\n' in log
+    assert (
+        "Rejected before sending, 1 (nothing was sent for these):\n  nobody@example.com: no Omni user" in log
+    )

@@ -18,7 +18,7 @@ import dagster as dg
 import httpx
 import pytest
 from omni_testkit import TEST_API_KEY, make_warehouse
-from sync_testkit import attrs, seed
+from sync_testkit import attrs, seed, writes
 
 from omni_provider.emulator import EmulatorServer
 
@@ -63,6 +63,14 @@ def test_the_example_materialises_against_the_emulator(
     module = importlib.import_module("omni_dagster_example.definitions")
     defs = importlib.reload(module).defs  # the report directory is read when the module loads
 
+    # The preview job: the same asset launched with dry_run, so nothing is written.
+    preview = defs.resolve_job_def("preview_omni_user_attributes").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    (planned,) = preview.asset_materializations_for_node("omni_user_attributes")
+    assert planned.metadata["dry_run"].value is True and planned.metadata["planned"].value == 2
+    assert writes(emu) == 0
+
     job = defs.get_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
@@ -75,7 +83,7 @@ def test_the_example_materialises_against_the_emulator(
     assert attrs(emu, emails[2]) == {"department": "Sales", "region": "us-east"}  # not in the warehouse
     (materialization,) = result.asset_materializations_for_node("omni_user_attributes")
     assert materialization.metadata["applied"].value == 2
-    assert len(list((tmp_path / "reports").glob("omni-*.jsonl"))) == 1
+    assert len(list((tmp_path / "reports").glob("omni-*.jsonl"))) == 2  # one per run, the preview's too
 
 
 def _free_port() -> int:

@@ -89,6 +89,20 @@ def test_mirror_asset_materialises_the_exact_end_state_and_its_counts(
     assert statuses == ["added", "added", "rejected", "removed", "unchanged", "unchanged"]
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == NO_FAILED_ROWS and not check.passed  # the ghost row was rejected
+    assert check.description == "1 rejected: ghost@example.com in Sales: no Omni user has this email"
+    # Each member added or removed, by group; each membership that did not sync, by member and group.
+    changes = sorted(
+        (r.data["key"], r.data["old"], r.data["new"], r.data["status"]) for r in metadata["changes"].records
+    )
+    assert changes == [
+        ("Sales", f'"{emails[2]}"', "(unset)", "removed"),
+        ("Sales", "(unset)", f'"{emails[3]}"', "added"),
+        ("Support", "(unset)", f'"{emails[4]}"', "added"),
+    ]
+    assert [dict(r.data) for r in metadata["not_synced"].records] == [
+        {"key": "ghost@example.com in Sales", "status": "rejected", "reason": "no Omni user has this email"}
+    ]
+    assert "[" not in result.job_def.asset_layer.get(dg.AssetKey(ASSET)).description
 
     again = materialize(omni, data, group_column="team", groups=["Sales", "Support"], mode="mirror")
     assert not again.success  # the ghost row is over max_failed_rows=0 ...

@@ -74,3 +74,55 @@ def test_without_a_crash_the_state_is_gone_at_the_end(
     summary = paced.sync_user_attributes(rows(emails), attributes=MANAGED, state_path=str(state))
     assert summary["outcomes"]["applied"] == CHANGED
     assert not state.exists() and not Path(str(state) + ".report.jsonl").exists()
+
+
+def test_the_component_keeps_its_state_at_state_path(
+    emu: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``state_path`` of the YAML component reaches the run: a step stopped while waiting for the window
+    leaves its state there, named by the run id."""
+    import dagster as dg
+    from dagster.components.testing import create_defs_folder_sandbox
+
+    from omni_provider.dagster import OmniUserAttributesComponent
+
+    emails = seed(emu, USERS)
+    monkeypatch.setenv("OMNI_RESUMABLE_KEY", TEST_API_KEY)
+
+    def stop(_seconds: float) -> None:
+        raise RuntimeError("the step stopped while waiting for the window")
+
+    monkeypatch.setattr(steps, "wait_for_window", stop)
+    source = dg.asset(name="warehouse_rows")(lambda: rows(emails))
+    attributes = {
+        "asset_name": "omni_user_attributes",
+        "source": "warehouse_rows",
+        "attributes": MANAGED,
+        "state_path": str(tmp_path / "{run_id}.state.json"),
+        "connection": {
+            "host": emu.api_url,
+            "api_key_env_var": "OMNI_RESUMABLE_KEY",
+            "rate_limit_per_minute": LIMIT,
+            "rate_window_seconds": WINDOW,
+        },
+    }
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = sandbox.scaffold_component(
+            component_cls=OmniUserAttributesComponent,
+            defs_yaml_contents={
+                "type": "omni_provider.dagster.OmniUserAttributesComponent",
+                "attributes": attributes,
+            },
+        )
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (_, defs):
+            result = dg.materialize(
+                [source, defs.get_assets_def("omni_user_attributes")],
+                resources=dict(defs.resources),
+                instance=dg.DagsterInstance.ephemeral(),
+                raise_on_error=False,
+            )
+    assert not result.success
+    state = f"{result.run_id}.state.json"
+    # The state, and beside it every row's outcome so far (the rest "not attempted").
+    assert sorted(p.name for p in tmp_path.iterdir()) == [state, f"{state}.report.jsonl"]
+    assert 0 < method_count(emu, "PATCH") < CHANGED

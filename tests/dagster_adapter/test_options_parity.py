@@ -8,13 +8,17 @@ Once with every option left at its default (which must then be the same everywhe
 The three adapters of the group-membership sync (``SyncOmniGroupMembershipOperator``,
 ``OmniScimResource.sync_group_membership``, ``build_omni_group_membership_asset``) likewise build the same
 ``GroupSyncOptions`` and group plan (caught at ``GroupSyncRun.from_options``), and refuse a bad value,
-naming the option, before any request.
+naming the option, before any request. The three adapters of the email-only recipients sync
+(``SyncOmniEmailRecipientsOperator``, ``OmniScimResource.sync_email_recipients``,
+``build_omni_email_recipients_asset``) build the same ``RecipientSyncOptions`` and plan (caught at
+``RecipientSyncRun.from_options``), and refuse a bad value the same way.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -27,6 +31,7 @@ from omni_provider._compat import AirflowFailException
 from omni_provider.dagster import (
     OmniScimResource,
     OmniUserAttributesComponent,
+    build_omni_email_recipients_asset,
     build_omni_group_membership_asset,
     build_omni_user_attributes_asset,
 )
@@ -34,8 +39,11 @@ from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import OmniValidationError
 from omni_provider.operators.sync_attributes import SyncOmniUserAttributesOperator
 from omni_provider.operators.sync_groups import SyncOmniGroupMembershipOperator
+from omni_provider.operators.sync_recipients import SyncOmniEmailRecipientsOperator
 from omni_provider.sync.groups.options import GROUP_SYNC_DEFAULTS, GroupSyncOptions
 from omni_provider.sync.groups.run import GroupSyncRun
+from omni_provider.sync.recipients.options import RECIPIENT_SYNC_DEFAULTS, RecipientSyncOptions
+from omni_provider.sync.recipients.run import RecipientSyncRun
 from omni_provider.sync.users.options import SYNC_DEFAULTS, SyncOptions
 from omni_provider.sync.users.run import SyncRun
 
@@ -48,7 +56,7 @@ class TI:
         pass
 
 
-RunT = TypeVar("RunT", SyncRun, GroupSyncRun)
+RunT = TypeVar("RunT", SyncRun, GroupSyncRun, RecipientSyncRun)
 
 
 def spy_on(monkeypatch: pytest.MonkeyPatch, run_class: type[RunT]) -> list[RunT]:
@@ -208,6 +216,10 @@ def test_the_adapters_defaults_are_the_options_defaults() -> None:
     for where, parameters in signatures.items():
         assert shared <= set(parameters), (where, shared - set(parameters))
     assert shared <= set(component), shared - set(component)
+    # The resumable state (issue 21): in every adapter, off unless set.
+    for where, parameters in signatures.items():
+        assert parameters["state_path"].default is None, where
+    assert component["state_path"].default is None
 
 
 # -- the group-membership sync: GroupSyncOptions ------------------------------------------------------------
@@ -334,6 +346,157 @@ def test_each_group_adapter_refuses_a_bad_value_before_any_request(
         "resource": lambda: via_group_resource(omni, rows, bad),
         # Checked when the definitions load.
         "asset": lambda: build_omni_group_membership_asset(GROUP_ASSET, GROUP_SOURCE, **bad),
+    }
+    for where, attempt in attempts.items():
+        expected = AirflowFailException if where == "operator" else OmniValidationError
+        with pytest.raises(expected, match=named):
+            attempt()
+    assert requests(emu) == before
+
+
+# -- the email-only recipients sync: RecipientSyncOptions ---------------------------------------------------
+
+RECIPIENT_SOURCE = "warehouse_recipients"
+RECIPIENT_ASSET = "omni_email_recipients"
+RECIPIENT_ATTRIBUTES = {"REGION": "region", "cost_centre": "cost_centre"}
+#: Stands for the test's own temporary snapshot path in a parameter.
+TMP = "<tmp_path>"
+
+
+@pytest.fixture
+def started_recipients(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RecipientSyncRun]]:
+    """Every ``RecipientSyncRun`` an adapter starts, as it started it."""
+    yield spy_on(monkeypatch, RecipientSyncRun)
+
+
+def via_recipient_operator(rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    operator = SyncOmniEmailRecipientsOperator(
+        task_id="sync", rows=rows, attributes=RECIPIENT_ATTRIBUTES, **args
+    )
+    operator.execute({"ti": TI(), "run_id": "manual"})
+
+
+def via_recipient_resource(omni: OmniScimResource, rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    omni.sync_email_recipients(rows, attributes=RECIPIENT_ATTRIBUTES, **args)
+
+
+def via_recipient_asset(omni: OmniScimResource, rows: list[dict[str, Any]], args: dict[str, Any]) -> None:
+    source = dg.asset(name=RECIPIENT_SOURCE)(lambda: rows)
+    asset = build_omni_email_recipients_asset(RECIPIENT_ASSET, RECIPIENT_SOURCE, RECIPIENT_ATTRIBUTES, **args)
+    result = dg.materialize(
+        [source, asset], resources={"omni": omni}, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param({"dry_run": True}, id="defaults"),
+        pytest.param(
+            {
+                "dry_run": True,
+                "key_column": "mail",
+                "mode": "mirror",
+                "max_changes": "60%",
+                "max_failed_rows": None,
+                "max_failed_pct": "40%",
+                "max_workers": 3,
+                "allow_empty_input": True,
+            },
+            id="options-set",
+        ),
+        pytest.param(
+            {"dry_run": True, "diff_against": "snapshot", "snapshot_path": TMP, "full_resync_every": 3},
+            id="snapshot",
+        ),
+    ],
+)
+def test_every_recipient_adapter_builds_the_same_options_and_plan(
+    emu: EmulatorServer,
+    omni: OmniScimResource,
+    started_recipients: list[RecipientSyncRun],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    args: dict[str, Any],
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+    if args.get("snapshot_path") == TMP:
+        args = {**args, "snapshot_path": str(tmp_path / "recipients-snapshot.json")}
+    for i in range(1, 6):
+        emu.state.recipients.add(f"r{i}@example.com", {"region": "eu", "department": "Sales"})
+    column = args.get("key_column", "email")
+    rows = [
+        {column: "R1@example.com", "REGION": "apac", "cost_centre": 7},
+        {column: "r2@example.com", "REGION": "eu", "cost_centre": None},
+        {column: "new@example.com", "REGION": "emea", "cost_centre": 3},
+        {column: "not-an-email", "REGION": "emea", "cost_centre": 3},
+    ]
+    if args.get("mode") == "mirror":
+        rows.pop()  # mirror refuses an unreadable key before any request
+    elif "max_failed_rows" not in args:
+        args = {**args, "max_failed_rows": 1}  # the bad email is rejected in every run
+    via_recipient_operator(rows, args)
+    via_recipient_resource(omni, rows, args)
+    via_recipient_asset(omni, rows, args)
+
+    assert len(started_recipients) == 3 and writes(emu) == 0
+    options = [run.options for run in started_recipients]  # type: ignore[attr-defined]
+    assert all(option == options[0] for option in options), options
+    assert options[0] == RecipientSyncOptions(attributes=RECIPIENT_ATTRIBUTES, **args)
+    plans = [run.plan for run in started_recipients]
+    items = [list(plan.items) for plan in plans if plan is not None]
+    assert len(items) == 3 and all(each == items[0] for each in items)
+    actions = [item.action.value for item in items[0]]
+    assert actions.count("update") == 1 and actions.count("unchanged") == 1 and actions.count("create") == 1
+    if args.get("mode") == "mirror":
+        assert actions.count("unset") == 3  # the three seeded recipients the rows leave out
+    else:
+        assert actions.count("rejected") == 1
+
+
+def test_the_recipient_adapters_defaults_are_the_recipient_options_defaults() -> None:
+    """Left out, an option takes ``RecipientSyncOptions``'s default in every adapter, and every option may
+    be set in each."""
+    signatures = {
+        "operator": inspect.signature(SyncOmniEmailRecipientsOperator.__init__).parameters,
+        "resource": inspect.signature(OmniScimResource.sync_email_recipients).parameters,
+        "asset": inspect.signature(build_omni_email_recipients_asset).parameters,
+    }
+    for where, parameters in signatures.items():
+        missing = set(RECIPIENT_SYNC_DEFAULTS) - set(parameters)
+        assert not missing, (where, missing)
+        for name, default in RECIPIENT_SYNC_DEFAULTS.items():
+            assert parameters[name].default == default, (where, name)
+
+
+RECIPIENT_BAD = [
+    pytest.param({"mode": "add"}, "mode", id="mode"),
+    pytest.param({"max_failed_pct": 120}, "max_failed_pct", id="max_failed_pct"),
+    pytest.param({"key_column": ""}, "key_column", id="key_column"),
+    pytest.param({"snapshot_path": "/tmp/s.json"}, "snapshot_path", id="snapshot_path"),
+    pytest.param({"diff_against": "snapshot"}, "snapshot_path", id="snapshot-without-path"),
+    pytest.param({"full_resync_every": 0}, "full_resync_every", id="full_resync_every"),
+]
+
+
+@pytest.mark.parametrize(("bad", "named"), RECIPIENT_BAD)
+def test_each_recipient_adapter_refuses_a_bad_value_before_any_request(
+    emu: EmulatorServer,
+    omni: OmniScimResource,
+    monkeypatch: pytest.MonkeyPatch,
+    bad: dict[str, Any],
+    named: str,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url))
+    rows = [{"email": "r1@example.com", "REGION": "eu", "cost_centre": 1}]
+    before = requests(emu)
+    attempts: dict[str, Callable[[], Any]] = {
+        "operator": lambda: via_recipient_operator(rows, bad),
+        "resource": lambda: via_recipient_resource(omni, rows, bad),
+        "asset": lambda: build_omni_email_recipients_asset(
+            RECIPIENT_ASSET, RECIPIENT_SOURCE, RECIPIENT_ATTRIBUTES, **bad
+        ),
     }
     for where, attempt in attempts.items():
         expected = AirflowFailException if where == "operator" else OmniValidationError

@@ -54,7 +54,7 @@ def test_operators_hold_no_http_code() -> None:
 
 
 #: The operator modules; each is an adapter over the engine and imports only shared helpers, never another.
-OPERATOR_MODULES = ("update_user", "sync_attributes", "sync_groups")
+OPERATOR_MODULES = ("update_user", "sync_attributes", "sync_groups", "sync_recipients", "apply_plan")
 
 
 def test_operators_do_not_import_each_other() -> None:
@@ -112,3 +112,16 @@ def test_the_domain_model_does_no_io() -> None:
                 assert name.split(".")[0] not in {"httpx", "airflow", "dagster", "tenacity"}, (
                     f"{path.name} imports {name}"
                 )
+
+
+def test_the_plan_operators_import_only_the_sync_operators_they_plan_for() -> None:
+    """The one exception to the rule above: a plan operator is its sync operator stopped at the plan."""
+    source = (Path(__file__).resolve().parents[2] / "omni_provider" / "operators" / "plan.py").read_text()
+    imported = {
+        str(node.module).rsplit(".", 1)[-1]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.startswith("omni_provider.operators")
+    }
+    assert imported == {"sync_attributes", "sync_groups"}

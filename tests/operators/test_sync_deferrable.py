@@ -88,9 +88,18 @@ def test_attribute_sync_defers_while_the_window_is_full_and_ends_exact(
 ) -> None:
     emails = seed(emu, USERS)
     ti = RecordingTI()
-    driven = drive(attribute_task(tmp_path, emails), context(ti))
+    with capture_task_logs() as logs:
+        driven = drive(attribute_task(tmp_path, emails), context(ti))
     summary = driven.summary
     assert driven.error is None and summary is not None
+    # The last step logs every change of every step (rows settled before a deferral included) and the
+    # verdict, as a run that does not defer.
+    logged = "\n".join(str(e["event"]) for e in logs)
+    assert f"Changes written to Omni, {CHANGED}:" in logged
+    for email in emails[:CHANGED]:
+        assert f"  {email}: region " in logged and f"{email}: cost_centre" not in logged, email
+    assert summary["verdict"] == "passed"
+    assert f"All {USERS} rows synced" in logged
     # Omni exact; the unmanaged attributes untouched.
     for i, email in enumerate(emails):
         expected = {"region": "eu-west" if i < CHANGED else "us-east", **UNMANAGED}
@@ -173,7 +182,7 @@ def test_a_retry_after_a_kill_resumes_from_the_state_without_listing_again(
     assert driven.error is None and driven.summary is not None
     assert emu.stats.snapshot()["requests_by_route"].get("GET /Users", 0) == lists_before  # no listing
     assert any("Resuming from the run state" in str(e["event"]) for e in logs)
-    assert "Canary write" in caplog.text  # the first write after the resume
+    assert "First write of its kind to" in caplog.text  # the first write after the resume: a canary
     assert method_count(emu, "PATCH") == CHANGED and applied_first > 0
     assert state_of(emu) == {
         e: {"region": "eu-west" if i < CHANGED else "us-east", **UNMANAGED} for i, e in enumerate(emails)

@@ -169,7 +169,7 @@ def test_update_mode_writes_only_differences_and_reports_every_row(
     assert summary["complete"] is True and summary["dry_run"] is False and summary["mode"] == "update"
     assert summary["rows"] == 4 and summary["omni_users"] == 6
     assert summary["errors_sample"] == [
-        {"row": 4, "status": "rejected", "error": "no Omni user with this email"}
+        {"row": 4, "key": "ghost@example.com", "status": "rejected", "error": "no Omni user with this email"}
     ]
     assert len(json.dumps(summary)) < 2000  # small enough for XCom
 
@@ -188,15 +188,24 @@ def test_update_mode_writes_only_differences_and_reports_every_row(
     ]
     # The table in the log, and an ERROR line for the row that did not sync (never a success message).
     assert any("Sync outcome by action" in e and "applied" in e for e in run.events("info"))
-    assert [e for e in run.events("error") if "1 of 4 items did not sync" in e]
+    assert [e for e in run.events("error") if "1 of 4 rows did not sync: 1 rejected, 0 failed writes" in e]
     assert not [e for e in run.events("info") if e.startswith("All ")]
+    # Each row that did not sync by its email and reason at ERROR, each change old -> new.
+    assert [e for e in run.events("error") if "\n  ghost@example.com: no Omni user with this email" in e]
+    (changes,) = [e for e in run.events("info") if e.startswith("Changes written to Omni, 4:")]
+    assert changes.splitlines()[1:] == [
+        '  user001@example.com: region "us-east" -> "eu-west"',
+        "  user001@example.com: cost_centre (unset) -> 4100",
+        '  user003@example.com: region "us-east" -> "ap-south"',
+        "  user003@example.com: cost_centre (unset) -> 4300.0",  # as sent (the report says the same)
+    ]
 
 
 def test_all_rows_synced_logs_no_error(emu: EmulatorServer) -> None:
     seed(emu, 2)
     run = run_sync(rows=[{"userName": "user001@example.com", "region": "eu-west", "cost_centre": None}])
     assert run.events("error") == []
-    assert [e for e in run.events("info") if e.startswith("All 1 items synced")]
+    assert [e for e in run.events("info") if e == "All 1 rows synced: 1 applied"]
 
 
 def test_rows_as_json_string(emu: EmulatorServer) -> None:
@@ -272,7 +281,7 @@ def test_duplicate_empty_and_bad_rows_are_rejected_before_anything_is_sent(
     assert errors[7].startswith("column 'region'")
     assert errors[8] == "duplicate key, also in row 10"
     assert all(r["status"] == "rejected" and r["changed"] == [] for r in read_report(report))
-    assert [e for e in run.events("error") if f"{len(rows)} of {len(rows)} items did not sync" in e]
+    assert [e for e in run.events("error") if f"{len(rows)} of {len(rows)} rows did not sync" in e]
     assert emails  # seeded
 
 
@@ -311,7 +320,7 @@ def test_failed_writes_fail_the_task_retryably(no_retries: EmulatorServer, tmp_p
     assert len(failed) == 2 and all("503" in r["error"] for r in failed)
     assert all(r["error"] is None for r in records if r["status"] == "applied")
     assert sum(attrs(emu, f"user{i:03d}@example.com")["region"] == "eu-west" for i in range(1, 6)) == 3
-    assert [e for e in run.events("error") if "2 of 5 items did not sync (0 rejected, 2 failed)" in e]
+    assert [e for e in run.events("error") if "2 of 5 rows did not sync: 0 rejected, 2 failed writes" in e]
 
 
 @pytest.mark.parametrize(
@@ -343,7 +352,7 @@ def test_failure_thresholds(
     )
     assert run.pushed["outcomes"] == {"applied": 8, "unchanged": 0, "rejected": 1, "failed": 1, "planned": 0}
     # Passing or not, a run that lost rows logs an ERROR and no success line.
-    assert [e for e in run.events("error") if "2 of 10 items did not sync (1 rejected, 1 failed)" in e]
+    assert [e for e in run.events("error") if "2 of 10 rows did not sync: 1 rejected, 1 failed writes" in e]
     assert not [e for e in run.events("info") if e.startswith("All ")]
 
 

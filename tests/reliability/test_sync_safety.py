@@ -437,8 +437,8 @@ def test_sync_summary_is_pushed_on_success_and_on_every_kind_of_failure(
         rows=[{"userName": "ghost@example.com", "region": "y", "cost_centre": None}],
         raises=AirflowFailException,
     )
-    assert rejected.summary["stage"] == "reporting" and rejected.summary["outcomes"]["rejected"] == 1
-    assert "Omni sync failed" in rejected.summary["error"]
+    assert rejected.summary["stage"] == "done" and rejected.summary["outcomes"]["rejected"] == 1
+    assert rejected.summary["verdict"] == "failed" and "Omni sync failed" in rejected.summary["error"]
 
     monkeypatch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emu.base_url, max_retries=0))
     emu.context.faults.set_fail_next([{"status": 503, "methods": ["GET"]}])

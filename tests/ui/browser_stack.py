@@ -89,6 +89,8 @@ class AirflowStack:
         self.password = "pw-" + secrets.token_urlsafe(12)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
+        #: What the test's DAGs read from the environment (the warehouse connection, report folder...).
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         # The test process's own Airflow settings (unit-test mode, the session DB) must not leak in.
@@ -117,6 +119,7 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                 "NO_PROXY": "*",
+                **self.extra_env,
             }
         )
         return env

@@ -5,15 +5,19 @@ README says); press the list's Test button for a good key, a wrong key, a person
 host and a URL without Omni's SCIM API, and read the provider's message in the toast; trigger
 ``omni_update_user`` from its form (a bad email first, then a real update with dry run off) and check the
 emulator's state; open the task's log, XCom and rendered-template pages and check the key is in none of
-them. Airflow's REST API is used only to wait (for parsing, for the run) and to check what the UI stored.
+them; trigger ``omni_warehouse_sync`` (one rejected row), check that its log links to the task's Omni
+report tab, open that tab and read the changes old -> new and the rejected email with its reason there,
+and filter it to the rejected rows. Airflow's REST API is used only to wait (for parsing, for the run) and
+to check what the UI stored.
 
 Each step leaves a screenshot in ``.ui-test-artifacts/<time>/`` (or ``$OMNI_UI_ARTIFACTS``), kept with the
 Airflow logs when the test fails and removed when it passes. ``OMNI_UI_README_IMAGES=docs/images`` also
-writes the README's pictures of the form and the Test result.
+writes the README's pictures of the form, the Test result and the report tab.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -34,7 +38,7 @@ from browser_stack import (
     require_browser,
     wait_for,
 )
-from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY
+from omni_testkit import PERSONAL_TOKEN, TEST_API_KEY, make_warehouse
 
 from omni_provider.emulator import EmulatorConfig, EmulatorServer
 
@@ -43,6 +47,15 @@ pytestmark = pytest.mark.timeout(480)
 CONN_ID = "omni_default"
 WRONG_KEY = "omni-wrong-key-4b8e2a6c90"
 USER = "ada.lovelace@example.com"
+#: The table sync's second changed user, and the warehouse row no Omni user matches (rejected).
+OTHER_USER = "grace.hopper@example.com"
+MISSING_USER = "nobody@example.com"
+WAREHOUSE = [
+    # email, region, department, seat_tier, cost_centre, active (region EMEA: set by the update step)
+    (USER, "EMEA", "Research", "pro", 4100, 1),
+    (OTHER_USER, "APAC", "Engineering", "standard", 4200, 1),
+    (MISSING_USER, "AMER", "Sales", "viewer", 4300, 1),
+]
 SECRETS = (TEST_API_KEY, WRONG_KEY, PERSONAL_TOKEN)
 UI_WAIT = 30
 
@@ -90,6 +103,11 @@ def emulator() -> Iterator[EmulatorServer]:
 def stack(artifacts: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
     require_browser()
     airflow = AirflowStack(tmp_path)
+    warehouse = make_warehouse(tmp_path / "warehouse.db", WAREHOUSE)
+    airflow.extra_env = {  # what omni_warehouse_sync reads: its warehouse and its report folder
+        "AIRFLOW_CONN_OMNI_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
+        "OMNI_SYNC_REPORT_DIR": str(tmp_path / "reports"),
+    }
     try:
         airflow.start()
         yield airflow
@@ -364,3 +382,84 @@ def test_airflow_ui_end_to_end(
     ui.until("the rendered fields", lambda: "omni_default" in ui.text())
     shots.take(browser, "task-rendered-templates")
     ui.assert_no_secret("the task's rendered templates")
+
+    report_tab(stack, browser, ui, emulator, press_trigger, readme_images)
+
+
+def report_tab(
+    stack: AirflowStack,
+    browser: Any,
+    ui: Ui,
+    emulator: EmulatorServer,
+    press_trigger: Callable[[], None],
+    readme_images: str | None,
+) -> None:
+    """The table sync with one rejected row, then its Omni report tab (an external view of the provider's
+    API-server plugin, in the task instance page's iframe)."""
+    from selenium.webdriver.common.by import By
+
+    emulator.state.add_user(OTHER_USER, "Grace Hopper", {"region": "us-east", "department": "Engineering"})
+    for name in ("alan.turing", "edsger.dijkstra", "barbara.liskov"):  # max_changes="50%" of the users
+        emulator.state.add_user(f"{name}@example.com", name.replace(".", " ").title(), {"region": "us-east"})
+    before = {email: dict(emulator.state.find_by_email(email).attributes) for email in (USER, OTHER_USER)}  # type: ignore[union-attr]
+    stack.wait_for_dag("omni_warehouse_sync")
+    ui.open("/dags/omni_warehouse_sync")
+    ui.click(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
+    ui.dialog()
+    press_trigger()
+    run_id = ui.until(
+        "the run page", lambda: (m := re.search(r"/runs/([^/?#]+)", browser.current_url)) and m.group(1)
+    )
+    run_id = urllib.parse.unquote(run_id)
+    stack.wait_for_run("omni_warehouse_sync", run_id)  # it fails: max_failed_rows=0 and a rejected row
+    task_path = f"/dags/omni_warehouse_sync/runs/{urllib.parse.quote(run_id, safe='')}/tasks/sync_attributes"
+
+    # The task log gives the tab's link once the report is written.
+    ui.open(task_path)
+    link = ui.find(By.CSS_SELECTOR, "a[href$='/plugin/omni-report']")  # the log shows URLs as links
+    expected = f"{stack.base_url}{task_path}/plugin/omni-report"
+    assert urllib.parse.unquote(link.get_attribute("href")) == urllib.parse.unquote(expected)
+    assert "Omni report tab of this task" in ui.text()
+    ui.click(By.XPATH, "//*[(self::a or self::button) and normalize-space()='Omni report']")
+    ui.until("the report tab", lambda: browser.current_url.split("?")[0].endswith("/plugin/omni-report"))
+    browser.switch_to.frame(ui.find(By.CSS_SELECTOR, "iframe"))
+    ui.until("the report table", lambda: MISSING_USER in ui.text())
+
+    def table() -> list[list[str]]:
+        return [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+
+    rows = table()
+    # The rejected email and its reason first; then each changed user's attributes, old -> new.
+    assert rows[0][1:3] == ["rejected", MISSING_USER] and rows[0][5] == "no Omni user with this email", rows
+    statuses = {r[1] for r in rows[1:]}
+    assert statuses <= {"applied", "planned"} and statuses, rows  # planned when the run is a dry run
+    changed = 0
+    for email, *values, _active in WAREHOUSE[:2]:
+        for attribute, new in zip(("region", "department", "seat_tier", "cost_centre"), values, strict=True):
+            old = before[email].get(attribute)
+            listed = [r for r in rows if r[2] == email and r[3] == attribute]
+            if old == new:  # unchanged attributes are not listed
+                assert not listed, listed
+            else:
+                shown = "not set" if old is None else old
+                assert [r[4] for r in listed] == [f"{shown} → {new}"], (email, rows)
+                changed += 1
+    assert len(rows) == 1 + changed, rows  # nothing else listed
+    browser.switch_to.default_content()
+    ui.shots.take(browser, "report-tab")
+    if readme_images:
+        browser.save_screenshot(str(Path(readme_images) / "report-view.png"))
+
+    # Filter: only the rejected row.
+    browser.switch_to.frame(ui.find(By.CSS_SELECTOR, "iframe"))
+    ui.click(By.CSS_SELECTOR, "a[data-status=rejected]")
+    ui.until("the filtered table", lambda: len(table()) == 1 or None)
+    assert [r[1:3] for r in table()] == [["rejected", MISSING_USER]]
+    browser.switch_to.default_content()
+    ui.shots.take(browser, "report-tab-rejected")
+    if readme_images:
+        browser.save_screenshot(str(Path(readme_images) / "report-view-rejected.png"))
+    ui.assert_no_secret("the Omni report tab")

@@ -46,8 +46,19 @@ omni_user_attributes = build_omni_user_attributes_asset(
     group_name="omni",
 )
 
+# A preview from the UI: Jobs -> preview_omni_user_attributes -> Launch. The same asset with the launch
+# config ``dry_run: true``: its run log and materialization list each planned change, nothing is written.
+# (Any launch of the asset may set ``dry_run`` and ``max_changes`` in the launchpad the same way.)
+preview_omni_user_attributes = dg.define_asset_job(
+    "preview_omni_user_attributes",
+    selection=[warehouse_user_attributes, omni_user_attributes],
+    config={"ops": {"omni_user_attributes": {"config": {"dry_run": True}}}},
+    description="Dry run of omni_user_attributes: lists what would change in Omni, writes nothing.",
+)
+
 defs = dg.Definitions(
     assets=[warehouse_user_attributes, omni_user_attributes],
+    jobs=[preview_omni_user_attributes],
     resources={
         "omni": OmniScimResource(
             host=dg.EnvVar("OMNI_HOST"),

@@ -34,9 +34,17 @@ GROUP_ROWS = [
     ("user00005@example.com", "Engineering"),
 ]
 
+#: People who get Omni deliveries without an Omni login (the email-only recipients DAG syncs them): 45
+#: partners, each with the region and tier their deliveries are filtered by.
+RECIPIENT_ROWS = [
+    (f"partner{i:03d}@partners.example.com", ("EMEA", "AMER", "APAC")[i % 3], ("gold", "silver")[i % 2])
+    for i in range(1, 46)
+]
+
 
 def make_warehouse(path: Path) -> Path:
-    """Tables ``user_attributes`` and ``group_memberships`` in a new SQLite file at ``path``."""
+    """Tables ``user_attributes``, ``group_memberships`` and ``delivery_recipients`` in a new SQLite file
+    at ``path``."""
     if path.exists():
         raise FileExistsError(f"{path} exists already; remove it or choose another path")
     with closing(sqlite3.connect(path)) as db, db:
@@ -47,6 +55,8 @@ def make_warehouse(path: Path) -> Path:
         db.executemany("INSERT INTO user_attributes VALUES (?, ?, ?, ?, ?, ?)", WAREHOUSE_ROWS)
         db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
         db.executemany("INSERT INTO group_memberships VALUES (?, ?)", GROUP_ROWS)
+        db.execute("CREATE TABLE delivery_recipients (email TEXT, region TEXT, partner_tier TEXT)")
+        db.executemany("INSERT INTO delivery_recipients VALUES (?, ?, ?)", RECIPIENT_ROWS)
     return path
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from omni_provider.client import OmniError
@@ -26,6 +26,40 @@ STOPPED_PENDING = (
 STOPPED_ERRORS = frozenset({NOT_ATTEMPTED, STOPPED_PENDING})
 #: How rows left unsent by the circuit breaker begin (the reason follows).
 HALTED_PREFIX = "not attempted (stopped: "
+
+
+#: What each kind of change (``change_kinds``, ``group_write_kinds``) means, for the canary's log lines.
+_KIND_WORDS = {
+    "set": "sets attributes",
+    "unset": "clears attributes",
+    "displayName": "changes the display name",
+    "active": "changes whether the user is active",
+    "group-create": "creates a group",
+    "group-add": "adds members",
+    "group-remove": "removes members",
+}
+
+
+def describe_kinds(kinds: Iterable[str]) -> str:
+    """A canary's kinds of change in words: "sets attributes, keeping the others it holds"."""
+    kinds = set(kinds)
+    words = [_KIND_WORDS.get(kind, kind) for kind in sorted(k for k in kinds if not k.endswith("+others"))]
+    keeps = ", keeping the others it holds" if any(k.endswith("+others") for k in kinds) else ""
+    return " and ".join(words) + keeps
+
+
+def canary_line(target: str, kinds: Iterable[str], checked: str) -> str:
+    """The log line of a canary write: what it is, in plain words, before the internal name."""
+    return (
+        f"First write of its kind to {target} ({describe_kinds(kinds)}): sent alone and {checked} before "
+        "any other write of that kind (canary)"
+    )
+
+
+def canary_verified_line(target: str) -> str:
+    return (
+        f"First write to {target} checked: Omni applied it as asked; writes of its kind continue at full pace"
+    )
 
 
 def halted_error(reason: str) -> str:

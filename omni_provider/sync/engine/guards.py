@@ -66,13 +66,15 @@ def judge_failures(
     failed_writes: int = 0,
     max_failed_rows: int | None = None,
     max_failed_pct: float | str | None = None,
+    noun: str = "items",
 ) -> FailureVerdict:
     """Whether ``rejected`` items plus failed writes exceed either threshold (``None`` = not checked).
 
-    ``total`` is the plan's items, the denominator of ``max_failed_pct`` (in percent: 5, 2.5 or "5%").
+    ``total`` is the plan's items, the denominator of ``max_failed_pct`` (in percent: 5, 2.5 or "5%");
+    ``noun`` names them in the reason ("rows", "memberships").
     """
     failed = rejected + failed_writes
-    what = f"{failed} of {total} items failed ({rejected} rejected, {failed_writes} failed writes)"
+    what = f"{failed} of {total} {noun} did not sync ({rejected} rejected, {failed_writes} failed writes)"
     if max_failed_rows is not None:
         if isinstance(max_failed_rows, bool) or max_failed_rows < 0:
             raise OmniValidationError(f"max_failed_rows must be a non-negative int, got {max_failed_rows!r}")

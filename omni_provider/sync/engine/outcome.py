@@ -11,11 +11,47 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO, Any, ClassVar, Protocol, Self
 
 #: Statuses whose outcome carries an error (why the item did not sync) rather than a remark.
 ERROR_STATUSES = frozenset({"rejected", "failed"})
+#: How many changes a run lists one by one in its log and its Dagster metadata (the report has them all).
+CHANGES_SHOWN = 200
+
+
+def show_value(value: object) -> str:
+    """An attribute value as the log and the UIs show it: JSON (strings quoted, so an empty string and
+    a space are visible), ``(unset)`` for no value."""
+    return "(unset)" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of one item, as the log and the UIs show it (``key: attribute old -> new``)."""
+
+    #: Whose: the user's email (or match key), the group's name.
+    key: str
+    attribute: str
+    old: object
+    new: object
+    #: The outcome's status: written (applied, added, removed) or planned (a dry run).
+    status: str
+
+    def text(self) -> str:
+        return f"{self.key}: {self.attribute} {show_value(self.old)} -> {show_value(self.new)}"
+
+
+def changes_of(outcomes: Iterable[Any]) -> Iterable[Change]:
+    """Every change the outcomes wrote (or planned, in a dry run), in plan order."""
+    for outcome in outcomes:
+        yield from outcome.change_lines()
+
+
+def not_synced(outcomes: Iterable[Any]) -> list[Any]:
+    """The outcomes of the items that did not sync (rejected, failed), in plan order."""
+    return [o for o in outcomes if o.status.value in ERROR_STATUSES]
 
 
 def error_and_note(status: str, error: str | None, reason: str | None) -> tuple[str | None, str | None]:
@@ -34,10 +70,16 @@ class ItemOutcome:
     __slots__ = ()
     #: The target's statuses.
     statuses: ClassVar[type[StrEnum]]
-    #: Every outcome type has these fields (declared by its dataclass).
+    #: Every outcome type has these fields (declared by its dataclass), and a ``key``: whose outcome it
+    #: is in log lines, ``errors_sample`` and the UIs (the user's email, a membership's user and group).
     status: Any
     error: str | None
     never_sent: bool
+
+    def change_lines(self) -> tuple[Change, ...]:
+        """What this item changed in Omni (or would, in a dry run), for the log's and the UIs' lines;
+        nothing for any other status. A target overrides it (nothing is shown for one that does not)."""
+        return ()
 
     @classmethod
     def from_item(
@@ -116,10 +158,14 @@ def write_jsonl(outcomes: Iterable[ReportRecord], stream: IO[str]) -> int:
     return n
 
 
-def format_table(summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str]) -> str:
-    """A small fixed-width table of action x status counts (``statuses`` as columns), for the task log."""
+def format_table(
+    summary: Mapping[str, Mapping[str, int]], statuses: Iterable[str], *, first: str = "action"
+) -> str:
+    """A small fixed-width table of counts per action (or group: ``first`` names the first column) and
+    status (``statuses`` as columns), for the task log."""
     statuses = list(statuses)
-    lines = [f"{'action':<10}" + "".join(f"{s:>11}" for s in statuses)]
-    for action, counts in summary.items():
-        lines.append(f"{action:<10}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
+    width = max([10, *(len(name) + 1 for name in summary)])
+    lines = [f"{first:<{width}}" + "".join(f"{s:>11}" for s in statuses)]
+    for name, counts in summary.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{counts.get(s, 0):>11}" for s in statuses))
     return "\n".join(lines)

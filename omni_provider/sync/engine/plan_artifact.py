@@ -46,6 +46,8 @@ DEFAULT_MAX_AGE = timedelta(hours=24)
 _DIGEST_PREFIX = "sha256:"
 #: Why an apply does not send a planned write: Omni no longer holds what the plan saw (every target).
 CHANGED_SINCE_PLAN = "changed in Omni since the plan"
+#: Why an apply does not send a planned write it no longer needs (every target).
+ALREADY_AS_PLANNED = "Omni already holds the planned values (an earlier attempt, or another writer)"
 
 
 class PlanRefusedError(OmniValidationError):

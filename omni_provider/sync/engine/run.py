@@ -21,8 +21,8 @@ from omni_provider.client import OmniScimClient, OmniValidationError
 from omni_provider.errors import PlanTooLargeError, SyncFailedError, SyncReportLostError
 from omni_provider.sync.engine.checks import check_run_options
 from omni_provider.sync.engine.guards import judge_failures
-from omni_provider.sync.engine.log import RunLog
-from omni_provider.sync.engine.outcome import format_table, tally
+from omni_provider.sync.engine.log import RunLog, count_lines, count_phrase, log_outcomes
+from omni_provider.sync.engine.outcome import Change, format_table, tally
 from omni_provider.sync.engine.pause import Deferral, RunDeferred
 from omni_provider.sync.engine.report import ReportSink
 from omni_provider.sync.engine.steps import Steps, add_counters
@@ -49,6 +49,10 @@ class Outcome(Protocol):
     def row(self) -> int | None: ...
 
     @property
+    def key(self) -> str:
+        """Whose outcome, in log lines and ``errors_sample``: the user's email, the member and group."""
+
+    @property
     def action(self) -> str: ...
 
     @property
@@ -56,6 +60,8 @@ class Outcome(Protocol):
 
     @property
     def error(self) -> str | None: ...
+
+    def change_lines(self) -> tuple[Change, ...]: ...
 
     def to_record(self) -> dict[str, Any]: ...
 
@@ -149,7 +155,12 @@ class EngineRun(Steps):
         raise NotImplementedError
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:
-        return {"row": outcome.row, "status": outcome.status.value, "error": outcome.error}
+        return {
+            "row": outcome.row,
+            "key": outcome.key,
+            "status": outcome.status.value,
+            "error": outcome.error,
+        }
 
     # -- shared --------------------------------------------------------------------------------------------
 
@@ -258,6 +269,7 @@ class EngineRun(Steps):
         if problems:
             part["report_error"] = "; ".join(problems)
             part["report_fallback_path"] = self._fallback_report(outcomes, part["report_error"])
+        log_outcomes(self.log, outcomes, where=part.get("report_path") or part.get("report_fallback_path"))
         return part
 
     def _counters_so_far(self, counters_before: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,8 +281,33 @@ class EngineRun(Steps):
             return {**part, "requests_by_method": by_method}
         return add_counters(self._carried, {**part, "requests_by_method": by_method}, COUNTERS)
 
-    def _log_table(self, title: str, table: Mapping[str, Mapping[str, int]]) -> None:
-        self.log.info("%s:\n%s", title, format_table(table, [s.value for s in self.statuses]))
+    def _finish(
+        self,
+        outcomes: Sequence[Outcome],
+        counters_before: Mapping[str, Any],
+        started: float,
+        *,
+        complete: bool,
+        rejected: int,
+        total: int,
+    ) -> dict[str, Any]:
+        """After the writes: report every outcome, then judge the run (``_judge``). A run its thresholds
+        fail is still "done" (every stage ran; ``verdict`` and ``error`` say why it failed); only a report
+        that could not be written leaves it at "reporting"."""
+        summary = self.summary
+        summary["stage"] = "reporting"
+        summary.update(self._report(outcomes, counters_before, started, complete=complete))
+        if "report_error" not in summary:
+            summary["stage"] = "done"
+        # Raises when the thresholds fail the run, or when the report was lost (SyncReportLostError).
+        self._judge(rejected, total, summary)
+        return summary
+
+    def _log_plan(self, counts: Mapping[str, int]) -> None:
+        self.log.info("Plan:\n%s", count_lines(counts))
+
+    def _log_table(self, title: str, table: Mapping[str, Mapping[str, int]], first: str = "action") -> None:
+        self.log.info("%s:\n%s", title, format_table(table, [s.value for s in self.statuses], first=first))
 
     def _fallback_report(self, outcomes: Sequence[Outcome], error: str) -> str | None:
         """Keep the outcomes somewhere when a sink failed: the fallback sink, else the log itself."""
@@ -313,21 +350,26 @@ class EngineRun(Steps):
             failed_writes=failed_writes,
             max_failed_rows=self.max_failed_rows,
             max_failed_pct=self.max_failed_pct,
+            noun=self.noun,
         )
+        summary["verdict"] = "failed" if verdict.should_fail else "passed"
         where = summary.get("report_path") or summary.get("report_fallback_path")
         if verdict.failed:
             # Said at ERROR even when the thresholds let the run pass: an item that did not sync is news.
             self.log.error(
-                "%d of %d %s did not sync (%d rejected, %d failed); see errors_sample%s",
+                "%d of %d %s did not sync: %d rejected, %d failed writes (each listed above%s)",
                 verdict.failed,
                 verdict.total,
                 self.noun,
                 summary["outcomes"]["rejected"],
                 failed_writes,
-                f" and {where}" if where else "",
+                f"; every {self.noun[:-1]} is in {where}" if where else "",
             )
         else:
-            self.log.info("All %d %s synced: %s", verdict.total, self.noun, summary["outcomes"])
+            done = "would sync (dry run)" if summary.get("dry_run") else "synced"
+            self.log.info(
+                "All %d %s %s: %s", verdict.total, self.noun, done, count_phrase(summary["outcomes"])
+            )
         lost = ""
         if "report_error" in summary:
             kept = summary.get("report_fallback_path") or "the log"

@@ -78,8 +78,9 @@ class Steps:
         """A digest of the sync's options: a state made with others is not continued."""
         raise NotImplementedError
 
-    def _plan_artifact(self) -> PlanArtifact:
-        """The plan as the one plan file format (``plan_artifact``): its writes, with a digest."""
+    def plan_artifact(self) -> PlanArtifact:
+        """The plan made (after ``run``), as the stored plan file (``plan_artifact``) an apply reads: its
+        writes, with a digest; a deferrable run's state holds it too."""
         raise NotImplementedError
 
     def _plan_state(self) -> dict[str, Any]:
@@ -199,7 +200,7 @@ class Steps:
         return self._detail_document
 
     def _new_artifact_document(self) -> dict[str, Any]:
-        artifact = self._plan_artifact()
+        artifact = self.plan_artifact()
         self._artifact_document = {**artifact.content(), "digest": artifact.digest}
         return self._artifact_document
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from omni_provider.client.groups import GroupsApi
 from omni_provider.domain.groups import OmniGroup
 from omni_provider.errors import OmniGroupWriteSemanticsError
-from omni_provider.sync.engine.breaker import WriteGate
+from omni_provider.sync.engine.breaker import WriteGate, canary_line, canary_verified_line
 from omni_provider.sync.engine.pause import PauseRule
 from omni_provider.sync.engine.pool import WriteRun, run_writes
 from omni_provider.sync.groups.outcome import (
@@ -110,11 +110,7 @@ def apply_group_plan(
             kinds = group_write_kinds(base, add, remove, creates=creates)
             with run.gate.hold(kinds) as canary:
                 if canary:
-                    log.info(
-                        "Canary write (%s) to group %r: sent alone and checked before any other",
-                        ", ".join(sorted(kinds)),
-                        change.group,
-                    )
+                    log.info("%s", canary_line(f"group {change.group!r}", kinds, "checked"))
                 try:
                     if creates:
                         created = api.create_group(change.group, add)
@@ -129,7 +125,7 @@ def apply_group_plan(
                     raise
                 if canary and (creates or done.action == "updated"):
                     run.gate.verified(kinds)
-                    log.info("Canary write to group %r verified; continuing", change.group)
+                    log.info("%s", canary_verified_line(f"group {change.group!r}"))
             base = done.group
             if done.concurrent_additions:
                 with lock:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from omni_provider.sync.engine.outcome import ItemOutcome, tally_by
+from omni_provider.sync.engine.outcome import Change, ItemOutcome, tally_by
 from omni_provider.sync.groups.plan import MembershipAction, MembershipItem
 
 
@@ -24,6 +24,14 @@ class MembershipStatus(StrEnum):
     FAILED = "failed"
     #: Dry run: would be added or removed.
     PLANNED = "planned"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange(Change):
+    """A member added to a group (``new``: the email) or removed (``old``), shown ``group: + email``."""
+
+    def text(self) -> str:
+        return f"{self.key}: + {self.new}" if self.new is not None else f"{self.key}: - {self.old}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,18 @@ class MembershipOutcome(ItemOutcome):
             user_id=item.user_id,
             group_id=group_id or item.group_id,
         )
+
+    @property
+    def key(self) -> str:
+        """Whose outcome: the member and the group."""
+        return f"{self.user} in {self.group}"
+
+    def change_lines(self) -> tuple[Change, ...]:
+        if self.status not in (MembershipStatus.ADDED, MembershipStatus.REMOVED, MembershipStatus.PLANNED):
+            return ()
+        adds = self.action == MembershipAction.ADD.value
+        old, new = (None, self.user) if adds else (self.user, None)
+        return (MemberChange(self.group, "member", old, new, self.status.value),)
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)

@@ -8,8 +8,10 @@ One item per changed group::
      "remove": [{"id": ..., "email": ..., "row": n | null}]}
 
 At apply time each membership is checked against a fresh read of its group (``applicable_group_plan``): a
-member to add who is already in the group, one to remove who is no longer in it, a group that is gone, or
-a group to create that exists now, is rejected as "changed in Omni since the plan"; the rest is sent.
+member to add who is already in the group, or to remove who is no longer in it, is unchanged (already as
+planned: a retried apply does not reject what its first attempt wrote); a group that is gone, or a group to
+create that exists now without the member, is rejected as "changed in Omni since the plan"; the rest is
+sent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from omni_provider.domain.groups import OmniGroup
 from omni_provider.domain.identity import group_key
-from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanArtifact
+from omni_provider.sync.engine.plan_artifact import ALREADY_AS_PLANNED, CHANGED_SINCE_PLAN, PlanArtifact
 from omni_provider.sync.engine.review import REVIEW_ROWS, review_markdown
 from omni_provider.sync.groups.plan import (
     GroupChange,
@@ -61,53 +63,51 @@ def group_plan_artifact(plan: GroupPlan, *, omni: str, run_id: str = "") -> Plan
     )
 
 
+def _member_standing(
+    group: OmniGroup | None, planned_id: str | None, action: MembershipAction, user_id: str
+) -> tuple[MembershipAction, str | None]:
+    """What becomes of one planned membership, given its group as read now (for a group to create, the
+    group of that name if one exists now): the planned action; ``unchanged`` when the group already is as
+    planned for this member; or ``rejected`` when the group is gone, or (to create) exists without it."""
+    if group is None:
+        if planned_id is None:
+            return action, None
+        return MembershipAction.REJECTED, f"{CHANGED_SINCE_PLAN}: the group is no longer in Omni"
+    present = user_id.strip().lower() in group.member_ids
+    if present == (action is MembershipAction.ADD):
+        return MembershipAction.UNCHANGED, ALREADY_AS_PLANNED
+    if planned_id is None:
+        return MembershipAction.REJECTED, f"{CHANGED_SINCE_PLAN}: the group exists now"
+    return action, None
+
+
 def applicable_group_plan(
-    artifact: PlanArtifact, groups: Mapping[str, OmniGroup | None], existing_names: set[str]
+    artifact: PlanArtifact, groups: Mapping[str, OmniGroup | None], existing: Mapping[str, OmniGroup]
 ) -> GroupPlan:
-    """The plan the apply sends: the artifact's memberships still as planned (``groups``: the planned
-    groups by id as read now, None when gone; ``existing_names``: identity keys of the groups to create
-    that exist now), the others rejected as changed since the plan. Nothing else."""
+    """The plan the apply sends: the artifact's memberships still to be written (``groups``: the planned
+    groups by id as read now, None when gone; ``existing``: by identity key of their name, the groups that
+    exist now for the planned creates), ``unchanged`` where Omni is already as planned, rejected as changed
+    since the plan where the group is gone or was created meanwhile. Nothing else."""
     items: list[MembershipItem] = []
     changes: list[GroupChange] = []
     emails: dict[str, str] = {}
     for entry in artifact.items:
         group_id = entry["group_id"]
-        now = groups.get(group_id) if group_id else None
-        if group_id is None:
-            gone = (
-                f"{CHANGED_SINCE_PLAN}: the group exists now"
-                if group_key(entry["group"]) in existing_names
-                else None
-            )
-        else:
-            gone = None if now is not None else f"{CHANGED_SINCE_PLAN}: the group is no longer in Omni"
-        members = now.member_ids if now is not None else set()
+        now = groups.get(group_id) if group_id else existing.get(group_key(entry["group"]))
         kept: list[int] = []
-        for action, listed in (
+        for planned, listed in (
             (MembershipAction.ADD, entry["add"]),
             (MembershipAction.REMOVE, entry["remove"]),
         ):
             for member in listed:
                 user_id = str(member["id"])
                 emails[user_id] = str(member["email"])
-                reason = gone
-                if reason is None and now is not None:
-                    present = user_id.strip().lower() in members
-                    if action is MembershipAction.ADD and present:
-                        reason = f"{CHANGED_SINCE_PLAN}: already a member"
-                    elif action is MembershipAction.REMOVE and not present:
-                        reason = f"{CHANGED_SINCE_PLAN}: no longer a member"
-                if reason is None:
+                action, reason = _member_standing(now, group_id, planned, user_id)
+                if action is planned:
                     kept.append(len(items))
                 items.append(
                     MembershipItem(
-                        member["row"],
-                        str(member["email"]),
-                        entry["group"],
-                        MembershipAction.REJECTED if reason else action,
-                        user_id,
-                        group_id,
-                        reason,
+                        member["row"], str(member["email"]), entry["group"], action, user_id, group_id, reason
                     )
                 )
         if kept:

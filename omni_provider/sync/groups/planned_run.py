@@ -14,8 +14,8 @@ from typing import Any, Unpack
 from omni_provider.client import GroupsApi, OmniScimClient
 from omni_provider.domain.groups import OmniGroup
 from omni_provider.domain.identity import group_key
-from omni_provider.sync.engine.fresh_read import LISTING_FROM, read_each
-from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanArtifact
+from omni_provider.sync.engine.plan_artifact import PlanArtifact
+from omni_provider.sync.engine.planned import LISTING_FROM, AppliesPlan, read_each
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.groups.options import GroupSyncSpec
 from omni_provider.sync.groups.plan import GroupSyncMode, MembershipAction
@@ -25,25 +25,25 @@ from omni_provider.sync.groups.run import GroupSyncRun
 
 def read_planned_groups(
     api: GroupsApi, artifact: PlanArtifact
-) -> tuple[dict[str, OmniGroup | None], set[str]]:
-    """The planned groups as Omni holds them now (by id; None: gone), and the identity keys of the names
-    of the groups to create that exist now."""
+) -> tuple[dict[str, OmniGroup | None], dict[str, OmniGroup]]:
+    """The planned groups as Omni holds them now (by id; None: gone), and the groups that exist now for the
+    planned creates (by identity key of their name)."""
     ids = [str(e["group_id"]) for e in artifact.items if e["group_id"]]
     creates = {group_key(str(e["group"])) for e in artifact.items if not e["group_id"]}
     if not creates and len(ids) < LISTING_FROM:
-        return read_each(ids, api.get_group), set()
+        return read_each(ids, api.get_group), {}
     wanted = set(ids)
     current: dict[str, OmniGroup | None] = {}
-    existing: set[str] = set()
+    existing: dict[str, OmniGroup] = {}
     for group in api.list_groups():
         if group.id in wanted:
             current[group.id] = group
-        if group_key(group.display_name) in creates:
-            existing.add(group_key(group.display_name))
+        elif group_key(group.display_name) in creates:
+            existing[group_key(group.display_name)] = group
     return current, existing
 
 
-class PlannedGroupSyncRun(GroupSyncRun):
+class PlannedGroupSyncRun(AppliesPlan, GroupSyncRun):
     """Apply ``artifact`` (checked by ``sync.planned.load_planned_run``) with the group sync's apply,
     report and verdict."""
 
@@ -54,32 +54,18 @@ class PlannedGroupSyncRun(GroupSyncRun):
         self.artifact = artifact
 
     def _run(self, source: Sequence[Mapping[str, Any]], started: float) -> dict[str, Any]:
-        summary = self.summary
-        header = self.artifact.header
-        summary.update(
-            plan_digest=self.artifact.digest,
-            planned_at=header.created_at,
-            rows=header.rows,
-            applying_plan=True,
-        )
-        self.log.info("Applying plan %s (made %s)", self.artifact.digest, header.created_at)
-        counters_before = self.client.stats.snapshot()
+        counters_before = self._start_applying()
         api = GroupsApi(self.client)
         current, existing = read_planned_groups(api, self.artifact)
-        summary["stage"] = "planning"
+        self.summary["stage"] = "planning"
         plan = applicable_group_plan(self.artifact, current, existing)
         self.plan = plan
-        changed = [item for item in plan.items if item.action is MembershipAction.REJECTED]
-        summary["plan"] = plan.counts()
-        summary["changed_since_plan"] = len(changed)
-        for item in changed:
-            self.log.warning("%s in %r: %s; not written", item.user, item.group, item.reason)
-        if changed:
-            self.log.warning(
-                "%d of %d planned memberships %s; the rest goes on",
-                len(changed),
-                len(plan.items),
-                CHANGED_SINCE_PLAN,
-            )
+        self.summary["plan"] = plan.counts()
+        changed = [
+            (f"{i.user} in {i.group!r}", i.reason)
+            for i in plan.items
+            if i.action is MembershipAction.REJECTED
+        ]
+        self._report_changed(changed, len(plan.items))
         groups = [group for group in current.values() if group is not None]
         return self._apply(api, plan, groups, counters_before, started)

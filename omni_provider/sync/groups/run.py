@@ -81,6 +81,7 @@ class GroupSyncRun(EngineRun):
         log: RunLog = default_log,
         run_id: str = "",
         deferral: Deferral | None = None,
+        plan_only: bool = False,
     ) -> GroupSyncRun:
         """The run the adapters start: the options (checked once, in ``GroupSyncOptions``), plus what only
         the adapter knows (its report sinks, its log and run id)."""
@@ -92,6 +93,7 @@ class GroupSyncRun(EngineRun):
                 "log": log,
                 "run_id": run_id,
                 "deferral": deferral,
+                "plan_only": plan_only,
             }
         )
         return cls(client, options.spec, max_members_per_write=options.max_members_per_write, **run_options)
@@ -102,8 +104,13 @@ class GroupSyncRun(EngineRun):
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_group = tally_by_group(outcomes)  # type: ignore[arg-type]
-        self._log_table("Group sync outcome by group", by_group)
+        self._log_table("Group sync outcome by group", by_group, "group")
         return {"by_group": by_group, "by_action": tally_by_action(outcomes)}  # type: ignore[arg-type]
+
+    def plan_artifact(self) -> PlanArtifact:
+        if self.plan is None:
+            raise RuntimeError("no plan yet: run() makes it")
+        return group_plan_artifact(self.plan, omni=self.client.base_url, run_id=self.run_id)
 
     def _sample(self, outcome: Outcome) -> dict[str, Any]:
         assert isinstance(outcome, MembershipOutcome)
@@ -136,7 +143,7 @@ class GroupSyncRun(EngineRun):
             create_missing_groups=spec.create_missing_groups,
         )
         self.plan = plan
-        self.log.info("Plan: %s", plan.counts())
+        self._log_plan(plan.counts())
         summary.update(
             managed_groups=len(plan.managed_groups),
             managed_memberships=plan.managed_memberships,
@@ -221,12 +228,15 @@ class GroupSyncRun(EngineRun):
                 "was sent after this answer.",
                 summary=summary,
             )
-        summary["stage"] = "reporting"
-        summary.update(self._report(applied.outcomes, before, started, complete=not applied.stopped))
         rejected = sum(1 for o in applied.outcomes if o.status is MembershipStatus.REJECTED)
-        self._judge(rejected, len(plan.items), summary)
-        summary["stage"] = "done"
-        return summary
+        return self._finish(
+            applied.outcomes,
+            before,
+            started,
+            complete=not applied.stopped,
+            rejected=rejected,
+            total=len(plan.items),
+        )
 
     # -- a deferrable run's state ----------------------------------------------------------------------------
 
@@ -243,10 +253,6 @@ class GroupSyncRun(EngineRun):
             self.max_changes,
             self.max_members_per_write,
         )
-
-    def _plan_artifact(self) -> PlanArtifact:
-        assert self.plan is not None
-        return group_plan_artifact(self.plan, omni=self.client.base_url, run_id=self.run_id)
 
     def _plan_state(self) -> dict[str, Any]:
         plan = self.plan

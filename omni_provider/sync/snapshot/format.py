@@ -7,7 +7,9 @@ user (see ``omni_view``). The file is JSON:
 "runs_since_full_resync": n, "written_at": ..., "run_id": ..., "user_count": n, "users": [{"id": ...,
 "userName": ..., "values": {name: value, ...} | null}, ...]}``
 
-``values`` holds the managed attributes that are set; ``null`` means *uncertain*: a write to this user was
+``values`` holds the managed attributes that are set (for the email-only recipients target, ``"target":
+"email_recipients"``, every attribute of the recipient a write may carry: its custom ones, managed or not);
+``null`` means *uncertain*: a write to this user was
 planned and Omni never confirmed its outcome (the run crashed, the write failed), so the next run reads the
 user from Omni before planning. Only confirmed states are ever recorded, and every write is atomic: a
 reader sees the previous snapshot or the new one, never a mix.
@@ -33,6 +35,9 @@ SNAPSHOT_VERSION = 1
 DEFAULT_FULL_RESYNC_EVERY = 7
 DiffAgainst = Literal["omni", "snapshot"]
 DIFF_AGAINST_VALUES: tuple[DiffAgainst, ...] = ("omni", "snapshot")
+#: Whose snapshot a file is: the attribute sync's (managed values only; a file without ``target`` is one)
+#: or the email-only recipients sync's (every attribute a recipient's upsert body carries back).
+SnapshotTarget = Literal["user_attributes", "email_recipients"]
 
 
 class SnapshotUser(BaseModel):
@@ -58,6 +63,7 @@ class SnapshotFile(BaseModel):
 
     format: Literal["omni-provider/user-attribute-snapshot"]
     version: Literal[1]
+    target: SnapshotTarget = "user_attributes"
     omni: str
     attributes: list[str]
     match_on: str
@@ -112,7 +118,19 @@ class SnapshotUnusableError(Exception):
     """The snapshot cannot be used for this run; the message says why (the run diffs against Omni)."""
 
 
-def parse_snapshot(data: bytes | str, *, omni: str, attributes: Iterable[str], match_on: str) -> Snapshot:
+def holds_every_attribute(target: SnapshotTarget) -> bool:
+    """Whether the target's snapshot holds every attribute of each user, not only the managed ones."""
+    return target == "email_recipients"
+
+
+def parse_snapshot(
+    data: bytes | str,
+    *,
+    omni: str,
+    attributes: Iterable[str],
+    match_on: str,
+    target: SnapshotTarget = "user_attributes",
+) -> Snapshot:
     """Check and read a snapshot; ``SnapshotUnusableError`` when it is corrupt or made for another sync."""
     try:
         parsed = _SNAPSHOT_ADAPTER.validate_json(data)
@@ -121,6 +139,8 @@ def parse_snapshot(data: bytes | str, *, omni: str, attributes: Iterable[str], m
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         raise SnapshotUnusableError(f"it is not a valid snapshot ({where}: {first['msg']})") from None
     wanted = sorted(set(attributes))
+    if parsed.target != target:
+        raise SnapshotUnusableError(f"it was made for another target ({parsed.target})")
     if parsed.omni != omni:
         raise SnapshotUnusableError(f"it was made for another Omni ({parsed.omni})")
     if sorted(parsed.attributes) != wanted:
@@ -129,7 +149,8 @@ def parse_snapshot(data: bytes | str, *, omni: str, attributes: Iterable[str], m
         raise SnapshotUnusableError(f"it was made for match_on={parsed.match_on!r}")
     if parsed.user_count != len(parsed.users):
         raise SnapshotUnusableError(f"it says {parsed.user_count} users but holds {len(parsed.users)}")
-    users = [_as_user(entry, wanted) for entry in parsed.users]
+    every = holds_every_attribute(target)
+    users = [_as_user(entry, wanted, every) for entry in parsed.users]
     return Snapshot(
         parsed.omni,
         tuple(wanted),
@@ -141,19 +162,24 @@ def parse_snapshot(data: bytes | str, *, omni: str, attributes: Iterable[str], m
     )
 
 
-def _as_user(entry: SnapshotUser, managed: list[str]) -> OmniUser:
+def _as_user(entry: SnapshotUser, managed: list[str], every: bool) -> OmniUser:
     body: dict[str, Any] = {"id": entry.id, "userName": entry.user_name}
     if entry.values is not None:
         # Every managed attribute, unset ones as None: "not set" is known, unlike an attribute not managed.
-        body[USER_ATTRIBUTES_URN] = {name: entry.values.get(name) for name in managed}
+        held = {name: entry.values.get(name) for name in managed}
+        body[USER_ATTRIBUTES_URN] = {**entry.values, **held} if every else held
     return OmniUser.model_validate(body)
 
 
-def snapshot_entry(user: OmniUser, managed: Iterable[str], *, certain: bool = True) -> dict[str, Any]:
-    """One user of the file: the managed attributes it holds, or ``values: null`` when uncertain."""
+def snapshot_entry(
+    user: OmniUser, managed: Iterable[str], *, certain: bool = True, every: bool = False
+) -> dict[str, Any]:
+    """One user of the file: the managed attributes it holds (``every``: all its attributes), or ``values:
+    null`` when uncertain."""
     values: dict[str, AttributeValue] | None = None
     if certain and user.attributes_present:
-        values = {n: user.attributes[n] for n in managed if not is_unset(user.attributes.get(n))}
+        names = user.attributes if every else managed
+        values = {n: user.attributes[n] for n in names if not is_unset(user.attributes.get(n))}
     return {"id": user.id, "userName": user.user_name, "values": values}
 
 
@@ -167,10 +193,12 @@ def render_snapshot(
     run_id: str,
     written_by: str,
     overlapping_runs: bool = False,
+    target: SnapshotTarget = "user_attributes",
 ) -> str:
     document = {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
+        "target": target,
         "omni": omni,
         "attributes": sorted(set(attributes)),
         "match_on": match_on,
@@ -258,17 +286,20 @@ def merged_entries(
     confirmed: Mapping[str, OmniUser | None],
     uncertain: Iterable[str],
     managed: Iterable[str],
+    *,
+    every: bool = False,
 ) -> list[dict[str, Any]]:
     """The next snapshot's users: the run's base states, overridden by what Omni confirmed during the run;
-    users written without confirmation are uncertain; users Omni said are gone are dropped."""
+    users written without confirmation are uncertain; users Omni said are gone are dropped. ``every``: the
+    entries hold every attribute (``snapshot_entry``)."""
     names = list(managed)
     doubtful = set(uncertain)
     entries: dict[str, dict[str, Any]] = {}
     for user_id, user in base.items():
-        entries[user_id] = snapshot_entry(user, names, certain=user_id not in doubtful)
+        entries[user_id] = snapshot_entry(user, names, certain=user_id not in doubtful, every=every)
     for user_id, state in confirmed.items():
         if state is None:
             entries.pop(user_id, None)
         else:
-            entries[user_id] = snapshot_entry(state, names)
+            entries[user_id] = snapshot_entry(state, names, every=every)
     return list(entries.values())

@@ -14,8 +14,11 @@ from typing import Any
 from omni_provider.client import OmniUser
 from omni_provider.errors import SnapshotWriteError
 from omni_provider.sync.engine.log import RunLog
+from omni_provider.sync.engine.run import short
 from omni_provider.sync.snapshot.format import (
     SnapshotSettings,
+    SnapshotTarget,
+    holds_every_attribute,
     merged_entries,
     render_snapshot,
     snapshot_writer,
@@ -30,9 +33,17 @@ class SnapshotKeeper:
     """The snapshot of one run that writes (never used by a dry run)."""
 
     def __init__(
-        self, settings: SnapshotSettings, omni: str, spec: SyncSpec, view: OmniView, run_id: str, log: RunLog
+        self,
+        settings: SnapshotSettings,
+        omni: str,
+        spec: SyncSpec,
+        view: OmniView,
+        run_id: str,
+        log: RunLog,
+        target: SnapshotTarget = "user_attributes",
     ) -> None:
         self.settings = settings
+        self.target = target
         self.omni = omni
         self.spec = spec
         self.run_id = run_id
@@ -65,7 +76,13 @@ class SnapshotKeeper:
             )
 
     def _write(self, uncertain: set[str], confirmed: dict[str, OmniUser | None]) -> dict[str, Any]:
-        entries = merged_entries(self._base, confirmed, uncertain, self.spec.managed_attributes)
+        entries = merged_entries(
+            self._base,
+            confirmed,
+            uncertain,
+            self.spec.managed_attributes,
+            every=holds_every_attribute(self.target),
+        )
         self.settings.store.write(
             render_snapshot(
                 entries,
@@ -76,6 +93,7 @@ class SnapshotKeeper:
                 run_id=self.run_id,
                 written_by=self.token,
                 overlapping_runs=self.overlapping,
+                target=self.target,
             )
         )
         self._expected = self.token
@@ -127,3 +145,26 @@ class SnapshotKeeper:
             part["uncertain"],
         )
         return part
+
+
+def keep_snapshot(
+    keeper: SnapshotKeeper | None,
+    outcomes: Sequence[RowOutcome] | None,
+    summary: dict[str, Any],
+    log: RunLog,
+) -> None:
+    """The snapshot with every state Omni confirmed, said in ``summary["snapshot"]``; a failure is reported,
+    never fatal: the snapshot written before the writes marks their users uncertain, so the next run reads
+    them again."""
+    if keeper is None:
+        return
+    try:
+        summary["snapshot"].update(keeper.after_writes(outcomes))
+    except Exception as exc:
+        summary["snapshot"]["error"] = short(exc)
+        log.error(
+            "Could not update the snapshot at %s (%s); the next run reads the users written now from "
+            "Omni again",
+            keeper.settings.store.label,
+            short(exc),
+        )

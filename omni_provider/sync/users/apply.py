@@ -40,7 +40,7 @@ from omni_provider.sync.engine.breaker import HALTED_PREFIX as HALTED_PREFIX
 from omni_provider.sync.engine.breaker import NOT_ATTEMPTED as NOT_ATTEMPTED
 from omni_provider.sync.engine.breaker import STOPPED_ERRORS as STOPPED_ERRORS
 from omni_provider.sync.engine.breaker import STOPPED_PENDING as STOPPED_PENDING
-from omni_provider.sync.engine.breaker import WriteGate
+from omni_provider.sync.engine.breaker import WriteGate, canary_line, canary_verified_line
 from omni_provider.sync.engine.breaker import halted_error as halted_error
 from omni_provider.sync.engine.breaker import is_stopped_error as is_stopped_error
 from omni_provider.sync.engine.breaker import was_never_sent as was_never_sent
@@ -154,11 +154,7 @@ class _Writer:
             who = base.user_name or base.id
             try:
                 if canary:
-                    log.info(
-                        "Canary write (%s) to %s: sent alone and checked on a fresh read",
-                        ", ".join(sorted(kinds)),
-                        who,
-                    )
+                    log.info("%s", canary_line(who, kinds, "checked on a fresh read"))
                     if stale:
                         # A canary is judged against Omni's state, never a snapshot's: read the user first,
                         # and send nothing when the snapshot's id now belongs to another user.
@@ -190,7 +186,7 @@ class _Writer:
             if canary and result.action == "updated":
                 # The kinds this write proved (a re-read snapshot user may hold nothing else after all).
                 self.gate.verified(change_kinds(result.changes, base))
-                log.info("Canary write to %s verified; continuing at full pace", who)
+                log.info("%s", canary_verified_line(who))
         self.confirm(base.id, _state_after(base, result))
         for change in result.concurrent_changes:
             if stale:

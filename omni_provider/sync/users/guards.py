@@ -26,6 +26,7 @@ def check_max_changes(
 ) -> None:
     """Raise ``PlanTooLargeError`` when the plan writes more users than allowed, or empties a mirror."""
     changes = plan.change_count
+    everyone, short = plan.nouns
     limit = resolve_max_changes(max_changes, total_users)
     counts = plan.counts()
     detail = ", ".join(
@@ -34,7 +35,7 @@ def check_max_changes(
     if plan.empty_input and changes and not allow_empty_input:
         raise PlanTooLargeError(
             f"the input has no rows, so mirror mode would unset managed attributes on {changes} of "
-            f"{total_users} Omni users; refusing (an empty source is usually a broken query). "
+            f"{total_users} {everyone}; refusing (an empty source is usually a broken query). "
             "Allow empty input explicitly if this is intended.",
             changes=changes,
             limit=limit,
@@ -45,8 +46,8 @@ def check_max_changes(
         check_default_mirror_limit(plan, total_users)
     if limit is not None and changes > limit:
         raise PlanTooLargeError(
-            f"the plan writes {changes} users ({detail}), more than max_changes={max_changes!r} allows "
-            f"({limit} of {total_users} Omni users); refusing. Check the source query, or raise max_changes.",
+            f"the plan writes {changes} {short} ({detail}), more than max_changes={max_changes!r} allows "
+            f"({limit} of {total_users} {everyone}); refusing. Check the source query, or raise max_changes.",
             changes=changes,
             limit=limit,
             total_users=total_users,
@@ -69,15 +70,16 @@ def check_default_mirror_limit(plan: SyncPlan, total_users: int) -> None:
         for change in item.changes:
             if change.new is None:
                 per_attribute[change.attribute] += 1
-    lost = ", ".join(f"{a} on {n} users" for a, n in per_attribute.items() if n)
+    everyone, short = plan.nouns
+    lost = ", ".join(f"{a} on {n} {short}" for a, n in per_attribute.items() if n)
     absent = sum(1 for item in losing if item.row_number is None)
     share = math.ceil(len(losing) * 100 / total_users) if total_users else 100
     raise PlanTooLargeError(
-        f"mirror mode would unset attributes of {len(losing)} of {total_users} Omni users ({lost}; "
-        f"{absent} users absent from the input, {len(losing) - absent} through empty values in their "
-        f"rows), more than the default limit for mirror runs ({DEFAULT_MIRROR_UNSET_LIMIT} = {limit} users). "
-        "Nothing was sent. Check that the input holds every user; if this is intended, give max_changes "
-        f'explicitly (e.g. max_changes={len(losing)} or "{share}%").',
+        f"mirror mode would unset attributes of {len(losing)} of {total_users} {everyone} ({lost}; "
+        f"{absent} {short} absent from the input, {len(losing) - absent} through empty values in their "
+        f"rows), more than the default limit for mirror runs ({DEFAULT_MIRROR_UNSET_LIMIT} = {limit} "
+        f"{short}). Nothing was sent. Check that the input holds every {short[:-1]}; if this is intended, "
+        f'give max_changes explicitly (e.g. max_changes={len(losing)} or "{share}%").',
         changes=len(losing),
         limit=limit,
         total_users=total_users,

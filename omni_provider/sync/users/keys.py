@@ -18,7 +18,7 @@ from typing import Any
 from omni_provider.domain.identity import email_key, email_problem, normalize_email_text, user_id_problem
 from omni_provider.domain.models import OmniUser
 from omni_provider.errors import OmniValidationError
-from omni_provider.sync.users.spec import MatchOn, SyncMode, SyncSpec
+from omni_provider.sync.users.spec import MatchOn, SyncMode, SyncSpec, item_nouns
 
 _SHOWN_KEY_CHARS = 100
 _MISSING = object()
@@ -179,7 +179,7 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
         )
     if spec.mode is SyncMode.MIRROR:
         raise UnreadableKeysError(
-            _unreadable_message(problems, len(keys), spec.key),
+            _unreadable_message(problems, len(keys), spec.key, item_nouns(spec.item_noun)[1][:-1]),
             column=spec.key,
             unreadable=len(problems),
             rows=len(keys),
@@ -187,7 +187,9 @@ def read_keys(rows: Sequence[Mapping[str, Any]], spec: SyncSpec) -> list[str | K
     return keys
 
 
-def _unreadable_message(problems: Sequence[tuple[int, KeyProblem]], total: int, column: str) -> str:
+def _unreadable_message(
+    problems: Sequence[tuple[int, KeyProblem]], total: int, column: str, noun: str
+) -> str:
     reasons = Counter(k.reason for _, k in problems)
     by_reason = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common(_REASONS_SHOWN))
     if len(reasons) > _REASONS_SHOWN:
@@ -196,6 +198,6 @@ def _unreadable_message(problems: Sequence[tuple[int, KeyProblem]], total: int, 
     shown = ", ".join(map(str, numbers[:_ROWS_SHOWN])) + (" ..." if len(numbers) > _ROWS_SHOWN else "")
     return (
         f"mirror mode refused: {len(problems)} of {total} input rows have an unreadable key in column "
-        f"{column!r} ({by_reason}; rows {shown}). A user counts as absent from the input only when every "
-        "row's key can be read, so no user was unset and nothing was sent. Fix or remove those rows."
+        f"{column!r} ({by_reason}; rows {shown}). A {noun} counts as absent from the input only when every "
+        f"row's key can be read, so no {noun} was unset and nothing was sent. Fix or remove those rows."
     )

@@ -36,6 +36,7 @@ from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.snapshot.format import (
     Snapshot,
     SnapshotSettings,
+    SnapshotTarget,
     SnapshotUnusableError,
     parse_snapshot,
     snapshot_writer,
@@ -64,6 +65,9 @@ class OmniView:
     stale_ids: frozenset[str] = frozenset()
     #: Rows looked up one by one because the snapshot did not know their key.
     lookups: int = 0
+    #: Users the snapshot knows read one by one before planning (the email-only recipients target reads
+    #: each recipient it writes, so a body never carries attributes older than the run).
+    reads: int = 0
     #: The counter the next snapshot records (0 after a live listing).
     runs_since_full_resync: int = 0
     #: On a live run with a usable snapshot: how far Omni had drifted from it.
@@ -87,7 +91,7 @@ def read_omni_view(
     rows' keys as ``read_keys`` read them."""
     if settings is None:
         return _live(client, rows, spec, definitions, "diff_against='omni'", None, log)
-    prior, unusable, writer = _read_snapshot(client, spec, settings)
+    prior, unusable, writer = read_snapshot(client.base_url, spec, settings)
     view = _view(client, rows, spec, definitions, settings, prior, unusable, log, keys)
     view.stored_writer = writer
     return view
@@ -104,23 +108,36 @@ def _view(
     log: RunLog,
     keys: Sequence[str | KeyProblem],
 ) -> OmniView:
-    if prior is None:
-        reason = unusable or "no snapshot yet"
-        log.warning("Diffing against live Omni: %s snapshot at %s", reason, settings.store.label)
-        return _live(client, rows, spec, definitions, reason, None, log)
-    if prior.overlapping_runs:
-        reason = "two runs of this sync overlapped and both wrote the snapshot"
-        log.warning("Diffing against live Omni: %s (allow one run at a time: max_active_runs=1)", reason)
-        return _live(client, rows, spec, definitions, reason, None, log)
-    if prior.runs_since_full_resync + 1 >= settings.full_resync_every:
-        reason = f"full resync (every {settings.full_resync_every} runs)"
-        log.info("Diffing against live Omni: %s", reason)
-        return _live(client, rows, spec, definitions, reason, prior, log)
+    live = live_reason(prior, unusable, settings, log)
+    if live is not None:
+        reason, kept = live
+        return _live(client, rows, spec, definitions, reason, kept, log)
+    assert prior is not None
     return _from_snapshot(client, rows, spec, definitions, prior, settings.full_resync_every, log, keys)
 
 
-def _read_snapshot(
-    client: OmniScimClient, spec: SyncSpec, settings: SnapshotSettings
+def live_reason(
+    prior: Snapshot | None, unusable: str | None, settings: SnapshotSettings, log: RunLog
+) -> tuple[str, Snapshot | None] | None:
+    """Why this run diffs against live Omni rather than the snapshot (said in the log), and the snapshot to
+    report drift against (on a full resync); None when the snapshot serves."""
+    if prior is None:
+        reason = unusable or "no snapshot yet"
+        log.warning("Diffing against live Omni: %s snapshot at %s", reason, settings.store.label)
+        return reason, None
+    if prior.overlapping_runs:
+        reason = "two runs of this sync overlapped and both wrote the snapshot"
+        log.warning("Diffing against live Omni: %s (allow one run at a time: max_active_runs=1)", reason)
+        return reason, None
+    if prior.runs_since_full_resync + 1 >= settings.full_resync_every:
+        reason = f"full resync (every {settings.full_resync_every} runs)"
+        log.info("Diffing against live Omni: %s", reason)
+        return reason, prior
+    return None
+
+
+def read_snapshot(
+    omni: str, spec: SyncSpec, settings: SnapshotSettings, target: SnapshotTarget = "user_attributes"
 ) -> tuple[Snapshot | None, str | None, str | None]:
     """The snapshot if usable, else why not (None: there is none), and the stored file's writer token."""
     try:
@@ -131,7 +148,7 @@ def _read_snapshot(
         return None, None, None
     try:
         snapshot = parse_snapshot(
-            data, omni=client.base_url, attributes=spec.managed_attributes, match_on=spec.match_on
+            data, omni=omni, attributes=spec.managed_attributes, match_on=spec.match_on, target=target
         )
     except SnapshotUnusableError as exc:
         return None, f"unusable ({exc})", snapshot_writer(data)
@@ -150,7 +167,7 @@ def _live(
     listed = client.list_users()
     log.info("Omni has %d users", len(listed))
     plan, users = plan_on_complete_users(client, rows, listed, spec, definitions)
-    drift = _drift(prior, users, spec, definitions, log) if prior is not None else None
+    drift = report_drift(prior, users, spec, definitions, log) if prior is not None else None
     return OmniView(plan, users, "omni", reason, drift=drift, prior=prior)
 
 
@@ -227,7 +244,7 @@ def _look_up(client: OmniScimClient, keys: Sequence[str], spec: SyncSpec) -> lis
         return [user for user in pool.map(find, keys) if user is not None]
 
 
-def _drift(
+def report_drift(
     prior: Snapshot,
     users: Sequence[OmniUser],
     spec: SyncSpec,
@@ -278,6 +295,21 @@ def _drift(
                 change["omni"],
             )
     return drift
+
+
+def describe_view(summary: dict[str, Any], view: OmniView, settings: SnapshotSettings | None) -> None:
+    """What the run's summary says of where its picture of Omni came from."""
+    summary["diff_against"] = view.source
+    if settings is None:
+        return
+    summary["diff_reason"] = view.reason
+    summary["snapshot"] = {"path": settings.store.path}
+    if view.source == "snapshot":
+        summary["snapshot"]["lookups"] = view.lookups
+        if view.reads:
+            summary["snapshot"]["reads"] = view.reads
+    if view.drift is not None:
+        summary["drift"] = view.drift
 
 
 # -- listed users without their attribute map ---------------------------------------------------------

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from omni_provider.client.client import UpdateResult
-from omni_provider.sync.engine.outcome import ItemOutcome
+from omni_provider.sync.engine.outcome import Change, ItemOutcome
 from omni_provider.sync.users.plan import PlanItem
 
 
@@ -89,6 +89,12 @@ class RowOutcome(ItemOutcome):
             changes=tuple({"attribute": a, "old": old, "new": new} for a, (old, new) in sent.items()),
             note=note if note is not None else item.reason,
         )
+
+    def change_lines(self) -> tuple[Change, ...]:
+        if self.status not in (RowStatus.APPLIED, RowStatus.PLANNED):
+            return ()
+        status = self.status.value
+        return tuple(Change(self.key, c["attribute"], c["old"], c["new"], status) for c in self.changes)
 
     def to_record(self) -> dict[str, Any]:
         # Field by field: ``asdict`` deep-copies every value, which costs a whole report of a large sync.

@@ -21,7 +21,7 @@ from omni_provider.domain.values import WRITABLE_SYSTEM_ATTRIBUTES, unknown_attr
 from omni_provider.errors import InvalidAttributesError
 from omni_provider.sync.users.keys import KeyProblem, UserIndex, read_keys
 from omni_provider.sync.users.rows import RowReader, display_name_of
-from omni_provider.sync.users.spec import SyncMode, SyncSpec
+from omni_provider.sync.users.spec import SyncMode, SyncSpec, item_nouns
 
 #: Rejected-row reasons repeated in a summary (XCom): enough to act on, small enough to keep XCom light.
 SUMMARY_SAMPLE_SIZE = 20
@@ -137,6 +137,13 @@ class SyncPlan:
     empty_input: bool = False
     #: Distinct current Omni users the plan was built against (the base of a "10%" max_changes).
     user_count: int = 0
+    #: What the plan's items are (``SyncSpec.item_noun``), for the guards' messages.
+    item_noun: str = "Omni user"
+
+    @property
+    def nouns(self) -> tuple[str, str]:
+        """The items' plural, long and short (``item_nouns``)."""
+        return item_nouns(self.item_noun)
 
     def counts(self) -> dict[str, int]:
         """Items per action, every action present (zeros included) so reports have a stable shape."""
@@ -273,6 +280,7 @@ def _build_plan(
         row_count=len(keys),
         empty_input=spec.mode is SyncMode.MIRROR and not keys,
         user_count=index.user_count,
+        item_noun=spec.item_noun,
     )
 
 
@@ -317,10 +325,12 @@ def _plan_row(
         return PlanItem(number, key, RowAction.REJECTED, reason="; ".join(problems))
     what = "email" if spec.match_on == "userName" else "id"
     if len(users) > 1:
-        reason = f"ambiguous: {len(users)} Omni users have this {what} (case-insensitively); not guessing"
+        reason = (
+            f"ambiguous: {len(users)} {spec.item_noun}s have this {what} (case-insensitively); not guessing"
+        )
         return PlanItem(number, key, RowAction.REJECTED, reason=reason)
-    if not users and spec.mode is not SyncMode.UPSERT:
-        return PlanItem(number, key, RowAction.REJECTED, reason=f"no Omni user with this {what}")
+    if not users and not spec.creates_missing:
+        return PlanItem(number, key, RowAction.REJECTED, reason=f"no {spec.item_noun} with this {what}")
     return _create_item(number, key, row, spec, desired)
 
 
@@ -334,7 +344,7 @@ def _duplicate_reason(number: int, same_key: list[int]) -> str:
 def _create_item(
     number: int, key: str, row: Mapping[str, Any], spec: SyncSpec, desired: Mapping[str, AttributeValue]
 ) -> PlanItem:
-    display_name, problem = display_name_of(row, spec)
+    display_name, problem = display_name_of(row, spec) if spec.display_name_required else (None, None)
     if problem is not None:
         return PlanItem(number, key, RowAction.REJECTED, reason=problem)
     send: dict[str, AttributeValue] = {a: value for a, value in desired.items() if value is not None}

@@ -7,9 +7,11 @@ One item per planned write::
      "user_id": <id> | null (create), "userName": ..., "displayName": ... | null,
      "changes": [{"attribute": name, "old": <what Omni held when planned>, "new": <value to send>}]}
 
-At apply time each item is checked against a fresh read (``applicable_plan``): a user whose attributes no
-longer hold the plan's ``old`` values (or who is gone, or, for a create, who now exists) is rejected as
-"changed in Omni since the plan" and not written; the rest is sent as planned.
+At apply time each item is checked against a fresh read (``applicable_plan``): a user holding, for some
+attribute, neither the plan's ``old`` value nor its ``new`` one (or who is gone, or, for a create, who
+exists now with other values) is rejected as "changed in Omni since the plan" and not written; a user
+already holding every ``new`` value is unchanged (so a retried apply does not reject what its first attempt
+wrote); the rest is sent as planned.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from omni_provider.domain.identity import identity_key
-from omni_provider.domain.models import OmniUser, is_unset
-from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanArtifact
+from omni_provider.domain.models import AttributeDefinition, OmniUser
+from omni_provider.domain.values import values_equal
+from omni_provider.sync.engine.plan_artifact import ALREADY_AS_PLANNED, CHANGED_SINCE_PLAN, PlanArtifact
 from omni_provider.sync.engine.review import REVIEW_ROWS, review_markdown
 from omni_provider.sync.users.plan import AttributeChange, PlanItem, PlanItems, RowAction, SyncPlan
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
@@ -74,9 +77,10 @@ def spec_of(artifact: PlanArtifact) -> SyncSpec:
     )
 
 
-def _plan_item(entry: Mapping[str, Any], *, reason: str | None = None) -> PlanItem:
+def _plan_item(entry: Mapping[str, Any], action: RowAction, reason: str | None) -> PlanItem:
     changes = tuple(AttributeChange(c["attribute"], c["old"], c["new"]) for c in entry["changes"])
-    action = RowAction.REJECTED if reason is not None else RowAction(entry["action"])
+    if reason is None and entry["row"] is None:
+        reason = MIRROR_NOTE
     return PlanItem(
         entry["row"],
         entry["key"],
@@ -86,41 +90,57 @@ def _plan_item(entry: Mapping[str, Any], *, reason: str | None = None) -> PlanIt
         entry["displayName"],
         {c.attribute: c.new for c in changes},
         changes,
-        reason if reason is not None else (MIRROR_NOTE if entry["row"] is None else None),
+        reason,
     )
 
 
-def _same(planned: Any, now: Any) -> bool:
-    return (is_unset(planned) and is_unset(now)) or planned == now
+def standing(
+    entry: Mapping[str, Any],
+    now: OmniUser | None,
+    definitions: Mapping[str, AttributeDefinition] | None = None,
+) -> tuple[RowAction, str | None]:
+    """What becomes of one planned write, given the user as read for the apply (``now``; None: not found;
+    for a create, the user with its email if one exists now): the planned action; ``unchanged`` when Omni
+    already holds every planned value (an earlier attempt of this apply, or another writer, did it); or
+    ``rejected`` with why, when some attribute holds neither the value the plan saw nor the planned one."""
+    planned = RowAction(entry["action"])
 
+    def holds(name: str, value: Any) -> bool:
+        return values_equal(now.attributes.get(name) if now else None, value, (definitions or {}).get(name))
 
-def change_since_plan(entry: Mapping[str, Any], now: OmniUser | None, *, exists: bool = False) -> str | None:
-    """Why the planned write no longer fits Omni (None: Omni holds what the plan saw). ``now``: the user
-    as read for the apply (None: not found); ``exists``: for a create, a user with its email exists now."""
-    if entry["action"] == RowAction.CREATE.value:
-        return f"{CHANGED_SINCE_PLAN}: the user exists now" if exists else None
+    if planned is RowAction.CREATE and now is None:
+        return planned, None
     if now is None:
-        return f"{CHANGED_SINCE_PLAN}: the user is no longer in Omni"
+        return RowAction.REJECTED, f"{CHANGED_SINCE_PLAN}: the user is no longer in Omni"
+    if all(holds(c["attribute"], c["new"]) for c in entry["changes"]):
+        return RowAction.UNCHANGED, ALREADY_AS_PLANNED
+    if planned is RowAction.CREATE:
+        return RowAction.REJECTED, f"{CHANGED_SINCE_PLAN}: the user exists now"
     moved = [
-        c["attribute"] for c in entry["changes"] if not _same(c["old"], now.attributes.get(c["attribute"]))
+        c["attribute"]
+        for c in entry["changes"]
+        if not holds(c["attribute"], c["old"]) and not holds(c["attribute"], c["new"])
     ]
     if moved:
-        return f"{CHANGED_SINCE_PLAN}: {', '.join(moved)}"
-    return None
+        return RowAction.REJECTED, f"{CHANGED_SINCE_PLAN}: {', '.join(moved)}"
+    return planned, None
 
 
 def applicable_plan(
-    artifact: PlanArtifact, current: Mapping[str, OmniUser | None], existing_emails: set[str]
+    artifact: PlanArtifact,
+    current: Mapping[str, OmniUser | None],
+    existing: Mapping[str, OmniUser],
+    definitions: Mapping[str, AttributeDefinition] | None = None,
 ) -> SyncPlan:
     """The plan the apply sends: the artifact's writes, each still as planned when Omni holds what the plan
-    saw (``current``: the planned users by id, as read now; ``existing_emails``: identity keys of the
-    creates' emails that exist now), else rejected as changed since the plan. Nothing else."""
+    saw (``current``: the planned users by id, as read now; ``existing``: by identity key of their email,
+    the users that exist now for planned creates), ``unchanged`` when Omni already holds the planned values,
+    else rejected as changed since the plan (``standing``). Nothing else."""
     items: list[PlanItem] = []
     for entry in artifact.items:
         user_id = entry["user_id"]
-        exists = identity_key(str(entry["userName"])) in existing_emails
-        reason = change_since_plan(entry, current.get(user_id) if user_id else None, exists=exists)
-        items.append(_plan_item(entry, reason=reason))
+        now = current.get(user_id) if user_id else existing.get(identity_key(str(entry["userName"])))
+        items.append(_plan_item(entry, *standing(entry, now, definitions)))
     spec = spec_of(artifact)
     return SyncPlan(
         items=PlanItems(items, [item.key for item in items]),

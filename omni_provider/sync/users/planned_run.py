@@ -15,44 +15,35 @@ from typing import Any, Unpack
 
 from omni_provider.client import OmniScimClient, OmniUser
 from omni_provider.domain.identity import identity_key
-from omni_provider.sync.engine.fresh_read import LISTING_FROM, read_each
 from omni_provider.sync.engine.plan_artifact import PlanArtifact
+from omni_provider.sync.engine.planned import LISTING_FROM, AppliesPlan, read_each
 from omni_provider.sync.engine.run import RunOptions
 from omni_provider.sync.users.definitions import load_definitions
-from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, applicable_plan, spec_of
+from omni_provider.sync.users.plan_file import applicable_plan, spec_of
 from omni_provider.sync.users.run import SyncRun
 
 
 def read_planned_users(
     client: OmniScimClient, artifact: PlanArtifact
-) -> tuple[dict[str, OmniUser | None], set[str]]:
-    """The planned users as Omni holds them now (by id; None: gone), and the identity keys of the creates'
-    emails that exist now. A listing when many users are planned (or any create is), else one GET each;
-    a listed user without its attribute map is read on its own."""
+) -> tuple[dict[str, OmniUser | None], dict[str, OmniUser]]:
+    """The planned users as Omni holds them now (by id; None: gone), and the users that exist now for the
+    planned creates (by identity key of their email). A listing when many users are planned (or any create
+    is), else one GET each; a listed user without its attribute map is read on its own."""
     ids = [str(e["user_id"]) for e in artifact.items if e["user_id"]]
     creates = {identity_key(str(e["userName"])) for e in artifact.items if not e["user_id"]}
-    if not ids and not creates:
-        return {}, set()
-    current: dict[str, OmniUser | None] = {}
-    existing: set[str] = set()
-    if creates or len(ids) >= LISTING_FROM:
-        wanted = set(ids)
-        for user in client.list_users():
-            if user.id in wanted:
-                current[user.id] = user
-            if creates and identity_key(user.user_name) in creates:
-                existing.add(identity_key(user.user_name))
-        bare = [
-            user_id for user_id, user in current.items() if user is not None and not user.attributes_present
-        ]
-    else:
-        bare = ids
-
-    current.update(read_each(bare, client.get_user))
+    if not creates and len(ids) < LISTING_FROM:
+        return read_each(ids, client.get_user), {}
+    wanted = set(ids)
+    listed = [u for u in client.list_users() if u.id in wanted or identity_key(u.user_name) in creates]
+    bare = [user.id for user in listed if not user.attributes_present]
+    fresh = read_each(bare, client.get_user)
+    complete = [fresh.get(user.id) if user.id in fresh else user for user in listed]
+    current: dict[str, OmniUser | None] = {u.id: u for u in complete if u is not None and u.id in wanted}
+    existing = {identity_key(u.user_name): u for u in complete if u is not None and u.id not in wanted}
     return current, existing
 
 
-class PlannedSyncRun(SyncRun):
+class PlannedSyncRun(AppliesPlan, SyncRun):
     """Apply ``artifact`` (checked by ``sync.planned.load_planned_run``) with the sync's apply, report and
     verdict."""
 
@@ -61,37 +52,13 @@ class PlannedSyncRun(SyncRun):
         self.artifact = artifact
 
     def _run(self, source: Sequence[Mapping[str, Any]], started: float) -> dict[str, Any]:
-        summary = self.summary
-        header = self.artifact.header
-        summary.update(
-            plan_digest=self.artifact.digest,
-            planned_at=header.created_at,
-            rows=header.rows,
-            applying_plan=True,
-        )
-        self.log.info(
-            "Applying plan %s (made %s, %d users to write)",
-            self.artifact.digest,
-            header.created_at,
-            len(self.artifact.items),
-        )
-        counters_before = self.client.stats.snapshot()
+        counters_before = self._start_applying()
         definitions = load_definitions(self.client, self.log)
         current, existing = read_planned_users(self.client, self.artifact)
-        summary["stage"] = "planning"
-        plan = applicable_plan(self.artifact, current, existing)
+        self.summary["stage"] = "planning"
+        plan = applicable_plan(self.artifact, current, existing, definitions)
         self.plan = plan
-        changed = plan.rejected()
-        summary["plan"] = plan.counts()
-        summary["changed_since_plan"] = len(changed)
-        for item in changed:
-            self.log.warning("%s: %s; not written", item.user_name or item.key, item.reason)
-        if changed:
-            self.log.warning(
-                "%d of %d planned users %s; the rest goes on",
-                len(changed),
-                len(plan.items),
-                CHANGED_SINCE_PLAN,
-            )
+        self.summary["plan"] = plan.counts()
+        self._report_changed([(i.user_name or i.key, i.reason) for i in plan.rejected()], len(plan.items))
         users = [user for user in current.values() if user is not None]
         return self._apply(plan, users, definitions, counters_before, started)

@@ -30,11 +30,10 @@ from omni_provider.sync.engine.run import (
     collect_rows,
     default_log,
     every_outcome,
-    short,
 )
 from omni_provider.sync.engine.state import fingerprint
 from omni_provider.sync.snapshot.format import FileSnapshotStore, SnapshotSettings, SnapshotStore
-from omni_provider.sync.snapshot.keeper import SnapshotKeeper
+from omni_provider.sync.snapshot.keeper import SnapshotKeeper, keep_snapshot
 from omni_provider.sync.users.apply import (
     NOT_ATTEMPTED,
     Progress,
@@ -44,7 +43,7 @@ from omni_provider.sync.users.apply import (
 from omni_provider.sync.users.definitions import load_definitions
 from omni_provider.sync.users.guards import check_max_changes, failure_base
 from omni_provider.sync.users.keys import read_keys
-from omni_provider.sync.users.omni_view import OmniView, read_omni_view
+from omni_provider.sync.users.omni_view import OmniView, describe_view, read_omni_view
 from omni_provider.sync.users.options import SyncOptions
 from omni_provider.sync.users.outcome import RowOutcome, RowStatus
 from omni_provider.sync.users.plan import PlanItem, PlanItems, SyncPlan
@@ -79,6 +78,7 @@ class SyncRun(EngineRun):
     statuses = RowStatus
     outcome_type = RowOutcome
     target = "user_attributes"
+    noun = "rows"
 
     def __init__(
         self,
@@ -118,6 +118,7 @@ class SyncRun(EngineRun):
         log: RunLog = default_log,
         run_id: str = "",
         deferral: Deferral | None = None,
+        plan_only: bool = False,
     ) -> SyncRun:
         """The run the adapters start: the options (checked once, in ``SyncOptions``), plus what only the
         adapter knows (its report sinks, its snapshot store, its log and run id)."""
@@ -138,6 +139,7 @@ class SyncRun(EngineRun):
             run_id=run_id,
             snapshot=options.snapshot(make_snapshot_store),
             deferral=deferral,
+            plan_only=plan_only,
         )
 
     def _log_progress(self, progress: Progress) -> None:
@@ -161,9 +163,9 @@ class SyncRun(EngineRun):
         rows = align_column_case(source, wanted)
         summary["rows"] = len(rows)
         self.log.info(
-            "Read %d input rows; managing attributes %s (%s mode)",
+            "Read %d input rows; managing the attributes %s (%s mode)",
             len(rows),
-            list(spec.managed_attributes),
+            ", ".join(spec.managed_attributes),
             spec.mode.value,
         )
         # A missing key column (any mode) or an unreadable key (mirror) stops the run before any request.
@@ -177,16 +179,9 @@ class SyncRun(EngineRun):
         self.plan = plan
         summary["stage"] = "planning"
         summary["omni_users"] = len(users)
-        summary["diff_against"] = view.source
-        if self.snapshot is not None:
-            summary["diff_reason"] = view.reason
-            summary["snapshot"] = {"path": self.snapshot.store.path}
-            if view.source == "snapshot":
-                summary["snapshot"]["lookups"] = view.lookups
-            if view.drift is not None:
-                summary["drift"] = view.drift
-        self.log.info("Plan: %s", plan.counts())
+        describe_view(summary, view, self.snapshot)
         summary["plan"] = plan.counts()
+        self._log_plan(summary["plan"])
         self._guard(
             lambda: check_max_changes(
                 plan, self.max_changes, len(users), allow_empty_input=self.allow_empty_input
@@ -292,11 +287,8 @@ class SyncRun(EngineRun):
                 "what is still different",
                 skipped,
             )
-        summary["stage"] = "reporting"
-        summary.update(self._report(applied, before, started, complete=not skipped))
-        self._judge(*failure_base(plan.counts()), summary)
-        summary["stage"] = "done"
-        return summary
+        rejected, total = failure_base(plan.counts())
+        return self._finish(applied, before, started, complete=not skipped, rejected=rejected, total=total)
 
     # -- a deferrable run's state ----------------------------------------------------------------------------
 
@@ -312,10 +304,6 @@ class SyncRun(EngineRun):
             self.max_changes,
             self.allow_empty_input,
         )
-
-    def _plan_artifact(self) -> PlanArtifact:
-        assert self.plan is not None
-        return plan_artifact(self.plan, self.spec, omni=self.client.base_url, run_id=self.run_id)
 
     def _plan_state(self) -> dict[str, Any]:
         plan = self.plan
@@ -368,20 +356,13 @@ class SyncRun(EngineRun):
         return all_outcomes(self.plan, settled)
 
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
-        """The snapshot with every state Omni confirmed; a failure is reported, never fatal: the snapshot
-        written before the writes marks their users uncertain, so the next run reads them again."""
-        if keeper is None:
-            return
-        try:
-            self.summary["snapshot"].update(keeper.after_writes(outcomes))
-        except Exception as exc:
-            self.summary["snapshot"]["error"] = short(exc)
-            self.log.error(
-                "Could not update the snapshot at %s (%s); the next run reads the users written now from "
-                "Omni again",
-                keeper.settings.store.label,
-                short(exc),
-            )
+        """The snapshot with every state Omni confirmed (``keep_snapshot``)."""
+        keep_snapshot(keeper, outcomes, self.summary, self.log)
+
+    def plan_artifact(self) -> PlanArtifact:
+        if self.plan is None:
+            raise RuntimeError("no plan yet: run() makes it")
+        return plan_artifact(self.plan, self.spec, omni=self.client.base_url, run_id=self.run_id)
 
     def _tables(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         by_action = tally_by_action(outcomes)  # type: ignore[arg-type]

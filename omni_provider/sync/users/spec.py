@@ -27,6 +27,12 @@ class SyncMode(StrEnum):
     MIRROR = "mirror"
 
 
+def item_nouns(item_noun: str) -> tuple[str, str]:
+    """The plural of what a sync's items are, long and short, for messages: "Omni user" -> ("Omni users",
+    "users"), "email-only recipient" -> ("email-only recipients", "recipients")."""
+    return f"{item_noun}s", f"{item_noun.split()[-1]}s"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncSpec:
     """Configuration of one sync. ``attributes`` maps row column -> Omni attribute reference name."""
@@ -38,6 +44,12 @@ class SyncSpec:
     display_name_column: str | None = None
     #: Column holding the match key; defaults to the ``match_on`` name ("userName" or "id").
     key_column: str | None = None
+    #: Whether creating needs a display name (SCIM users do; email-only recipients have none).
+    display_name_required: bool = True
+    #: What the rows are matched to, in rejection reasons ("no Omni user with this email").
+    item_noun: str = "Omni user"
+    #: Mirror mode also creates what is missing (recipients: the table is the whole list); SCIM users: no.
+    mirror_creates: bool = False
     # Derived: attribute -> column, for the planner.
     columns_by_attribute: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
@@ -59,6 +71,11 @@ class SyncSpec:
     def key(self) -> str:
         """The row column holding the match key."""
         return self.key_column or self.match_on
+
+    @property
+    def creates_missing(self) -> bool:
+        """Whether a row matching nothing in Omni is created (else rejected)."""
+        return self.mode is SyncMode.UPSERT or (self.mode is SyncMode.MIRROR and self.mirror_creates)
 
     @property
     def managed_attributes(self) -> tuple[str, ...]:
@@ -100,7 +117,7 @@ class SyncSpec:
                 raise OmniValidationError(
                     "mode 'upsert' needs match_on='userName': Omni assigns ids, so none can be created by id"
                 )
-            if self.display_name_column is None:
+            if self.display_name_column is None and self.display_name_required:
                 raise OmniValidationError(
                     "mode 'upsert' needs display_name_column: Omni requires a displayName to create a user"
                 )
@@ -114,6 +131,9 @@ class SyncSpec:
         mode: SyncMode | str = SyncMode.UPDATE,
         display_name_column: str | None = None,
         key_column: str | None = None,
+        display_name_required: bool = True,
+        item_noun: str = "Omni user",
+        mirror_creates: bool = False,
     ) -> SyncSpec:
         """Build from operator arguments: a list of names means each column feeds the same-named attribute.
 
@@ -145,4 +165,7 @@ class SyncSpec:
             mode=parsed_mode,
             display_name_column=display_name_column,
             key_column=key_column,
+            display_name_required=display_name_required,
+            item_noun=item_noun,
+            mirror_creates=mirror_creates,
         )

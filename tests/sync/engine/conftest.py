@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 from omni_testkit import TEST_API_KEY
-from sync_testkit import fresh
+from sync_testkit import fresh, unpaced_client
 
-from omni_provider.client import OmniScimClient, RetryPolicy
+from omni_provider.client import OmniScimClient
 from omni_provider.emulator import EmulatorServer
 
 
@@ -20,7 +20,5 @@ def emu(emulator_server: EmulatorServer) -> EmulatorServer:
 @pytest.fixture
 def client(emu: EmulatorServer) -> Iterator[OmniScimClient]:
     """An unpaced client of the emulator with one quick retry."""
-    with OmniScimClient(
-        emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6, retry_policy=RetryPolicy(max_attempts=2)
-    ) as omni:
+    with unpaced_client(emu, TEST_API_KEY) as omni:
         yield omni

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 from omni_testkit import TEST_API_KEY
-from sync_testkit import UNMANAGED, attrs, requests, seed, state_of, writes
+from sync_testkit import UNMANAGED, attrs, requests, rewrite_plan, seed, state_of, writes
 
 from omni_provider.client import OmniScimClient, RetryPolicy
 from omni_provider.emulator import EmulatorServer
 from omni_provider.errors import PlanTooLargeError, SyncFailedError
-from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, PlanStore
+from omni_provider.sync.engine.plan_artifact import CHANGED_SINCE_PLAN, PlanRefusedError, PlanStore
 from omni_provider.sync.planned import load_planned_run
-from omni_provider.sync.users.plan_file import CHANGED_SINCE_PLAN, plan_artifact, review
+from omni_provider.sync.users.plan_file import plan_artifact, review
 from omni_provider.sync.users.run import SyncRun
 from omni_provider.sync.users.spec import SyncMode, SyncSpec
 
@@ -37,6 +37,13 @@ def make_plan(client: OmniScimClient, rows: list[dict[str, Any]], path: Path, **
     assert summary["stage"] == "planned"
     assert run.plan is not None
     return PlanStore(path).save(plan_artifact(run.plan, SPEC, omni=client.base_url))
+
+
+@pytest.fixture
+def small_plan(emu: EmulatorServer, client: OmniScimClient, tmp_path: Path) -> tuple[Path, str]:
+    """5 users, a stored plan moving 3 of them: its path and digest."""
+    path = tmp_path / "plan.json"
+    return path, make_plan(client, rows_with_changes(seed(emu, 5), 3), path)
 
 
 def test_plan_then_apply_exactly_the_plan(
@@ -73,7 +80,7 @@ def test_plan_then_apply_exactly_the_plan(
     assert summary["changed_since_plan"] == 2
     assert all(CHANGED_SINCE_PLAN in s["error"] for s in summary["errors_sample"])
     # The run's verdict is the sync's: rejected items over max_failed_rows fail it, and no retry helps.
-    assert "2 of 30 items failed (2 rejected, 0 failed writes)" in str(failed.value)
+    assert "2 of 30 rows did not sync (2 rejected, 0 failed writes)" in str(failed.value)
     assert not failed.value.retryable
     for email in emails[:2]:
         assert attrs(emu, email) == {"region": "ap-south", **UNMANAGED}
@@ -86,16 +93,18 @@ def test_plan_then_apply_exactly_the_plan(
     # Write requests: exactly the 28; the rest are reads (the listing for the check, the canary's read).
     by_method = emu.stats.snapshot()["requests_by_method"]
     assert writes(emu) == CHANGES - 2 == by_method["PATCH"]
-    assert set(by_method) == {"GET", "PATCH"}
-    assert requests(emu) - writes(emu) <= 5  # definitions, the listing page(s), the canary's fresh read
+    assert emu.stats.snapshot()["requests_by_route"] == {
+        "GET /v1/user-attributes": 1,  # the attribute definitions
+        "GET /scim/v2/users": 3,  # the check against Omni: one listing (200 users, drift-checked pages)
+        "GET /scim/v2/users/{id}": 1,  # the canary's fresh read
+        "PATCH /scim/v2/users/{id}": CHANGES - 2,
+    }
 
 
 def test_a_plan_whose_users_all_hold_what_it_saw_applies_cleanly(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str]
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     emu.stats.reset()
     summary = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
     assert summary["outcomes"]["applied"] == 3
@@ -122,44 +131,18 @@ def edited(path: Path) -> None:
     path.write_text(json.dumps(document))
 
 
-def reauthored(path: Path) -> None:
-    """Edited and its digest recomputed: a valid file, but not the reviewed one."""
-    artifact = PlanStore(path).load()
-    items = [dict(item) for item in artifact.items]
-    items[0] = {**items[0], "changes": [{"attribute": "region", "old": "us-east", "new": "cn-north"}]}
-    header = artifact.header
-    PlanStore(path).save(
-        PlanArtifact.build(
-            target=header.target,
-            omni=header.omni,
-            managed=header.managed,
-            mode=header.mode,
-            items=items,
-            rows=header.rows,
-            counts=header.counts,
-            options=header.options,
-            created_at=artifact.created,
-        )
-    )
+def reauthored(path: Path) -> str:
+    """Edited and its digest recomputed: a valid file, but not the reviewed one (the approved digest is
+    the original's)."""
+    items = [dict(item) for item in PlanStore(path).load().items]
+    items[0]["changes"] = [{"attribute": "region", "old": "us-east", "new": "cn-north"}]
+    rewrite_plan(path, items=items)
+    return ""
 
 
 def expired(path: Path) -> str:
     """Made 25 hours ago (and approved: the digest given is this plan's)."""
-    artifact = PlanStore(path).load()
-    header = artifact.header
-    return PlanStore(path).save(
-        PlanArtifact.build(
-            target=header.target,
-            omni=header.omni,
-            managed=header.managed,
-            mode=header.mode,
-            items=artifact.items,
-            rows=header.rows,
-            counts=header.counts,
-            options=header.options,
-            created_at=datetime.now(UTC) - timedelta(hours=25),
-        )
-    )
+    return rewrite_plan(path, created_at=datetime.now(UTC) - timedelta(hours=25))
 
 
 @pytest.mark.parametrize(
@@ -171,11 +154,9 @@ def expired(path: Path) -> str:
     ],
 )
 def test_a_spoiled_plan_is_refused_before_any_request(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path, spoil: Any, message: str
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str], spoil: Any, message: str
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     digest = spoil(path) or digest
     emu.stats.reset()
     with pytest.raises(PlanRefusedError, match=message):
@@ -184,11 +165,9 @@ def test_a_spoiled_plan_is_refused_before_any_request(
 
 
 def test_a_plan_for_another_omni_is_refused_before_any_request(
-    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+    emu: EmulatorServer, client: OmniScimClient, small_plan: tuple[Path, str]
 ) -> None:
-    emails = seed(emu, 5)
-    path = tmp_path / "plan.json"
-    digest = make_plan(client, rows_with_changes(emails, 3), path)
+    path, digest = small_plan
     emu.stats.reset()
     # The same emulator reached under another name is another Omni as far as the plan knows.
     other_host = emu.api_url.replace("127.0.0.1", "localhost")
@@ -224,3 +203,48 @@ def test_the_review_says_what_mirror_would_unset(
     text = review(plan_artifact(run.plan, spec, omni=client.base_url))
     assert "Mirror: 2 user(s) absent from the input get their managed attributes unset" in text
     assert "user003@example.com" in text
+
+
+def test_a_planned_create_is_sent_unless_the_user_exists_by_then(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    seed(emu, 2)
+    spec = SyncSpec(attributes={"region": "region"}, mode=SyncMode.UPSERT, display_name_column="name")
+    new = [
+        {"userName": "new1@example.com", "name": "New One", "region": "eu-west"},
+        {"userName": "new2@example.com", "name": "New Two", "region": "eu-west"},
+    ]
+    run = SyncRun(client, spec, plan_only=True)
+    run.run(new)
+    path = tmp_path / "plan.json"
+    digest = PlanStore(path).save(run.plan_artifact())
+    assert [item["action"] for item in PlanStore(path).load().items] == ["create", "create"]
+    # Someone creates new2 by hand after the review.
+    emu.state.add_user("New2@example.com", "By Hand", {"region": "us-east"})
+    with pytest.raises(SyncFailedError) as failed:
+        load_planned_run(client, PlanStore(path), plan_digest=digest, max_age=None).run()
+    summary = failed.value.summary
+    assert summary["outcomes"]["applied"] == 1
+    assert summary["errors_sample"][0]["error"] == f"{CHANGED_SINCE_PLAN}: the user exists now"
+    assert attrs(emu, "new1@example.com") == {"region": "eu-west"}
+    assert attrs(emu, "new2@example.com") == {"region": "us-east"}
+
+
+def test_an_apply_run_again_finds_what_it_wrote_unchanged(
+    emu: EmulatorServer, client: OmniScimClient, tmp_path: Path
+) -> None:
+    emails = seed(emu, 6)
+    path = tmp_path / "plan.json"
+    digest = make_plan(client, rows_with_changes(emails, 4), path)
+    # Another writer set one user exactly as planned: nothing left to do for it.
+    with OmniScimClient(emu.api_url, TEST_API_KEY, rate_limit_per_minute=1e6) as other:
+        user = other.find_user_by_email(emails[0])
+        assert user is not None
+        other.update_user(user, attributes={"region": "eu-west"})
+    first = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
+    assert first["outcomes"]["applied"] == 3 and first["outcomes"]["unchanged"] == 1
+    # A retry of the same apply (e.g. after a crash) rejects nothing and sends nothing.
+    emu.stats.reset()
+    again = load_planned_run(client, PlanStore(path), plan_digest=digest).run()
+    assert again["outcomes"]["unchanged"] == 4 and again["outcomes"]["rejected"] == 0
+    assert writes(emu) == 0

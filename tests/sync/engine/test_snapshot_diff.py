@@ -159,7 +159,12 @@ def test_rows_not_in_the_snapshot_are_looked_up(
     assert since(emu, before).get(LOOKUP) == 2 and LIST not in since(emu, before)
     assert attrs(emu, "late.joiner@example.com") == {**UNMANAGED, "region": "eu-west", "cost_centre": 4100}
     assert summary["errors_sample"] == [
-        {"row": 302, "status": "rejected", "error": "no Omni user with this email"}
+        {
+            "row": 302,
+            "key": "nobody@example.com",
+            "status": "rejected",
+            "error": "no Omni user with this email",
+        }
     ]
     assert "Late.Joiner@example.com" in values_in(path)
 

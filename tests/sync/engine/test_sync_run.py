@@ -28,7 +28,7 @@ from omni_provider.sync.users.run import SyncRun
 #: The keys of the sync operator's XCom summary, which every adapter returns too.
 SUMMARY_KEYS = {
     "stage", "mode", "dry_run", "rows", "omni_users", "plan", "outcomes", "by_action", "requests", "retries",
-    "rate_limited", "requests_by_method", "seconds", "complete", "errors_sample", "diff_against",
+    "rate_limited", "requests_by_method", "seconds", "complete", "errors_sample", "diff_against", "verdict",
 }  # fmt: skip
 
 
@@ -85,7 +85,7 @@ def test_update_applies_only_differences_and_reports_every_row(
     sent = emu.stats.snapshot()["requests_by_method"]
     assert summary["requests_by_method"] == sent and sent["PATCH"] == 1
     assert summary["errors_sample"] == [
-        {"row": 3, "status": "rejected", "error": "no Omni user with this email"}
+        {"row": 3, "key": "ghost@example.com", "status": "rejected", "error": "no Omni user with this email"}
     ]
     json.dumps(summary)  # plain data, ready for XCom or Dagster metadata
 
@@ -318,7 +318,9 @@ def test_summary_stage_and_error_for_every_kind_of_ending(
     rejected = SyncRun(client, spec())
     with pytest.raises(SyncFailedError):
         rejected.run([row("ghost@example.com")])
-    assert rejected.summary["stage"] == "reporting" and rejected.summary["outcomes"]["rejected"] == 1
+    # Every stage ran; the verdict failed it (never "reporting": the report was written).
+    assert rejected.summary["stage"] == "done" and rejected.summary["outcomes"]["rejected"] == 1
+    assert rejected.summary["verdict"] == "failed"
     assert rejected.summary["error"].startswith("Omni sync failed")
 
 

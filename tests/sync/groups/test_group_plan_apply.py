@@ -65,21 +65,48 @@ def test_plan_then_apply_the_group_plan(omni_emulator: EmulatorServer, client: A
     assert "Mirror: 1 member(s) absent from the input are removed" in text
     assert f"| Sales | add | {emails[1]} |" in text
 
-    # Someone else adds emails[2] to Sales meanwhile; the warehouse moves too (never read again).
+    # After the review someone adds emails[2] to Sales (as planned: nothing left to do for it) and deletes
+    # Ops (its planned members cannot be added: rejected); the warehouse moves too (never read again).
     GroupsApi(client).update_members(sales["group_id"], add=[users[2].id], remove=[])
+    (ops,) = emu.state.groups.named("Ops")
+    emu.state.groups.delete(ops.id)
     emu.stats.reset()
     planned = load_planned_run(client, store, plan_digest=digest)
     with pytest.raises(SyncFailedError) as failed:
         planned.run()
     summary = failed.value.summary
-    assert summary["outcomes"]["added"] == 3  # emails[1] to Sales, emails[3] and [4] to Ops
-    assert summary["outcomes"]["removed"] == 1
-    assert summary["outcomes"]["rejected"] == 1
-    assert summary["changed_since_plan"] == 1
-    assert CHANGED_SINCE_PLAN in summary["errors_sample"][0]["error"]
+    assert summary["outcomes"] == {
+        "added": 1, "removed": 1, "unchanged": 1, "rejected": 2, "failed": 0, "planned": 0
+    }  # fmt: skip
+    assert summary["changed_since_plan"] == 2
+    assert {s["error"] for s in summary["errors_sample"]} == {
+        f"{CHANGED_SINCE_PLAN}: the group is no longer in Omni"
+    }
     assert members(emu, "Sales") == {emails[0], emails[1], emails[2]}
-    assert members(emu, "Ops") == {emails[3], emails[4]}
-    # One write per planned group; the reads are one GET per group (few groups planned).
+    # One write (Sales); the reads are one GET per planned group (few groups planned).
     by_route = emu.stats.snapshot()["requests_by_route"]
-    assert sum(n for route, n in by_route.items() if route.startswith("PATCH")) == 2
+    assert sum(n for route, n in by_route.items() if route.startswith("PATCH")) == 1
+    assert sum(n for route, n in by_route.items() if route.startswith("GET /scim/v2/groups/")) == 2
     assert "GET /scim/v2/users" not in by_route
+
+
+def test_a_group_to_create_is_created_unless_it_exists_by_then(
+    omni_emulator: EmulatorServer, client: Any, tmp_path: Path
+) -> None:
+    emu = omni_emulator
+    users = emu.state.seed_users(2)
+    rows = [{"email": users[0].user_name, "group": "Ops"}, {"email": users[1].user_name, "group": "Audit"}]
+    spec = GroupSyncSpec(groups=("Ops", "Audit"), create_missing_groups=True)
+    run = GroupSyncRun(client, spec, plan_only=True)
+    run.run(rows)
+    store = PlanStore(tmp_path / "plan.json")
+    digest = store.save(run.plan_artifact())
+    assert {item["group"]: item["group_id"] for item in store.load().items} == {"Ops": None, "Audit": None}
+    emu.state.groups.add_group("Audit", [])  # created by hand after the review
+    with pytest.raises(SyncFailedError) as failed:
+        load_planned_run(client, store, plan_digest=digest).run()
+    summary = failed.value.summary
+    assert summary["outcomes"]["added"] == 1
+    assert summary["errors_sample"][0]["error"] == f"{CHANGED_SINCE_PLAN}: the group exists now"
+    assert members(emu, "Ops") == {users[0].user_name}
+    assert members(emu, "Audit") == set()
