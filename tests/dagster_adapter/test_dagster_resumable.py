@@ -126,3 +126,37 @@ def test_the_component_keeps_its_state_at_state_path(
     # The state, and beside it every row's outcome so far (the rest "not attempted").
     assert sorted(p.name for p in tmp_path.iterdir()) == [state, f"{state}.report.jsonl"]
     assert 0 < method_count(emu, "PATCH") < CHANGED
+
+
+def test_a_step_retry_of_a_snapshot_sync_keeps_the_snapshot_true(
+    emu: EmulatorServer, paced: OmniScimResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``diff_against="snapshot"`` with ``state_path``: the step dies while waiting, its retry resumes, and
+    the snapshot ends with every user certain, as Omni holds them; the next run lists no users."""
+    import json
+
+    emails = seed(emu, USERS)
+    state, snapshot = tmp_path / "state.json", tmp_path / "snapshot.json"
+    options: dict[str, Any] = {
+        "attributes": MANAGED,
+        "state_path": str(state),
+        "diff_against": "snapshot",
+        "snapshot_path": str(snapshot),
+    }
+
+    def die(_seconds: float) -> None:
+        raise StepDied()
+
+    monkeypatch.setattr(steps, "wait_for_window", die)
+    with pytest.raises(StepDied):
+        paced.sync_user_attributes(rows(emails), run_id="run-1", **options)
+    monkeypatch.undo()
+    summary = paced.sync_user_attributes(rows(emails), run_id="run-1", **options)
+    assert summary["outcomes"]["applied"] == CHANGED and summary["snapshot"]["uncertain"] == 0
+    held = {user["userName"]: user["values"] for user in json.loads(snapshot.read_text())["users"]}
+    for i, email in enumerate(emails):
+        assert held[email] == {"region": "eu-west" if i < CHANGED else "us-east"}, email
+    listed = emu.stats.snapshot()["requests_by_route"].get("GET /Users")
+    again = paced.sync_user_attributes(rows(emails), run_id="run-2", **options)
+    assert again["diff_against"] == "snapshot" and again["outcomes"]["unchanged"] == USERS
+    assert emu.stats.snapshot()["requests_by_route"].get("GET /Users") == listed

@@ -299,3 +299,105 @@ def test_a_state_whose_plan_was_edited_is_refused_before_any_write(
     with pytest.raises(AirflowFailException, match="changed after it was written"):
         make().execute_complete(context(), event=None, **deferred.kwargs)
     assert method_count(emu, "PATCH") == patches
+
+
+# -- diff_against="snapshot": the snapshot kept true over the steps ------------------------------------------
+
+
+def snapshot_users(path: Path) -> dict[str, Any]:
+    """user id -> the managed values the snapshot holds (None: uncertain, read from Omni next run)."""
+    return {user["id"]: user["values"] for user in json.loads(path.read_text())["users"]}
+
+
+def ids_of(emu: EmulatorServer, emails: list[str]) -> set[str]:
+    return {emu.state.find_by_email(email).id for email in emails}  # type: ignore[union-attr]
+
+
+def assert_snapshot_true(emu: EmulatorServer, path: Path, emails: list[str]) -> None:
+    """Every user in the snapshot, none uncertain, each with the managed values Omni holds."""
+    held = snapshot_users(path)
+    assert set(held) == ids_of(emu, emails)
+    for email in emails:
+        user = emu.state.find_by_email(email)
+        assert user is not None
+        omni = {name: user.attributes[name] for name in MANAGED if user.attributes.get(name) is not None}
+        assert held[user.id] == omni, email
+
+
+def snapshot_task(tmp_path: Path, emails: list[str]) -> Any:
+    return attribute_task(
+        tmp_path, emails, diff_against="snapshot", snapshot_path=str(tmp_path / "snapshot.json")
+    )
+
+
+def test_a_deferred_snapshot_sync_keeps_the_snapshot_true_and_the_next_run_lists_no_users(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emails = seed(emu, USERS)
+    snapshot = tmp_path / "snapshot.json"
+    written = ids_of(emu, emails[:CHANGED])
+    while_deferred: list[set[str]] = []
+
+    def look(_step: int, _deferred: TaskDeferred) -> bool:
+        while_deferred.append({i for i, values in snapshot_users(snapshot).items() if values is None})
+        return True
+
+    driven = drive(snapshot_task(tmp_path, emails), context(), before_step=look)
+    summary = driven.summary
+    assert driven.error is None and summary is not None
+    assert summary["deferrals"] == len(driven.deferrals) >= 2
+    no_window_overrun(emu)
+    assert summary["outcomes"]["applied"] == CHANGED and summary["verdict"] == "passed"
+    # Between the steps the users being written are uncertain in the file (a cancelled run claims nothing).
+    assert while_deferred and all(uncertain == written for uncertain in while_deferred)
+    # At the end: every state Omni confirmed, in any step, recorded.
+    assert summary["snapshot"]["written"] is True and summary["snapshot"]["uncertain"] == 0
+    assert_snapshot_true(emu, snapshot, emails)
+
+    # The next run diffs against it: no listing, no write.
+    listed, patches = (
+        emu.stats.snapshot()["requests_by_route"].get("GET /Users", 0),
+        method_count(emu, "PATCH"),
+    )
+    again = drive(snapshot_task(tmp_path, emails), {"ti": RecordingTI(), "run_id": "manual__2025-01-02"})
+    assert again.error is None and again.summary is not None
+    assert again.summary["diff_against"] == "snapshot" and again.summary["outcomes"]["unchanged"] == USERS
+    assert emu.stats.snapshot()["requests_by_route"].get("GET /Users", 0) == listed
+    assert method_count(emu, "PATCH") == patches
+
+
+def test_a_snapshot_sync_resumed_after_a_kill_keeps_the_writes_of_every_step(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emails = seed(emu, USERS)
+    make = snapshot_task(tmp_path, emails)
+    deferred = first_step(make)
+    written_first = method_count(emu, "PATCH")
+    assert 0 < written_first < CHANGED
+    # The worker is killed while deferred; Airflow's retry resumes from the state (confirmed states too).
+    time.sleep(max(0.0, trigger_moment(deferred) - time.time()))
+    driven = drive(make, context())
+    assert driven.error is None and driven.summary is not None
+    assert driven.summary["outcomes"]["applied"] == CHANGED
+    assert driven.summary["snapshot"]["uncertain"] == 0
+    assert_snapshot_true(emu, tmp_path / "snapshot.json", emails)
+
+
+def test_a_snapshot_sync_cancelled_while_deferred_leaves_its_writes_uncertain(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emails = seed(emu, USERS)
+    snapshot = tmp_path / "snapshot.json"
+    driven = drive(snapshot_task(tmp_path, emails), context(), before_step=lambda _n, _d: False)
+    assert driven.summary is None and len(driven.deferrals) == 1
+    written = method_count(emu, "PATCH")
+    assert 0 < written < CHANGED
+    uncertain = {i for i, values in snapshot_users(snapshot).items() if values is None}
+    assert uncertain == ids_of(emu, emails[:CHANGED])
+    # The next run reads the uncertain users from Omni: it writes only what the cancelled run did not.
+    time.sleep(WINDOW)
+    nxt = drive(snapshot_task(tmp_path, emails), {"ti": RecordingTI(), "run_id": "manual__2025-01-02"})
+    assert nxt.error is None and nxt.summary is not None
+    assert nxt.summary["diff_against"] == "snapshot"
+    assert nxt.summary["outcomes"]["applied"] == CHANGED - written
+    assert_snapshot_true(emu, snapshot, emails)

@@ -91,6 +91,14 @@ class Steps:
     def _load_plan_state(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
+    def _progress_state(self) -> dict[str, Any]:
+        """What else of the target changes as the writes go (JSON-ready, saved at every save; e.g. the
+        snapshot keeper's confirmed states); none by default."""
+        return {}
+
+    def _load_progress_state(self, state: Mapping[str, Any]) -> None:
+        """A resumed step takes back ``_progress_state``'s document."""
+
     def _all_outcomes(self, settled: Mapping[int, Any]) -> list[Any]:
         """Every item's outcome: those settled, the rest as not attempted."""
         raise NotImplementedError
@@ -188,6 +196,7 @@ class Steps:
             "progress": {
                 "settled": self._outcomes_adapter().dump_python(dict(settled), mode="json"),
                 "verified": sorted(verified),
+                "target": self._progress_state(),
             },
             "plan": self._artifact_document or self._new_artifact_document(),
             # The same in every save of a run: made once (or taken as loaded by a resumed step).
@@ -287,6 +296,7 @@ class Steps:
             self._check_artifact(document["plan"])
             self._load_plan_state(document["detail"])
             self._detail_document = dict(document["detail"])
+            self._load_progress_state(document["progress"].get("target", {}))
             settled = self._outcomes_adapter().validate_python(document["progress"]["settled"])
             verified = frozenset(document["progress"]["verified"])
             if after_crash:

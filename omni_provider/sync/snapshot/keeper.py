@@ -3,12 +3,17 @@ after them (also when the run was stopped or interrupted), every state Omni conf
 
 So a crash at any point leaves a snapshot that claims nothing it does not know: the next run reads the
 uncertain users from Omni before planning. A failed write stays uncertain too (it may have landed).
+
+A deferrable run keeps one snapshot over its steps: the first step marks the users to be written uncertain,
+each deferral carries what Omni confirmed so far in the run's state (``state``), and the last step's keeper
+(``resumed``) records every confirmed state over the file the first step wrote. Between the steps the file
+keeps those users uncertain, so a run cancelled while deferred leaves nothing false either.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omni_provider.client import OmniUser
@@ -18,8 +23,10 @@ from omni_provider.sync.engine.run import short
 from omni_provider.sync.snapshot.format import (
     SnapshotSettings,
     SnapshotTarget,
+    SnapshotUnusableError,
     holds_every_attribute,
     merged_entries,
+    parse_snapshot,
     render_snapshot,
     snapshot_writer,
 )
@@ -37,7 +44,7 @@ class SnapshotKeeper:
         settings: SnapshotSettings,
         omni: str,
         spec: SyncSpec,
-        view: OmniView,
+        view: OmniView | None,
         run_id: str,
         log: RunLog,
         target: SnapshotTarget = "user_attributes",
@@ -48,15 +55,95 @@ class SnapshotKeeper:
         self.spec = spec
         self.run_id = run_id
         self.log = log
-        self.counter = view.runs_since_full_resync
-        self._base = {user.id: user for user in view.users}
+        self.counter = view.runs_since_full_resync if view is not None else 0
+        #: The users' states the run started from (a resumed keeper reads them back from the file: None).
+        self._base: dict[str, OmniUser] | None = (
+            {user.id: user for user in view.users} if view is not None else None
+        )
+        #: A resumed keeper: the base states of the users it planned to write (the file holds them uncertain).
+        self._planned_bases: Mapping[str, OmniUser] = {}
         self._planned: set[str] = set()
         #: Filled by the writes (``apply_plan``): user id -> the state Omni confirmed, None when it is gone.
         self.confirmed: dict[str, OmniUser | None] = {}
         self.token = uuid.uuid4().hex
         #: Who wrote the stored snapshot last, as far as this run knows (None: there was none).
-        self._expected: str | None = view.stored_writer
+        self._expected: str | None = view.stored_writer if view is not None else None
         self.overlapping = False
+
+    def state(self) -> dict[str, Any]:
+        """What the keeper of a later step of this run needs (``resumed``), JSON-ready: the users planned,
+        the states Omni confirmed so far, the counter, and whose file the snapshot is."""
+        return {
+            "planned": sorted(self._planned),
+            "confirmed": {
+                user_id: None
+                if user is None
+                else user.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                for user_id, user in self.confirmed.items()
+            },
+            "counter": self.counter,
+            "token": self.token,
+            "expected": self._expected,
+            "overlapping": self.overlapping,
+        }
+
+    @classmethod
+    def resumed(
+        cls,
+        settings: SnapshotSettings,
+        omni: str,
+        spec: SyncSpec,
+        run_id: str,
+        log: RunLog,
+        state: Mapping[str, Any],
+        planned_bases: Mapping[str, OmniUser],
+    ) -> SnapshotKeeper:
+        """The keeper of a resumed step (``state`` from ``state()``); ``planned_bases``: the states the
+        planned writes were based on (the run's state holds them)."""
+        keeper = cls(settings, omni, spec, None, run_id, log)
+        keeper._planned = set(state["planned"])
+        keeper.confirmed = {
+            user_id: None if user is None else OmniUser.model_validate(user)
+            for user_id, user in state["confirmed"].items()
+        }
+        keeper.counter = int(state["counter"])
+        keeper.token = str(state["token"])
+        keeper._expected = state["expected"]
+        keeper.overlapping = bool(state["overlapping"])
+        keeper._planned_bases = planned_bases
+        return keeper
+
+    def _base_states(self) -> dict[str, OmniUser]:
+        """The run's base states; a resumed keeper's from the file its first step wrote (the planned users
+        from the run's state). A file it cannot read back makes the next run read Omni in full."""
+        if self._base is not None:
+            return self._base
+        base: dict[str, OmniUser] = {}
+        try:
+            data = self.settings.store.read()
+            if data is None:
+                raise SnapshotUnusableError("it is gone")
+            snapshot = parse_snapshot(
+                data,
+                omni=self.omni,
+                attributes=self.spec.managed_attributes,
+                match_on=self.spec.match_on,
+                target=self.target,
+            )
+            base = {user.id: user for user in snapshot.users}
+        except Exception as exc:
+            self.overlapping = True
+            self.log.warning(
+                "Could not read back the snapshot at %s written before the writes (%s); the next run reads "
+                "Omni in full",
+                self.settings.store.label,
+                short(exc),
+            )
+        for user_id in self._planned:
+            if user_id in self._planned_bases:
+                base[user_id] = self._planned_bases[user_id]
+        self._base = base
+        return base
 
     def _stored_writer(self) -> str | None:
         try:
@@ -77,7 +164,7 @@ class SnapshotKeeper:
 
     def _write(self, uncertain: set[str], confirmed: dict[str, OmniUser | None]) -> dict[str, Any]:
         entries = merged_entries(
-            self._base,
+            self._base_states(),
             confirmed,
             uncertain,
             self.spec.managed_attributes,

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from omni_provider.client import OmniScimClient, OmniUser, OmniWrongUserError
 from omni_provider.domain.models import AttributeDefinition
-from omni_provider.errors import OmniValidationError, SyncHaltedError
+from omni_provider.errors import SyncHaltedError
 from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.log import RunLog
 from omni_provider.sync.engine.outcome import tally_by_action
@@ -104,6 +104,8 @@ class SyncRun(EngineRun):
         self._bases: Mapping[str, OmniUser] = {}
         self._definitions: Mapping[str, AttributeDefinition] | None = None
         self._stale_bases: frozenset[str] = frozenset()
+        #: Keeps the snapshot true over the writes (a snapshot run that writes; every step of a deferred one).
+        self._keeper: SnapshotKeeper | None = None
 
     @classmethod
     def from_options(
@@ -149,10 +151,6 @@ class SyncRun(EngineRun):
         super().check()
         if self.snapshot is not None:
             self.snapshot.store.check()
-            if self.deferral is not None:
-                raise OmniValidationError(
-                    "a deferrable run diffs against Omni: diff_against='snapshot' is not supported with it"
-                )
 
     def _run(self, source: list[Mapping[str, Any]], started: float) -> dict[str, Any]:
         summary = self.summary
@@ -216,7 +214,8 @@ class SyncRun(EngineRun):
             keeper = SnapshotKeeper(self.snapshot, self.client.base_url, spec, view, self.run_id, self.log)
             # Before any write: a crash from here on leaves the users about to be written uncertain.
             keeper.before_writes(plan)
-        return self._continue({}, frozenset(), started, counters_before, keeper=keeper)
+        self._keeper = keeper
+        return self._continue({}, frozenset(), started, counters_before)
 
     def _continue(
         self,
@@ -224,13 +223,12 @@ class SyncRun(EngineRun):
         verified: frozenset[str],
         started: float,
         counters_before: Mapping[str, Any] | None = None,
-        *,
-        keeper: SnapshotKeeper | None = None,
     ) -> dict[str, Any]:
         """The apply stage onwards: write, report, judge (from ``settled`` when a deferred run resumes)."""
         summary = self.summary
         plan = self.plan
         assert plan is not None
+        keeper = self._keeper
         before = counters_before if counters_before is not None else self.client.stats.snapshot()
         dry_run = self.dry_run or "refused" in summary
         collected: dict[int, RowOutcome] = {}
@@ -303,6 +301,8 @@ class SyncRun(EngineRun):
             spec.display_name_column,
             self.max_changes,
             self.allow_empty_input,
+            # A state kept with a snapshot is continued only by a run keeping it, and the reverse.
+            "snapshot" if self.snapshot is not None else "omni",
         )
 
     def _plan_state(self) -> dict[str, Any]:
@@ -354,6 +354,22 @@ class SyncRun(EngineRun):
     def _all_outcomes(self, settled: Mapping[int, Any]) -> list[Any]:
         assert self.plan is not None
         return all_outcomes(self.plan, settled)
+
+    def _progress_state(self) -> dict[str, Any]:
+        # The users planned and what Omni confirmed so far: the last step keeps the snapshot true with them.
+        return {"snapshot": self._keeper.state()} if self._keeper is not None else {}
+
+    def _load_progress_state(self, state: Mapping[str, Any]) -> None:
+        if self.snapshot is not None and "snapshot" in state:
+            self._keeper = SnapshotKeeper.resumed(
+                self.snapshot,
+                self.client.base_url,
+                self.spec,
+                self.run_id,
+                self.log,
+                state["snapshot"],
+                planned_bases=self._bases,
+            )
 
     def _keep_snapshot(self, keeper: SnapshotKeeper | None, outcomes: Sequence[RowOutcome] | None) -> None:
         """The snapshot with every state Omni confirmed (``keep_snapshot``)."""
