@@ -93,8 +93,9 @@ def show_recipients_run(base_url: str, api_key: str, env: dict[str, str], airflo
         )[-1:]:
             print(
                 f"  {attempt} run: plan {value['plan']}, outcomes {value['outcomes']}, "
-                f"requests {value['requests_by_method']} (one upsert per recipient would be "
-                f"{value['plan']['create'] + value['plan']['update'] + value['plan']['unset']} POSTs)"
+                f"requests {value['requests_by_method']} (one upsert per changed or new recipient: "
+                f"{value['plan']['create'] + value['plan']['update'] + value['plan']['unset']} POSTs; "
+                f"one per row: {value['rows']})"
             )
     with httpx.Client(base_url=base_url + "/api", headers={"Authorization": f"Bearer {api_key}"}) as api:
         page = api.get("/v1/users/email-only", params={"email": "partner003@", "pageSize": 1}).json()
