@@ -31,6 +31,7 @@ LOCKS = ROOT / "locks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo import WAREHOUSE_ROWS, free_port, make_warehouse, wait_until_up  # noqa: E402
+from omni_dagster_example.sample_warehouse import RECIPIENT_ROWS  # noqa: E402
 
 EXAMPLE_DAGS = [
     (
@@ -44,6 +45,7 @@ EXAMPLE_DAGS = [
     # Twice: the first run lists Omni and writes the snapshot, the second diffs against it.
     ("omni_snapshot_sync", None),
     ("omni_snapshot_sync", None),
+    ("omni_email_recipients", None),
 ]
 
 
@@ -160,6 +162,16 @@ def check_version(version: str, wheel: Path, timer: Timer) -> None:
         ).json()
         names = {g["displayName"] for g in listed.get("Resources", [])}
         assert {"Finance", "Sales", "Engineering"} <= names, names  # the group DAG's mirror
+        recipients = httpx.get(
+            f"{base_url}/api/v1/users/email-only",
+            params={"email": "partner001@", "pageSize": 1},
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=10,
+        ).json()["records"]
+        email, region, tier = RECIPIENT_ROWS[0]
+        assert [r["email"] for r in recipients] == [email], recipients  # the recipients DAG's upsert
+        assert recipients[0]["user_attributes"]["region"] == region, recipients
+        assert recipients[0]["user_attributes"]["seat_tier"] == tier, recipients
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
