@@ -16,8 +16,13 @@ VIEW_ROUTE = "omni-report"
 VIEW_HREF = (
     APP_PREFIX.lstrip("/") + "/report?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
 )
-#: The XCom keys of the sync operators' summaries (attribute sync, group sync); each carries report_path.
-SUMMARY_KEYS = ("sync_summary", "group_sync_summary")
+#: The XCom keys the operators push their summaries under (each carries report_path); the report view finds
+#: a task's report through them.
+ATTRIBUTE_SUMMARY_KEY = "sync_summary"
+GROUP_SUMMARY_KEY = "group_sync_summary"
+RECIPIENT_SUMMARY_KEY = "recipient_sync_summary"
+APPLY_SUMMARY_KEY = "apply_summary"
+SUMMARY_KEYS = (ATTRIBUTE_SUMMARY_KEY, GROUP_SUMMARY_KEY, RECIPIENT_SUMMARY_KEY, APPLY_SUMMARY_KEY)
 
 
 def report_view_url(ti: Any) -> str | None:

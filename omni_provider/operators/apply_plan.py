@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from omni_provider._compat import BaseOperator, Context
+from omni_provider.airflow_support.report_link import APPLY_SUMMARY_KEY
 from omni_provider.airflow_support.report_sinks import ReportNaming
 from omni_provider.airflow_support.snapshot_store import ObjectStoragePlanStore
 from omni_provider.errors import OmniValidationError
@@ -100,7 +101,7 @@ class ApplyOmniPlanOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         # The summary is pushed to XCom as "apply_summary" in every run, failed ones included.
         prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
-        return execute_sync(self, context, prepare, (), key="apply_summary")
+        return execute_sync(self, context, prepare, (), key=APPLY_SUMMARY_KEY)
 
     def _prepare(self, context: Context) -> EngineRun:
         """Arguments checked, the plan loaded and refused or accepted: the engine's run, before any write."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from omni_provider._compat import AirflowException, AirflowFailException, Context
 from omni_provider.airflow_support import lineage
-from omni_provider.airflow_support.report_link import log_report_view_link
+from omni_provider.airflow_support.report_link import ATTRIBUTE_SUMMARY_KEY, log_report_view_link
 from omni_provider.airflow_support.report_sinks import (
     FallbackReportSink,
     ReportFileSink,
@@ -39,7 +39,7 @@ def fail_or_retry(exc: OmniError) -> AirflowException:
 
 
 def push_summary(
-    context: Context, summary: Mapping[str, Any], log: Any, *, key: str = "sync_summary"
+    context: Context, summary: Mapping[str, Any], log: Any, *, key: str = ATTRIBUTE_SUMMARY_KEY
 ) -> None:
     """The run's summary to XCom, also when the task fails; a failing push never hides the run's outcome."""
     ti = context.get("ti")

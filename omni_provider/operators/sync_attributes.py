@@ -14,6 +14,7 @@ from typing import Any
 
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.report_link import ATTRIBUTE_SUMMARY_KEY
 from omni_provider.airflow_support.row_sources import read_rows
 from omni_provider.airflow_support.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.airflow_support.templating import parse_attribute_mapping, parse_bool
@@ -204,7 +205,7 @@ class SyncOmniUserAttributesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         # The summary is pushed to XCom as "sync_summary" in every run, failed ones included.
         prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
-        return execute_sync(self, context, prepare, self._read_rows, key="sync_summary")
+        return execute_sync(self, context, prepare, self._read_rows, key=ATTRIBUTE_SUMMARY_KEY)
 
     def execute_complete(
         self, context: Context, event: Any = None, *, state_path: str | None = None, **_: Any
@@ -212,7 +213,9 @@ class SyncOmniUserAttributesOperator(BaseOperator):
         """A deferred run's next step (``deferrable``), on a fresh instance: load the state, go on."""
         path, document = load_state(self, context, state_path)
         prepare = lambda: self._prepare(context, path)  # noqa: E731 - as in execute()
-        return execute_sync(self, context, prepare, self._read_rows, key="sync_summary", resume=document)
+        return execute_sync(
+            self, context, prepare, self._read_rows, key=ATTRIBUTE_SUMMARY_KEY, resume=document
+        )
 
     def _prepare(self, context: Context, state_path: str | None = None) -> SyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from omni_provider._compat import BaseOperator, Context
 from omni_provider.airflow_support import lineage
+from omni_provider.airflow_support.report_link import RECIPIENT_SUMMARY_KEY
 from omni_provider.airflow_support.row_sources import read_rows
 from omni_provider.airflow_support.snapshot_store import ObjectStorageSnapshotStore
 from omni_provider.airflow_support.templating import parse_attribute_mapping, parse_bool
@@ -161,7 +162,7 @@ class SyncOmniEmailRecipientsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         # The summary is pushed to XCom as "recipient_sync_summary" in every run, failed ones included.
         prepare = lambda: self._prepare(context)  # noqa: E731 - checked inside the shared handling
-        return execute_sync(self, context, prepare, self._read_rows, key="recipient_sync_summary")
+        return execute_sync(self, context, prepare, self._read_rows, key=RECIPIENT_SUMMARY_KEY)
 
     def _prepare(self, context: Context) -> RecipientSyncRun:
         """Arguments rendered and checked, the client built: the engine's run, before any request."""

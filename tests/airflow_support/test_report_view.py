@@ -37,6 +37,7 @@ WAREHOUSE = [
     (MISSING, "APAC", "Finance", "pro", 4300, 1),
 ]
 MEMBERSHIPS = [("user00001@example.com", "Finance"), ("user00002@example.com", "Sales")]
+RECIPIENT = ("partner@partners.example.com", "EMEA", "gold")
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,8 @@ def synced(
         with sqlite3.connect(warehouse) as db:
             db.execute("CREATE TABLE group_memberships (email TEXT, team TEXT)")
             db.executemany("INSERT INTO group_memberships VALUES (?, ?)", MEMBERSHIPS)
+            db.execute("CREATE TABLE delivery_recipients (email TEXT, region TEXT, partner_tier TEXT)")
+            db.execute("INSERT INTO delivery_recipients VALUES (?, ?, ?)", RECIPIENT)
         patch.setenv("AIRFLOW_CONN_OMNI_DEFAULT", omni_connection_json(emulator_server.base_url))
         patch.setenv(
             "AIRFLOW_CONN_OMNI_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
@@ -64,10 +67,13 @@ def synced(
         patch.setenv("OMNI_SYNC_REPORT_DIR", str(folder / "reports"))
         run = airflow_testkit.load_dag("omni_warehouse_sync", str(ROOT / "dags")).test()
         groups = airflow_testkit.load_dag("omni_warehouse_groups", str(ROOT / "dags")).test()
+        recipients = airflow_testkit.load_dag("omni_email_recipients", str(ROOT / "dags")).test()
         other = airflow_testkit.load_dag("omni_after_attribute_sync", str(ROOT / "dags")).test()
     assert run.state == "failed"  # max_failed_rows=0 and one rejected row: the report is still written
     assert groups.state == "success"
+    assert recipients.state == "success"
     yield {
+        "recipients_run_id": recipients.run_id,
         "run_id": run.run_id,
         "groups_run_id": groups.run_id,
         "other_run_id": other.run_id,
@@ -149,6 +155,17 @@ def test_lists_a_group_sync_by_group(client: Any, synced: dict[str, Any]) -> Non
     assert rows == [
         ["1", "added", "Finance", "member user00001@example.com", "not a member → member", ""],
         ["2", "added", "Sales", "member user00002@example.com", "not a member → member", ""],
+    ]
+
+
+def test_lists_an_email_recipients_sync(client: Any, synced: dict[str, Any]) -> None:
+    url = page_url(synced["recipients_run_id"], task_id="sync_recipients", dag_id="omni_email_recipients")
+    rows = table_rows(client.get(url).text)
+    email, region, tier = RECIPIENT
+    # A new recipient: created, its note in the reason column.
+    assert rows == [
+        ["1", "applied", email, "region", f"not set → {region}", "not in Omni; create"],
+        ["1", "applied", email, "seat_tier", f"not set → {tier}", "not in Omni; create"],
     ]
 
 
