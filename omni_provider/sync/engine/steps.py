@@ -21,14 +21,15 @@ from pydantic import TypeAdapter
 from omni_provider.client import OmniScimClient
 from omni_provider.client.urls import normalize_base_url
 from omni_provider.errors import OmniValidationError
+from omni_provider.sync.engine.breaker import WriteGate
 from omni_provider.sync.engine.pause import Deferral, PauseRule, RunDeferred, WritesPaused
 from omni_provider.sync.engine.plan_artifact import PlanArtifact, PlanRefusedError, canonical_json, parse_plan
 from omni_provider.sync.engine.state import STATE_FORMAT, STATE_VERSION, age_seconds
 
 ResultT = TypeVar("ResultT")
-#: What a target's apply stage is called with: the items settled so far, the verified kinds of write, and
-#: the pause rule (None: never pause).
-Attempt = Callable[[Mapping[int, Any], frozenset[str], PauseRule | None], ResultT]
+#: What a target's apply stage is called with: the items settled so far, the run's canary gate (the kinds of
+#: write verified so far already passed), and the pause rule (None: never pause).
+Attempt = Callable[[Mapping[int, Any], WriteGate, PauseRule | None], ResultT]
 
 #: How a step waits for the rate window itself (``run_in_steps``, a resume after a crash).
 wait_for_window = time.sleep
@@ -143,7 +144,9 @@ class Steps:
                 self._save(settled, verified, counters(), deferrals=self.deferrals)
         while True:
             try:
-                return attempt(settled, verified, None if self._stop.is_set() else self._pause_rule())
+                gate = WriteGate()
+                gate.verified(verified)
+                return attempt(settled, gate, None if self._stop.is_set() else self._pause_rule())
             except WritesPaused as paused:
                 assert deferral is not None
                 settled, verified = paused.settled, paused.verified

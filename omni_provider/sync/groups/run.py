@@ -183,9 +183,7 @@ class GroupSyncRun(EngineRun):
         api = GroupsApi(self.client)
         collected: dict[int, MembershipOutcome] = {}
 
-        def attempt(done: Mapping[int, Any], kinds: frozenset[str], pause: PauseRule | None) -> Any:
-            gate = WriteGate()
-            gate.verified(kinds)
+        def attempt(done: Mapping[int, Any], gate: WriteGate, pause: PauseRule | None) -> Any:
             return apply_group_plan(
                 api,
                 plan,

@@ -233,11 +233,7 @@ class SyncRun(EngineRun):
         dry_run = self.dry_run or "refused" in summary
         collected: dict[int, RowOutcome] = {}
 
-        def attempt(
-            done: Mapping[int, Any], kinds: frozenset[str], pause: PauseRule | None
-        ) -> list[RowOutcome]:
-            gate = WriteGate()
-            gate.verified(kinds)
+        def attempt(done: Mapping[int, Any], gate: WriteGate, pause: PauseRule | None) -> list[RowOutcome]:
             return apply_plan(
                 self.client,
                 plan,
