@@ -190,9 +190,11 @@ def test_rate_limit_429_retried_to_success(emulator, emu_client, sleeps) -> None
 
 def test_rate_limit_with_retry_after_header(emulator, emu_client, sleeps) -> None:
     emulator.config.apply_patch(
-        {"rate_limit_enabled": True, "rate_limit": 2, "rate_window": 0.4, "retry_after_header": True}
+        # A window long enough that the three requests fall in it even on a loaded machine (at 0.4 s they
+        # sometimes did not, and no 429 came); the client then waits what Retry-After says.
+        {"rate_limit_enabled": True, "rate_limit": 2, "rate_window": 1.5, "retry_after_header": True}
     )
-    client = emu_client(sleep=lambda s: (sleeps.append(s), time.sleep(0.4)))
+    client = emu_client(sleep=lambda s: (sleeps.append(s), time.sleep(s)))
     for _ in range(3):
         client.list_users_page()
     assert sleeps and sleeps[0] >= 1.0  # the emulator's Retry-After (whole seconds, at least 1)
